@@ -1,0 +1,372 @@
+//! The only `unsafe` code: the `pam_sm_*` exports, one trampoline that guards them all, the
+//! conversation and `pam_syslog` wrappers. Everything below it is safe Rust.
+//!
+//! Every export is a few lines: it hands its raw arguments to [`trampoline`], which checks
+//! them, catches any panic (a panic never unwinds into libpam), and maps the outcome to a PAM
+//! code. Only this module reads the clock (through [`crate::sys::RealSystem`]).
+
+use crate::flow::{self, Code, ConvError, Conversation, Level, Request};
+use crate::names::log_safe;
+use crate::options::Options;
+use crate::sys::RealSystem;
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Once;
+use zeroize::Zeroizing;
+
+/// Opaque `pam_handle_t`.
+#[repr(C)]
+pub struct PamHandle {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+const PAM_SUCCESS: c_int = 0;
+const PAM_SERVICE_ERR: c_int = 3;
+const PAM_AUTH_ERR: c_int = 7;
+const PAM_AUTHINFO_UNAVAIL: c_int = 9;
+const PAM_CONV_ERR: c_int = 19;
+const PAM_IGNORE: c_int = 25;
+
+const PAM_SERVICE: c_int = 1;
+const PAM_CONV: c_int = 5;
+const PAM_RHOST: c_int = 4;
+
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_TEXT_INFO: c_int = 4;
+
+const LOG_ERR: c_int = 3;
+const LOG_WARNING: c_int = 4;
+const LOG_NOTICE: c_int = 5;
+const LOG_INFO: c_int = 6;
+const LOG_DEBUG: c_int = 7;
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_get_user(pamh: *mut PamHandle, user: *mut *const c_char, prompt: *const c_char)
+        -> c_int;
+    fn pam_get_item(pamh: *const PamHandle, item_type: c_int, item: *mut *const c_void) -> c_int;
+    fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+}
+
+/// A checked, non-null handle, valid for the duration of one `pam_sm_*` call.
+struct Handle(*mut PamHandle);
+
+impl Handle {
+    fn log(&self, priority: c_int, msg: &str) {
+        let text = CString::new(msg.replace('\0', "\\0"))
+            .unwrap_or_else(|_| CString::from(c"(unprintable log message)"));
+        // SAFETY: self.0 is a non-null handle libpam gave us for this call; the format is a
+        // constant "%s" and its one argument is a valid NUL-terminated string that outlives
+        // the call.
+        unsafe { pam_syslog(self.0, priority, c"%s".as_ptr(), text.as_ptr()) }
+    }
+
+    /// A string item (`PAM_RHOST`, `PAM_SERVICE`), if set and UTF-8.
+    fn string_item(&self, item: c_int) -> Option<String> {
+        let mut p: *const c_void = ptr::null();
+        // SAFETY: valid handle; libpam writes a pointer it owns (or NULL) into `p`.
+        let rc = unsafe { pam_get_item(self.0, item, &mut p) };
+        if rc != PAM_SUCCESS || p.is_null() {
+            return None;
+        }
+        // SAFETY: string items are NUL-terminated C strings owned by libpam, alive for this call.
+        let s = unsafe { CStr::from_ptr(p.cast::<c_char>()) };
+        s.to_str().ok().map(str::to_string)
+    }
+
+    fn user(&self) -> Result<String, String> {
+        let mut p: *const c_char = ptr::null();
+        // SAFETY: valid handle; a NULL prompt makes libpam use its default; it writes a pointer
+        // it owns (or NULL) into `p`.
+        let rc = unsafe { pam_get_user(self.0, &mut p, ptr::null()) };
+        if rc != PAM_SUCCESS || p.is_null() {
+            return Err(format!(
+                "cannot get the user name (pam_get_user returned {rc})"
+            ));
+        }
+        // SAFETY: a NUL-terminated string owned by libpam, alive for this call.
+        let s = unsafe { CStr::from_ptr(p) };
+        Ok(s.to_string_lossy().into_owned())
+    }
+
+    fn conversation(&self) -> Result<PamConversation<'_>, String> {
+        let mut p: *const c_void = ptr::null();
+        // SAFETY: valid handle; libpam writes a pointer to its `struct pam_conv` (or NULL).
+        let rc = unsafe { pam_get_item(self.0, PAM_CONV, &mut p) };
+        if rc != PAM_SUCCESS || p.is_null() {
+            return Err("the application gave no conversation function".into());
+        }
+        // SAFETY: PAM_CONV items are `struct pam_conv`, owned by libpam for the whole call.
+        let conv = unsafe { &*p.cast::<PamConv>() };
+        match conv.conv {
+            Some(f) => Ok(PamConversation {
+                f,
+                appdata: conv.appdata_ptr,
+                _h: self,
+            }),
+            None => Err("the application's conversation function is NULL".into()),
+        }
+    }
+}
+
+/// The application's conversation function, one message per call.
+struct PamConversation<'h> {
+    f: ConvFn,
+    appdata: *mut c_void,
+    _h: &'h Handle,
+}
+
+impl PamConversation<'_> {
+    fn send(&mut self, style: c_int, text: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConvError> {
+        let c = CString::new(text).map_err(|_| ConvError)?;
+        let msg = PamMessage {
+            msg_style: style,
+            msg: c.as_ptr(),
+        };
+        let mut msg_ptr: *const PamMessage = &msg;
+        let mut resp: *mut PamResponse = ptr::null_mut();
+        // SAFETY: we pass one valid message (alive for the call) and a place for the response,
+        // as the conversation contract (pam_conv(3)) requires; appdata is the application's.
+        let rc = unsafe { (self.f)(1, &mut msg_ptr, &mut resp, self.appdata) };
+        if resp.is_null() {
+            return if rc == PAM_SUCCESS && style == PAM_TEXT_INFO {
+                Ok(None)
+            } else {
+                Err(ConvError)
+            };
+        }
+        // SAFETY: on return the application hands us a malloc'd array of one pam_response whose
+        // `resp` is NULL or a malloc'd NUL-terminated string; we copy, wipe and free both.
+        let answer = unsafe {
+            let r = &mut *resp;
+            let out = if r.resp.is_null() {
+                None
+            } else {
+                let bytes = CStr::from_ptr(r.resp).to_bytes();
+                let copy = Zeroizing::new(bytes.to_vec());
+                ptr::write_bytes(r.resp, 0, bytes.len());
+                libc::free(r.resp.cast());
+                Some(copy)
+            };
+            libc::free(resp.cast());
+            out
+        };
+        if rc != PAM_SUCCESS {
+            return Err(ConvError);
+        }
+        Ok(answer)
+    }
+}
+
+impl Conversation for PamConversation<'_> {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConvError> {
+        self.send(PAM_PROMPT_ECHO_OFF, prompt)?.ok_or(ConvError)
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.send(PAM_TEXT_INFO, text).map(|_| ())
+    }
+}
+
+thread_local! {
+    static IN_MODULE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Silences the default panic hook (it prints to stderr) while our code runs; other Rust code
+/// in the process keeps its hook.
+fn install_quiet_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !IN_MODULE.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn args_of(argc: c_int, argv: *const *const c_char) -> Result<Vec<String>, String> {
+    if argc < 0 || (argc > 0 && argv.is_null()) {
+        return Err("invalid module arguments from libpam".into());
+    }
+    let mut out = Vec::with_capacity(argc as usize);
+    for i in 0..argc as usize {
+        // SAFETY: libpam passes argc pointers to NUL-terminated strings (checked non-null).
+        let p = unsafe { *argv.add(i) };
+        if p.is_null() {
+            return Err("invalid module arguments from libpam".into());
+        }
+        // SAFETY: non-null, NUL-terminated, owned by libpam for the call.
+        let s = unsafe { CStr::from_ptr(p) };
+        out.push(
+            s.to_str()
+                .map_err(|_| format!("module option {:?} is not UTF-8", s))?
+                .to_string(),
+        );
+    }
+    Ok(out)
+}
+
+fn level_priority(l: Level) -> c_int {
+    match l {
+        Level::Err => LOG_ERR,
+        Level::Warning => LOG_WARNING,
+        Level::Notice => LOG_NOTICE,
+        Level::Info => LOG_INFO,
+    }
+}
+
+fn code_value(c: Code) -> c_int {
+    match c {
+        Code::Success => PAM_SUCCESS,
+        Code::AuthErr => PAM_AUTH_ERR,
+        Code::Ignore => PAM_IGNORE,
+        Code::AuthInfoUnavail => PAM_AUTHINFO_UNAVAIL,
+        Code::ServiceErr => PAM_SERVICE_ERR,
+        Code::ConvErr => PAM_CONV_ERR,
+    }
+}
+
+/// The guard every entry point goes through: checks the handle and arguments, catches panics,
+/// logs the decision and maps it to a PAM code. Whatever goes wrong, the result is a denial.
+fn trampoline(
+    pamh: *mut PamHandle,
+    argc: c_int,
+    argv: *const *const c_char,
+    body: fn(&Handle, &Options) -> c_int,
+) -> c_int {
+    if pamh.is_null() {
+        return PAM_SERVICE_ERR;
+    }
+    let handle = Handle(pamh);
+    install_quiet_panic_hook();
+    IN_MODULE.with(|f| f.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        let args = match args_of(argc, argv) {
+            Ok(a) => a,
+            Err(e) => {
+                handle.log(LOG_ERR, &format!("denied: {e}"));
+                return PAM_SERVICE_ERR;
+            }
+        };
+        match Options::parse(&args) {
+            Ok(opts) => body(&handle, &opts),
+            Err(e) => {
+                handle.log(LOG_ERR, &format!("denied: {e}"));
+                PAM_SERVICE_ERR
+            }
+        }
+    }));
+    IN_MODULE.with(|f| f.set(false));
+    match result {
+        Ok(code) => code,
+        Err(_) => {
+            // Logging itself must not unwind out of here.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                handle.log(LOG_ERR, "denied: internal error (panic caught)")
+            }));
+            PAM_SERVICE_ERR
+        }
+    }
+}
+
+fn authenticate(h: &Handle, opts: &Options) -> c_int {
+    let rhost = h.string_item(PAM_RHOST);
+    let user = match h.user() {
+        Ok(u) => u,
+        Err(e) => {
+            h.log(LOG_ERR, &format!("denied: {e}"));
+            return PAM_AUTH_ERR;
+        }
+    };
+    let mut conv = match h.conversation() {
+        Ok(c) => c,
+        Err(e) => {
+            h.log(LOG_ERR, &format!("user={} denied: {e}", log_safe(&user)));
+            return PAM_CONV_ERR;
+        }
+    };
+    let req = Request {
+        user: &user,
+        rhost: rhost.as_deref(),
+        options: opts,
+        owner: 0,
+    };
+    let verdict = flow::authenticate(&mut conv, &RealSystem, &req);
+    h.log(
+        level_priority(verdict.level),
+        &format!(
+            "user={} rhost={} {}",
+            log_safe(&user),
+            rhost.as_deref().map(log_safe).unwrap_or_else(|| "-".into()),
+            verdict.reason
+        ),
+    );
+    if opts.debug {
+        let service = h.string_item(PAM_SERVICE).unwrap_or_default();
+        h.log(
+            LOG_DEBUG,
+            &format!(
+                "debug: service={} dir={} policy={} window={} result={:?}",
+                log_safe(&service),
+                opts.dir.display(),
+                opts.policy.display(),
+                opts.window,
+                verdict.code
+            ),
+        );
+    }
+    code_value(verdict.code)
+}
+
+/// # Safety
+/// Called by libpam with a valid handle and `argc` valid C strings in `argv`.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_authenticate(
+    pamh: *mut PamHandle,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    trampoline(pamh, argc, argv, authenticate)
+}
+
+/// # Safety
+/// Called by libpam with a valid handle and `argc` valid C strings in `argv`.
+#[no_mangle]
+pub unsafe extern "C" fn pam_sm_setcred(
+    pamh: *mut PamHandle,
+    _flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    trampoline(pamh, argc, argv, |_, _| PAM_SUCCESS)
+}

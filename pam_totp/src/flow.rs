@@ -1,0 +1,333 @@
+//! The one decision function (SPEC §3): records, state, policy, the user's answer and the
+//! clock in; a PAM outcome and one log line out. Generic over the conversation so that tests
+//! script it; nothing here talks to PAM or reads the clock directly.
+#![forbid(unsafe_code)]
+
+use crate::names::{is_valid_user_name, log_safe};
+use crate::options::Options;
+use crate::policy::{Policy, RequiredBy};
+use crate::recovery;
+use crate::secret::Secret;
+use crate::store::{self, Durability, LastSuccess, Record, Status, Store, StoreError};
+use crate::sys::System;
+use crate::throttle::is_locked;
+use crate::timefmt;
+use crate::totp::{Generator, Params};
+use zeroize::Zeroizing;
+
+/// Longest answer looked at; longer ones are wrong codes.
+const MAX_ANSWER: usize = 128;
+
+/// The conversation with the user, as the module needs it.
+pub trait Conversation {
+    /// Asks with echo off; `Err` if the application could not ask or got no answer.
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConvError>;
+    /// Shows a text (`PAM_TEXT_INFO`).
+    fn info(&mut self, text: &str) -> Result<(), ConvError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvError;
+
+/// The PAM result, named for the module's meaning; `ffi` maps it to the C constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Success,
+    AuthErr,
+    Ignore,
+    AuthInfoUnavail,
+    ServiceErr,
+    ConvErr,
+}
+
+/// syslog priority of the decision's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Err,
+    Warning,
+    Notice,
+    Info,
+}
+
+/// The decision: a PAM code and the one log line (reason) that explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: Code,
+    pub level: Level,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn new(code: Code, level: Level, reason: impl Into<String>) -> Self {
+        Verdict {
+            code,
+            level,
+            reason: reason.into(),
+        }
+    }
+    fn deny(reason: impl Into<String>) -> Self {
+        Verdict::new(Code::AuthErr, Level::Notice, reason)
+    }
+    fn unavailable(e: &StoreError) -> Self {
+        Verdict::new(Code::AuthInfoUnavail, Level::Err, e.to_string())
+    }
+    fn conv_failed() -> Self {
+        Verdict::new(
+            Code::ConvErr,
+            Level::Notice,
+            "conversation failed (no answer)",
+        )
+    }
+}
+
+/// One login attempt.
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub rhost: Option<&'a str>,
+    pub options: &'a Options,
+    /// Owner that trusted files must have: 0 (root) in production.
+    pub owner: u32,
+}
+
+/// What the user typed, classified.
+enum Answer {
+    Empty,
+    Totp(u64),
+    Replay(u64),
+    Recovery(usize),
+    Wrong,
+}
+
+fn classify(answer: &[u8], record: &Record, state: &store::State, now: u64, window: u32) -> Answer {
+    let Ok(text) = std::str::from_utf8(answer) else {
+        return Answer::Wrong;
+    };
+    if text.len() > MAX_ANSWER {
+        return Answer::Wrong;
+    }
+    let compact: Zeroizing<String> =
+        Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+    if compact.is_empty() {
+        return Answer::Empty;
+    }
+    let digits = usize::from(record.params.digits());
+    if compact.len() == digits && compact.bytes().all(|b| b.is_ascii_digit()) {
+        let g = Generator::new(&record.secret, record.params);
+        match g.matching_step(&compact, now, window) {
+            Some(step) if state.is_replay(step) => return Answer::Replay(step),
+            Some(step) => return Answer::Totp(step),
+            None => {}
+        }
+    }
+    match recovery::find(&compact, &record.recovery) {
+        Some(i) => Answer::Recovery(i),
+        None => Answer::Wrong,
+    }
+}
+
+/// The whole decision for one login (SPEC §3 steps 1–5).
+pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Request) -> Verdict {
+    let policy = match store::load_policy(&req.options.policy, req.owner) {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => {
+            return Verdict::new(
+                Code::ServiceErr,
+                Level::Err,
+                format!("policy unusable, denying: {e}"),
+            )
+        }
+    };
+    if !is_valid_user_name(req.user) {
+        return Verdict::deny(format!("invalid user name \"{}\"", log_safe(req.user)));
+    }
+    let store = match Store::open(&req.options.dir, req.owner) {
+        Ok(s) => s,
+        Err(e) => return Verdict::unavailable(&e),
+    };
+    let record = match store.record(req.user) {
+        Ok(r) => r,
+        Err(e) => return Verdict::unavailable(&e),
+    };
+    match record {
+        Some(r) if r.status == Status::Active => verify_enrolled(conv, sys, req, &store, &policy),
+        Some(r) if r.replaces_active => {
+            if conv.prompt_hidden(&req.options.prompt).is_err() {
+                return Verdict::conv_failed();
+            }
+            Verdict::deny("re-enrolment pending activation")
+        }
+        _ => unenrolled(conv, sys, req, &policy),
+    }
+}
+
+/// Step 2: an active record. Prompt, then verify under the user's lock.
+fn verify_enrolled<C: Conversation, S: System>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    store: &Store,
+    policy: &Policy,
+) -> Verdict {
+    // A corrupt or untrusted state denies before anything is asked.
+    if let Err(e) = store.state(req.user) {
+        return Verdict::unavailable(&e);
+    }
+    let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
+        return Verdict::conv_failed();
+    };
+    let now = sys.now();
+    let lock = match store.lock(req.user) {
+        Ok(l) => l,
+        Err(e) => return Verdict::unavailable(&e),
+    };
+    let (mut record, mut state) = match (lock.record(), lock.state()) {
+        (Ok(Some(r)), Ok(s)) if r.status == Status::Active => (r, s),
+        (Ok(_), Ok(_)) => return Verdict::deny("record changed during login"),
+        (Err(e), _) | (_, Err(e)) => return Verdict::unavailable(&e),
+    };
+    if is_locked(state.locked_until, now) {
+        return Verdict::deny(format!(
+            "locked until {}",
+            timefmt::rfc3339(state.locked_until)
+        ));
+    }
+    let success = |state: &mut store::State| {
+        state.failures = 0;
+        state.locked_until = 0;
+        state.last_success = Some(LastSuccess {
+            time: now,
+            rhost: req.rhost.map(str::to_string),
+        });
+    };
+    match classify(&answer, &record, &state, now, req.options.window) {
+        Answer::Totp(step) => {
+            state.last_step = Some(step);
+            success(&mut state);
+            match lock.write_state(&state, Durability::Durable) {
+                Ok(()) => Verdict::new(Code::Success, Level::Info, format!("accepted step {step}")),
+                Err(e) => Verdict::new(
+                    Code::AuthInfoUnavail,
+                    Level::Err,
+                    format!("denied: cannot record the accepted step: {e}"),
+                ),
+            }
+        }
+        Answer::Replay(step) => Verdict::new(
+            Code::AuthErr,
+            Level::Warning,
+            format!(
+                "replayed code (step {step}, last accepted {})",
+                state.last_step.unwrap_or(0)
+            ),
+        ),
+        Answer::Recovery(i) => {
+            record.recovery.remove(i);
+            if let Err(e) = lock.write_record(&record) {
+                return Verdict::new(
+                    Code::AuthInfoUnavail,
+                    Level::Err,
+                    format!("denied: cannot burn the recovery code: {e}"),
+                );
+            }
+            success(&mut state);
+            match lock.write_state(&state, Durability::Durable) {
+                Ok(()) => Verdict::new(
+                    Code::Success,
+                    Level::Notice,
+                    format!("accepted recovery code ({} left)", record.recovery.len()),
+                ),
+                Err(e) => Verdict::new(
+                    Code::AuthInfoUnavail,
+                    Level::Err,
+                    format!("denied: recovery code burned but state not written: {e}"),
+                ),
+            }
+        }
+        Answer::Empty => Verdict::deny("empty code (not counted)"),
+        Answer::Wrong => {
+            state.failures = state.failures.saturating_add(1);
+            state.locked_until = policy.throttle.locked_until_after(state.failures, now);
+            let mut reason = format!("wrong code (failure {})", state.failures);
+            if state.locked_until > 0 {
+                reason.push_str(&format!(
+                    "; locked until {}",
+                    timefmt::rfc3339(state.locked_until)
+                ));
+            }
+            if let Err(e) = lock.write_state(&state, Durability::Relaxed) {
+                reason.push_str(&format!("; failure not recorded: {e}"));
+            }
+            Verdict::deny(reason)
+        }
+    }
+}
+
+/// Steps 3–5: no active record.
+fn unenrolled<C: Conversation, S: System>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    policy: &Policy,
+) -> Verdict {
+    let groups = if policy.needs_groups() {
+        match sys.groups_of(req.user) {
+            Ok(g) => g,
+            Err(e) => {
+                return Verdict::new(
+                    Code::AuthInfoUnavail,
+                    Level::Err,
+                    format!("cannot look up groups: {e}"),
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let Some(by) = policy.required_by(req.user, groups.as_deref()) else {
+        return Verdict::new(Code::Ignore, Level::Info, "not enrolled, not required");
+    };
+    let now = sys.now();
+    if let Some(grace) = policy.grace_at(now) {
+        let notice = format!(
+            "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
+             (pam-totp enroll {}).",
+            timefmt::date(grace),
+            req.user
+        );
+        if conv.info(&notice).is_err() {
+            return Verdict::conv_failed();
+        }
+        return Verdict::new(
+            Code::Ignore,
+            Level::Notice,
+            format!(
+                "not enrolled, required by {by}, grace until {}",
+                timefmt::rfc3339(grace)
+            ),
+        );
+    }
+    required_but_unenrolled(conv, sys, req, &by)
+}
+
+/// Denies the way a wrong code for an enrolled user is denied: same prompt, same work, same
+/// answer, so that nothing tells which case it was.
+fn required_but_unenrolled<C: Conversation, S: System>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    by: &RequiredBy,
+) -> Verdict {
+    let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
+        return Verdict::conv_failed();
+    };
+    // The same HMAC work as a real check, against a throwaway key.
+    if let Ok(dummy) = Secret::generate(20) {
+        let g = Generator::new(&dummy, Params::default());
+        let typed = String::from_utf8_lossy(&answer);
+        let _ = g.matching_step(typed.trim(), sys.now(), req.options.window);
+    }
+    Verdict::deny(format!("not enrolled, required by {by}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! The decision, with a scripted conversation and an injected clock.
+use super::*;
+use crate::store::State;
+use crate::testutil::{record, save, uid, TempDir};
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+
+const NOW: u64 = 1_800_000_015; // 15 s into a step
+
+#[derive(Default)]
+struct Script {
+    answers: Vec<Vec<u8>>,
+    prompts: Vec<String>,
+    infos: Vec<String>,
+}
+
+impl Script {
+    fn answering(answers: &[&str]) -> Self {
+        Script {
+            answers: answers
+                .iter()
+                .rev()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            ..Script::default()
+        }
+    }
+}
+
+impl Conversation for Script {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConvError> {
+        self.prompts.push(prompt.to_string());
+        self.answers.pop().map(Zeroizing::new).ok_or(ConvError)
+    }
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.infos.push(text.to_string());
+        Ok(())
+    }
+}
+
+struct Fake {
+    now: u64,
+    groups: HashMap<String, Vec<String>>,
+}
+
+impl System for Fake {
+    fn now(&self) -> u64 {
+        self.now
+    }
+    fn groups_of(&self, user: &str) -> Result<Option<Vec<String>>, String> {
+        Ok(self.groups.get(user).cloned())
+    }
+}
+
+struct World {
+    t: TempDir,
+    opts: Options,
+    sys: Fake,
+}
+
+impl World {
+    fn new() -> World {
+        let t = TempDir::new();
+        let opts = Options {
+            dir: t.state(),
+            policy: t.path().join("policy.toml"),
+            ..Options::default()
+        };
+        let mut groups = HashMap::new();
+        groups.insert(
+            "alice".to_string(),
+            vec!["alice".to_string(), "wheel".to_string()],
+        );
+        groups.insert("bob".to_string(), vec!["bob".to_string()]);
+        World {
+            t,
+            opts,
+            sys: Fake { now: NOW, groups },
+        }
+    }
+    fn enrol(&self, user: &str) -> Record {
+        let r = record(user);
+        save(&self.t.store(), &r);
+        r
+    }
+    fn policy(&self, text: &str) {
+        let p = self.t.path().join("policy.toml");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    fn code(&self, offset_steps: i64) -> String {
+        let r = record("x");
+        let g = Generator::new(&r.secret, r.params);
+        let step = (r.params.step_at(self.sys.now) as i64 + offset_steps) as u64;
+        g.code_at_step(step).to_string()
+    }
+    fn login(&self, user: &str, answers: &[&str]) -> (Verdict, Script) {
+        let mut conv = Script::answering(answers);
+        let req = Request {
+            user,
+            rhost: Some("192.0.2.9"),
+            options: &self.opts,
+            owner: uid(),
+        };
+        let v = authenticate(&mut conv, &self.sys, &req);
+        (v, conv)
+    }
+    fn state(&self, user: &str) -> State {
+        self.t.store().state(user).unwrap()
+    }
+}
+
+#[test]
+fn given_current_code_then_login_succeeds_and_step_is_stored() {
+    let w = World::new();
+    w.enrol("alice");
+    let (v, conv) = w.login("alice", &[&w.code(0)]);
+    assert_eq!(v.code, Code::Success, "{v:?}");
+    assert_eq!(conv.prompts, vec!["Verification code: "]);
+    let step = NOW / 30;
+    assert_eq!(v.reason, format!("accepted step {step}"));
+    let st = w.state("alice");
+    assert_eq!(st.last_step, Some(step));
+    assert_eq!(st.last_success.unwrap().rhost.as_deref(), Some("192.0.2.9"));
+}
+
+#[test]
+fn given_replayed_code_then_login_fails_without_counting_a_failure() {
+    let w = World::new();
+    w.enrol("alice");
+    let code = w.code(0);
+    assert_eq!(w.login("alice", &[&code]).0.code, Code::Success);
+    let (v, _) = w.login("alice", &[&code]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert!(v.reason.starts_with("replayed code"), "{}", v.reason);
+    assert_eq!(w.state("alice").failures, 0);
+}
+
+#[test]
+fn given_older_step_after_newer_was_used_then_replay() {
+    let w = World::new();
+    w.enrol("alice");
+    assert_eq!(w.login("alice", &[&w.code(1)]).0.code, Code::Success);
+    let (v, _) = w.login("alice", &[&w.code(0)]);
+    assert!(v.reason.starts_with("replayed code"), "{}", v.reason);
+    let (v, _) = w.login("alice", &[&w.code(-1)]);
+    assert!(v.reason.starts_with("replayed code"), "{}", v.reason);
+}
+
+#[test]
+fn given_window_edges_then_only_inside_codes_pass() {
+    for (offset, ok) in [(-2i64, false), (-1, true), (1, true), (2, false)] {
+        let w = World::new();
+        w.enrol("alice");
+        let (v, _) = w.login("alice", &[&w.code(offset)]);
+        assert_eq!(v.code == Code::Success, ok, "offset {offset}: {v:?}");
+    }
+}
+
+#[test]
+fn given_window_0_then_previous_step_denied() {
+    let mut w = World::new();
+    w.opts.window = 0;
+    w.enrol("alice");
+    assert_eq!(w.login("alice", &[&w.code(-1)]).0.code, Code::AuthErr);
+    assert_eq!(w.login("alice", &[&w.code(0)]).0.code, Code::Success);
+}
+
+#[test]
+fn given_code_with_spaces_then_accepted() {
+    let w = World::new();
+    w.enrol("alice");
+    let c = w.code(0);
+    let spaced = format!(" {} {} ", &c[..3], &c[3..]);
+    assert_eq!(w.login("alice", &[&spaced]).0.code, Code::Success);
+}
+
+#[test]
+fn given_five_wrong_codes_then_locked_even_for_a_right_code_until_the_lock_ends() {
+    let mut w = World::new();
+    w.enrol("alice");
+    for i in 1..=5 {
+        let (v, _) = w.login("alice", &["000000"]);
+        assert_eq!(v.code, Code::AuthErr);
+        assert!(
+            v.reason.starts_with(&format!("wrong code (failure {i})")),
+            "{}",
+            v.reason
+        );
+    }
+    assert_eq!(w.state("alice").locked_until, NOW + 60);
+    let (v, conv) = w.login("alice", &[&w.code(0)]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert!(v.reason.starts_with("locked until"), "{}", v.reason);
+    assert_eq!(conv.prompts.len(), 1, "a locked user is still asked");
+    assert_eq!(
+        w.state("alice").failures,
+        5,
+        "throttled attempts are not counted"
+    );
+    w.sys.now = NOW + 60;
+    assert_eq!(w.login("alice", &[&w.code(0)]).0.code, Code::Success);
+    assert_eq!(w.state("alice").failures, 0);
+    assert_eq!(w.state("alice").locked_until, 0);
+}
+
+#[test]
+fn given_failure_after_lock_expired_then_lock_doubles() {
+    let mut w = World::new();
+    w.enrol("alice");
+    for _ in 0..5 {
+        w.login("alice", &["000000"]);
+    }
+    w.sys.now = NOW + 60;
+    w.login("alice", &["000000"]);
+    assert_eq!(w.state("alice").locked_until, NOW + 60 + 120);
+}
+
+#[test]
+fn given_throttle_policy_then_it_is_used() {
+    let w = World::new();
+    w.enrol("alice");
+    w.policy("version = 1\n[throttle]\nattempts = 2\nlock_seconds = 10\nmax_lock_seconds = 20\n");
+    w.login("alice", &["000000"]);
+    assert_eq!(w.state("alice").locked_until, 0);
+    w.login("alice", &["000000"]);
+    assert_eq!(w.state("alice").locked_until, NOW + 10);
+}
+
+#[test]
+fn given_recovery_code_then_accepted_once_and_burned() {
+    let w = World::new();
+    let mut r = record("alice");
+    r.recovery = vec![
+        recovery::hash("abcd-efgh-jkmn").unwrap(),
+        recovery::hash("2345-6789-abcd").unwrap(),
+    ];
+    save(&w.t.store(), &r);
+    let (v, _) = w.login("alice", &["ABCD-EFGH-JKMN"]);
+    assert_eq!(v.code, Code::Success, "{v:?}");
+    assert_eq!(v.reason, "accepted recovery code (1 left)");
+    assert_eq!(
+        w.t.store().record("alice").unwrap().unwrap().recovery.len(),
+        1
+    );
+    let (v, _) = w.login("alice", &["abcdefghjkmn"]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert!(v.reason.starts_with("wrong code"));
+}
+
+#[test]
+fn given_bad_input_then_denied_as_wrong_code() {
+    let w = World::new();
+    w.enrol("alice");
+    let long = "1".repeat(10_000);
+    for bad in ["12345", "123456789", "abcdef", long.as_str(), "12\u{0}456"] {
+        let (v, _) = w.login("alice", &[bad]);
+        assert_eq!(v.code, Code::AuthErr, "{bad:?}");
+    }
+    let mut conv = Script {
+        answers: vec![vec![0xff, 0xfe, b'1']],
+        ..Script::default()
+    };
+    let req = Request {
+        user: "alice",
+        rhost: None,
+        options: &w.opts,
+        owner: uid(),
+    };
+    assert_eq!(authenticate(&mut conv, &w.sys, &req).code, Code::AuthErr);
+}
+
+#[test]
+fn given_empty_answer_then_denied_and_not_counted() {
+    let w = World::new();
+    w.enrol("alice");
+    let (v, _) = w.login("alice", &[""]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert_eq!(w.state("alice").failures, 0);
+}
+
+#[test]
+fn given_conversation_failure_then_conv_error() {
+    let w = World::new();
+    w.enrol("alice");
+    assert_eq!(w.login("alice", &[]).0.code, Code::ConvErr);
+}
+
+#[test]
+fn given_unenrolled_user_and_no_policy_then_ignored_without_prompt() {
+    let w = World::new();
+    let (v, conv) = w.login("bob", &[]);
+    assert_eq!(v.code, Code::Ignore);
+    assert_eq!(v.reason, "not enrolled, not required");
+    assert!(conv.prompts.is_empty());
+}
+
+#[test]
+fn given_pending_record_then_treated_as_not_enrolled() {
+    let w = World::new();
+    let mut r = record("alice");
+    r.status = Status::Pending;
+    save(&w.t.store(), &r);
+    assert_eq!(w.login("alice", &[]).0.code, Code::Ignore);
+}
+
+#[test]
+fn given_forced_reenrolment_pending_then_prompted_and_denied() {
+    let w = World::new();
+    let mut r = record("alice");
+    r.status = Status::Pending;
+    r.replaces_active = true;
+    save(&w.t.store(), &r);
+    let (v, conv) = w.login("alice", &[&w.code(0)]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert_eq!(v.reason, "re-enrolment pending activation");
+    assert_eq!(conv.prompts.len(), 1);
+}
+
+#[test]
+fn given_invalid_user_name_then_denied() {
+    let w = World::new();
+    let (v, conv) = w.login("../../etc/shadow", &[]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert!(v.reason.starts_with("invalid user name"));
+    assert!(conv.prompts.is_empty());
+}
+
+#[test]
+fn given_corrupt_state_then_unavailable_and_never_reset() {
+    let w = World::new();
+    w.enrol("alice");
+    let p = w.t.users().join("alice.state");
+    std::fs::write(&p, "garbage").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (v, conv) = w.login("alice", &[&w.code(0)]);
+    assert_eq!(v.code, Code::AuthInfoUnavail);
+    assert!(conv.prompts.is_empty());
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "garbage");
+}
+
+#[test]
+fn given_world_readable_record_then_unavailable_with_reason() {
+    let w = World::new();
+    w.enrol("alice");
+    std::fs::set_permissions(
+        w.t.users().join("alice.toml"),
+        std::fs::Permissions::from_mode(0o604),
+    )
+    .unwrap();
+    let (v, _) = w.login("alice", &[&w.code(0)]);
+    assert_eq!(v.code, Code::AuthInfoUnavail);
+    assert!(v.reason.contains("bad permissions on"), "{}", v.reason);
+}
+
+#[test]
+fn given_corrupt_policy_then_everyone_denied_with_service_error() {
+    let w = World::new();
+    w.enrol("alice");
+    w.policy("version = 1\nrequire_al = true\n");
+    for user in ["alice", "bob"] {
+        let (v, _) = w.login(user, &[&w.code(0)]);
+        assert_eq!(v.code, Code::ServiceErr, "{user}");
+        assert!(v.reason.contains("require_al"), "{}", v.reason);
+    }
+}
+
+#[test]
+fn given_required_user_not_enrolled_then_prompted_and_denied() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_users = [\"bob\"]\n");
+    let (v, conv) = w.login("bob", &["123456"]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert_eq!(v.reason, "not enrolled, required by require_users");
+    assert_eq!(conv.prompts, vec!["Verification code: "]);
+}
+
+#[test]
+fn given_required_group_then_members_required_and_exempt_wins() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_groups = [\"wheel\"]\n");
+    assert_eq!(
+        w.login("alice", &["1"]).0.reason,
+        "not enrolled, required by require_groups:wheel"
+    );
+    assert_eq!(w.login("bob", &[]).0.code, Code::Ignore);
+    w.policy("version = 1\nrequire_groups = [\"wheel\"]\nexempt_users = [\"alice\"]\n");
+    assert_eq!(w.login("alice", &[]).0.code, Code::Ignore);
+}
+
+#[test]
+fn given_enrolled_exempt_user_then_still_asked() {
+    let w = World::new();
+    w.enrol("alice");
+    w.policy("version = 1\nexempt_users = [\"alice\"]\n");
+    let (v, conv) = w.login("alice", &["000000"]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert_eq!(conv.prompts.len(), 1);
+}
+
+#[test]
+fn given_grace_then_notice_names_the_date_and_login_continues() {
+    let mut w = World::new();
+    w.policy("version = 1\nrequire_all = true\ngrace_until = 2027-02-01\n");
+    let (v, conv) = w.login("bob", &[]);
+    assert_eq!(v.code, Code::Ignore);
+    assert!(
+        conv.infos[0].contains("mandatory on 2027-02-01"),
+        "{:?}",
+        conv.infos
+    );
+    assert!(conv.prompts.is_empty());
+    w.sys.now = timefmt::parse("2027-02-01").unwrap();
+    assert_eq!(w.login("bob", &["1"]).0.code, Code::AuthErr);
+}
+
+#[test]
+fn given_require_all_then_unknown_user_sees_exactly_what_an_enrolled_user_sees() {
+    let w = World::new();
+    w.enrol("alice");
+    w.policy("version = 1\nrequire_all = true\n");
+    let (a, ca) = w.login("alice", &["000000"]);
+    let (g, cg) = w.login("ghost", &["000000"]);
+    assert_eq!((a.code, g.code), (Code::AuthErr, Code::AuthErr));
+    assert_eq!(ca.prompts, cg.prompts);
+    assert_eq!(ca.infos, cg.infos);
+}

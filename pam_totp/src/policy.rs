@@ -1,0 +1,286 @@
+//! `policy.toml` (SPEC §6): who must use a second factor, grace, enrolment at login, throttle.
+#![forbid(unsafe_code)]
+
+use crate::store::record::{check_version, clean_toml_error};
+use crate::throttle::Throttle;
+use crate::timefmt;
+use serde::Deserialize;
+use std::fmt;
+
+pub const POLICY_VERSION: i64 = 1;
+pub const MAX_THROTTLE_SECONDS: u64 = 86_400;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub require_all: bool,
+    pub require_users: Vec<String>,
+    pub require_groups: Vec<String>,
+    pub exempt_users: Vec<String>,
+    pub exempt_groups: Vec<String>,
+    /// Unix seconds; until then required-but-unenrolled users get in with a notice.
+    pub grace_until: Option<u64>,
+    pub enroll_at_login: bool,
+    pub issuer: Option<String>,
+    pub throttle: Throttle,
+}
+
+/// Which rule makes a user need a second factor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequiredBy {
+    All,
+    User,
+    Group(String),
+}
+
+impl fmt::Display for RequiredBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequiredBy::All => f.write_str("require_all"),
+            RequiredBy::User => f.write_str("require_users"),
+            RequiredBy::Group(g) => write!(f, "require_groups:{g}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[allow(dead_code)]
+    version: i64,
+    #[serde(default)]
+    require_all: bool,
+    #[serde(default)]
+    require_users: Vec<String>,
+    #[serde(default)]
+    require_groups: Vec<String>,
+    #[serde(default)]
+    exempt_users: Vec<String>,
+    #[serde(default)]
+    exempt_groups: Vec<String>,
+    grace_until: Option<toml::value::Datetime>,
+    #[serde(default)]
+    enroll_at_login: bool,
+    issuer: Option<String>,
+    throttle: Option<RawThrottle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThrottle {
+    attempts: Option<u32>,
+    lock_seconds: Option<u64>,
+    max_lock_seconds: Option<u64>,
+}
+
+impl Policy {
+    pub fn parse(text: &str) -> Result<Policy, String> {
+        check_version(text, POLICY_VERSION)?;
+        let raw: Raw = toml::from_str(text).map_err(|e| clean_toml_error(&e))?;
+        let grace_until = raw
+            .grace_until
+            .as_ref()
+            .map(timefmt::from_toml)
+            .transpose()
+            .map_err(|e| format!("key `grace_until`: {e}"))?;
+        let d = Throttle::default();
+        let throttle = match raw.throttle {
+            None => d,
+            Some(t) => Throttle {
+                attempts: t.attempts.unwrap_or(d.attempts),
+                lock_seconds: t.lock_seconds.unwrap_or(d.lock_seconds),
+                max_lock_seconds: t.max_lock_seconds.unwrap_or(d.max_lock_seconds),
+            },
+        };
+        validate_throttle(&throttle)?;
+        if let Some(issuer) = &raw.issuer {
+            if issuer.is_empty() || issuer.contains(':') || issuer.chars().any(char::is_control) {
+                return Err(
+                    "key `issuer` must be non-empty, without ':' or control characters".into(),
+                );
+            }
+        }
+        Ok(Policy {
+            require_all: raw.require_all,
+            require_users: raw.require_users,
+            require_groups: raw.require_groups,
+            exempt_users: raw.exempt_users,
+            exempt_groups: raw.exempt_groups,
+            grace_until,
+            enroll_at_login: raw.enroll_at_login,
+            issuer: raw.issuer,
+            throttle,
+        })
+    }
+
+    /// Whether deciding needs the user's groups (an NSS lookup).
+    pub fn needs_groups(&self) -> bool {
+        !self.require_groups.is_empty() || !self.exempt_groups.is_empty()
+    }
+
+    /// The rule that requires a second factor of `user`, or `None` (not required or exempt).
+    /// `groups` are the user's groups (primary and supplementary); `None` if unknown to NSS.
+    pub fn required_by(&self, user: &str, groups: Option<&[String]>) -> Option<RequiredBy> {
+        let groups = groups.unwrap_or(&[]);
+        let has = |list: &[String], name: &str| list.iter().any(|x| x == name);
+        if has(&self.exempt_users, user) || groups.iter().any(|g| has(&self.exempt_groups, g)) {
+            return None;
+        }
+        if self.require_all {
+            return Some(RequiredBy::All);
+        }
+        if has(&self.require_users, user) {
+            return Some(RequiredBy::User);
+        }
+        self.require_groups
+            .iter()
+            .find(|g| has(groups, g))
+            .map(|g| RequiredBy::Group(g.clone()))
+    }
+
+    /// The grace deadline while it still lies ahead of `now`.
+    pub fn grace_at(&self, now: u64) -> Option<u64> {
+        self.grace_until.filter(|&g| now < g)
+    }
+}
+
+pub fn validate_throttle(t: &Throttle) -> Result<(), String> {
+    if t.attempts < 1 {
+        return Err("[throttle] attempts must be at least 1".into());
+    }
+    if !(1 <= t.lock_seconds
+        && t.lock_seconds <= t.max_lock_seconds
+        && t.max_lock_seconds <= MAX_THROTTLE_SECONDS)
+    {
+        return Err("[throttle] needs 1 <= lock_seconds <= max_lock_seconds <= 86400".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+version = 1
+require_all = false
+require_users = ["carol"]
+require_groups = ["wheel", "ops"]
+exempt_users = ["backup"]
+exempt_groups = ["robots"]
+grace_until = 2026-12-31T00:00:00Z
+enroll_at_login = true
+issuer = "build-01"
+
+[throttle]
+attempts = 3
+lock_seconds = 30
+max_lock_seconds = 600
+"#;
+
+    fn groups(g: &[&str]) -> Vec<String> {
+        g.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn given_spec_policy_then_every_key_is_read() {
+        let p = Policy::parse(FULL).unwrap();
+        assert_eq!(p.require_users, vec!["carol"]);
+        assert_eq!(p.grace_until, Some(timefmt::parse("2026-12-31").unwrap()));
+        assert!(p.enroll_at_login);
+        assert_eq!(p.issuer.as_deref(), Some("build-01"));
+        assert_eq!(
+            p.throttle,
+            Throttle {
+                attempts: 3,
+                lock_seconds: 30,
+                max_lock_seconds: 600
+            }
+        );
+    }
+
+    #[test]
+    fn given_minimal_policy_then_nobody_is_required() {
+        let p = Policy::parse("version = 1\n").unwrap();
+        assert_eq!(p, Policy::default());
+        assert_eq!(p.required_by("alice", None), None);
+    }
+
+    #[test]
+    fn requirement_rules_and_exemptions() {
+        let p = Policy::parse(FULL).unwrap();
+        type Row<'a> = (&'a str, Option<&'a [&'a str]>, Option<RequiredBy>);
+        let table: &[Row] = &[
+            ("carol", None, Some(RequiredBy::User)),
+            (
+                "dave",
+                Some(&["users", "ops"]),
+                Some(RequiredBy::Group("ops".into())),
+            ),
+            (
+                "erin",
+                Some(&["wheel", "ops"]),
+                Some(RequiredBy::Group("wheel".into())),
+            ),
+            ("frank", Some(&["users"]), None),
+            ("ghost", None, None),
+            ("backup", Some(&["wheel"]), None),
+            ("carol", Some(&["robots"]), None),
+        ];
+        for (user, g, want) in table {
+            let g = g.map(groups);
+            assert_eq!(p.required_by(user, g.as_deref()), *want, "{user}");
+        }
+        let all = Policy {
+            require_all: true,
+            exempt_users: groups(&["root"]),
+            ..Policy::default()
+        };
+        assert_eq!(all.required_by("ghost", None), Some(RequiredBy::All));
+        assert_eq!(all.required_by("root", None), None);
+    }
+
+    #[test]
+    fn grace_applies_strictly_before_the_deadline() {
+        let p = Policy {
+            grace_until: Some(1000),
+            ..Policy::default()
+        };
+        assert_eq!(p.grace_at(999), Some(1000));
+        assert_eq!(p.grace_at(1000), None);
+    }
+
+    #[test]
+    fn given_bad_policy_then_refused_with_reason() {
+        let cases = [
+            ("", "version"),
+            ("version = 2\n", "newer"),
+            ("version = 1\nrequire_everyone = true\n", "require_everyone"),
+            (
+                "version = 1\ngrace_until = 2026-12-31T00:00:00\n",
+                "grace_until",
+            ),
+            ("version = 1\ngrace_until = \"soon\"\n", ""),
+            ("version = 1\n[throttle]\nattempts = 0\n", "attempts"),
+            (
+                "version = 1\n[throttle]\nlock_seconds = 100\nmax_lock_seconds = 50\n",
+                "lock_seconds",
+            ),
+            (
+                "version = 1\n[throttle]\nmax_lock_seconds = 86401\n",
+                "86400",
+            ),
+            ("version = 1\n[throttle]\nburst = 1\n", "burst"),
+            ("version = 1\nissuer = \"a:b\"\n", "issuer"),
+        ];
+        for (text, needle) in cases {
+            let e = Policy::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_local_date_means_midnight_utc() {
+        let p = Policy::parse("version = 1\ngrace_until = 2027-01-01\n").unwrap();
+        assert_eq!(p.grace_until, Some(1_798_761_600));
+    }
+}

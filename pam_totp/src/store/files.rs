@@ -1,0 +1,277 @@
+//! Trusted opens and crash-safe replacement: the only code that opens files (SPEC §2).
+#![forbid(unsafe_code)]
+
+use super::StoreError;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const S_ISVTX: u32 = 0o1000;
+
+/// What a file may show to others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// Records and state: no group/other bits at all (0600).
+    Private,
+    /// Policy: readable by all, writable by the owner only.
+    Public,
+}
+
+fn untrusted(path: &Path, why: impl Into<String>) -> StoreError {
+    StoreError::Untrusted {
+        path: path.to_path_buf(),
+        why: why.into(),
+    }
+}
+
+fn io_err(path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn owner_ok(uid: u32, owner: u32) -> bool {
+    uid == owner || uid == 0
+}
+
+/// Every ancestor of `path` (canonical) must be a directory owned by root (or `owner`) and not
+/// writable by group/other, unless it is a root-owned sticky directory like /tmp.
+pub fn check_ancestors(path: &Path, owner: u32) -> Result<(), StoreError> {
+    for ancestor in path.ancestors().skip(1) {
+        let meta = fs::metadata(ancestor).map_err(|e| io_err(ancestor, e))?;
+        if !meta.is_dir() {
+            return Err(untrusted(ancestor, "not a directory"));
+        }
+        if !owner_ok(meta.uid(), owner) {
+            return Err(untrusted(
+                ancestor,
+                format!("owned by uid {}, not root", meta.uid()),
+            ));
+        }
+        let mode = meta.mode();
+        if mode & 0o022 != 0 && !(mode & S_ISVTX != 0 && meta.uid() == 0) {
+            return Err(untrusted(
+                ancestor,
+                format!("writable by group or others (mode {:o})", mode & 0o7777),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A private directory: a real directory (no symlink), owned by `owner`, mode 0700 or stricter.
+pub fn check_private_dir(path: &Path, owner: u32) -> Result<(), StoreError> {
+    let meta = fs::symlink_metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(untrusted(path, "is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(untrusted(path, "not a directory"));
+    }
+    if meta.uid() != owner {
+        return Err(untrusted(
+            path,
+            format!("owned by uid {}, expected {owner}", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(untrusted(
+            path,
+            format!(
+                "mode {:o}, expected 0700 (no access for group or others)",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a private directory if missing (mode 0700).
+pub fn ensure_private_dir(path: &Path) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn open_flags() -> i32 {
+    libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK
+}
+
+/// Reads a file that must be a regular file owned by `owner` (or root), at most `max` bytes,
+/// with the permissions `exposure` demands. `Ok(None)` if it does not exist.
+pub fn read_trusted(
+    path: &Path,
+    owner: u32,
+    exposure: Exposure,
+    max: u64,
+) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(open_flags())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(untrusted(path, "is a symbolic link"))
+        }
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    check_file_meta(path, &meta, owner, exposure)?;
+    if meta.len() > max {
+        return Err(untrusted(
+            path,
+            format!("too large ({} bytes, at most {max})", meta.len()),
+        ));
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    file.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_err(path, e))?;
+    if buf.len() as u64 > max {
+        return Err(untrusted(
+            path,
+            format!("too large (more than {max} bytes)"),
+        ));
+    }
+    Ok(Some(buf))
+}
+
+fn check_file_meta(
+    path: &Path,
+    meta: &fs::Metadata,
+    owner: u32,
+    exposure: Exposure,
+) -> Result<(), StoreError> {
+    if !meta.is_file() {
+        return Err(untrusted(path, "not a regular file"));
+    }
+    if !owner_ok(meta.uid(), owner) {
+        return Err(untrusted(
+            path,
+            format!("owned by uid {}, not root", meta.uid()),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    let forbidden = match exposure {
+        Exposure::Private => 0o077,
+        Exposure::Public => 0o022,
+    };
+    if mode & forbidden != 0 {
+        let want = match exposure {
+            Exposure::Private => "0600 (no access for group or others)",
+            Exposure::Public => "not writable by group or others",
+        };
+        return Err(untrusted(path, format!("mode {mode:o}, expected {want}")));
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed) a lock file and checks it like a private file.
+pub fn open_lock_file(path: &Path, owner: u32) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(open_flags())
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                untrusted(path, "is a symbolic link")
+            } else {
+                io_err(path, e)
+            }
+        })?;
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    check_file_meta(path, &meta, owner, Exposure::Private)?;
+    Ok(file)
+}
+
+/// How hard a replacement is pushed to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// File data synced, renamed, directory synced: survives a crash right after return.
+    Durable,
+    /// File data synced and renamed (never a truncated file), directory not synced: a crash
+    /// may bring back the previous version. For failure counters.
+    Relaxed,
+}
+
+fn temp_name(dir: &Path, name: &str) -> PathBuf {
+    let mut r = [0u8; 6];
+    // A name clash only makes create_new fail; the randomness is not security-relevant.
+    let _ = crate::secret::fill_random(&mut r);
+    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!(".{name}.tmp-{}-{tag}", std::process::id()))
+}
+
+/// Replaces `dir/name` with `bytes` atomically: temp file in the same directory, fsync, rename,
+/// and (if durable) fsync of the directory. On failure the old file is untouched and the temp
+/// file removed.
+pub fn replace(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    let target = dir.join(name);
+    let tmp = temp_name(dir, name);
+    let result = (|| -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        // The umask may have narrowed the mode; set it exactly.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &target)?;
+        if durability == Durability::Durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&target, e));
+    }
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Removes `path` if it exists.
+pub fn remove_if_exists(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+/// Names of the entries in `dir`.
+pub fn list_dir(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            out.push(name.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}

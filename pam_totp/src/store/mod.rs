@@ -1,0 +1,246 @@
+//! The only code that touches the disk: user name → path, trusted opens, per-user locks,
+//! atomic replacement of records and state (SPEC §2).
+#![forbid(unsafe_code)]
+
+pub mod files;
+pub mod record;
+pub mod state;
+
+pub use files::Durability;
+pub use record::{Record, Status};
+pub use state::{LastSuccess, State};
+
+use crate::names::{is_valid_user_name, log_safe};
+use crate::policy::Policy;
+use files::Exposure;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+const MAX_STATE_BYTES: u64 = 4 * 1024;
+const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("bad permissions on {}: {why}", path.display())]
+    Untrusted { path: PathBuf, why: String },
+    #[error("cannot read or write {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot parse {}: {msg}", path.display())]
+    Parse { path: PathBuf, msg: String },
+    #[error("invalid user name \"{}\"", log_safe(.0))]
+    BadName(String),
+}
+
+impl StoreError {
+    /// True for a full disk or quota: the caller may say so plainly.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
+}
+
+/// The state directory, checked. Files in it must belong to `owner` (root in production).
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    users: PathBuf,
+    owner: u32,
+}
+
+impl Store {
+    /// Opens an existing state directory, checking it, its ancestors and `users/`.
+    pub fn open(dir: &Path, owner: u32) -> Result<Store, StoreError> {
+        let real = dir.canonicalize().map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        files::check_ancestors(&real, owner)?;
+        files::check_private_dir(&real, owner)?;
+        let users = real.join("users");
+        files::check_private_dir(&users, owner)?;
+        Ok(Store {
+            dir: real,
+            users,
+            owner,
+        })
+    }
+
+    /// Creates the state directory and `users/` (0700) where missing, then opens it.
+    pub fn create(dir: &Path, owner: u32) -> Result<Store, StoreError> {
+        files::ensure_private_dir(dir)?;
+        files::ensure_private_dir(&dir.join("users"))?;
+        Store::open(dir, owner)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, user: &str, ext: &str) -> Result<PathBuf, StoreError> {
+        if !is_valid_user_name(user) {
+            return Err(StoreError::BadName(user.to_string()));
+        }
+        Ok(self.users.join(format!("{user}.{ext}")))
+    }
+
+    pub fn record_path(&self, user: &str) -> Result<PathBuf, StoreError> {
+        self.path(user, "toml")
+    }
+
+    pub fn state_path(&self, user: &str) -> Result<PathBuf, StoreError> {
+        self.path(user, "state")
+    }
+
+    /// The user's record, if any. Its `user` key must name the user.
+    pub fn record(&self, user: &str) -> Result<Option<Record>, StoreError> {
+        let path = self.record_path(user)?;
+        let Some(bytes) =
+            files::read_trusted(&path, self.owner, Exposure::Private, MAX_RECORD_BYTES)?
+        else {
+            return Ok(None);
+        };
+        let parse_err = |msg: String| StoreError::Parse {
+            path: path.clone(),
+            msg,
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| parse_err("not UTF-8".into()))?;
+        let record = Record::parse(text).map_err(parse_err)?;
+        if record.user != user {
+            return Err(parse_err(format!(
+                "key `user` is \"{}\", expected \"{user}\"",
+                log_safe(&record.user)
+            )));
+        }
+        Ok(Some(record))
+    }
+
+    /// The user's login state; a missing file means "no login yet".
+    pub fn state(&self, user: &str) -> Result<State, StoreError> {
+        let path = self.state_path(user)?;
+        let Some(bytes) =
+            files::read_trusted(&path, self.owner, Exposure::Private, MAX_STATE_BYTES)?
+        else {
+            return Ok(State::default());
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| StoreError::Parse {
+            path: path.clone(),
+            msg: "not UTF-8".into(),
+        })?;
+        State::parse(text).map_err(|msg| StoreError::Parse { path, msg })
+    }
+
+    /// Takes the user's exclusive lock (blocking); all writes go through the guard.
+    pub fn lock(&self, user: &str) -> Result<UserLock<'_>, StoreError> {
+        let path = self.path(user, "lock")?;
+        let file = files::open_lock_file(&path, self.owner)?;
+        let flock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
+                path: path.clone(),
+                source: io::Error::from(errno),
+            })?;
+        Ok(UserLock {
+            store: self,
+            user: user.to_string(),
+            _flock: flock,
+        })
+    }
+
+    /// Users with a record file, sorted.
+    pub fn users(&self) -> Result<Vec<String>, StoreError> {
+        Ok(files::list_dir(&self.users)?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
+            .filter(|n| is_valid_user_name(n))
+            .collect())
+    }
+}
+
+/// A held per-user lock (released on drop). Read–verify–write happens under it.
+pub struct UserLock<'a> {
+    store: &'a Store,
+    user: String,
+    _flock: Flock<File>,
+}
+
+impl UserLock<'_> {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn record(&self) -> Result<Option<Record>, StoreError> {
+        self.store.record(&self.user)
+    }
+
+    pub fn state(&self) -> Result<State, StoreError> {
+        self.store.state(&self.user)
+    }
+
+    /// Replaces the record atomically and durably.
+    pub fn write_record(&self, record: &Record) -> Result<(), StoreError> {
+        if record.user != self.user {
+            return Err(StoreError::BadName(record.user.clone()));
+        }
+        let text = record.to_toml();
+        files::replace(
+            &self.store.users,
+            &format!("{}.toml", self.user),
+            text.as_bytes(),
+            0o600,
+            Durability::Durable,
+        )
+    }
+
+    pub fn write_state(&self, state: &State, durability: Durability) -> Result<(), StoreError> {
+        files::replace(
+            &self.store.users,
+            &format!("{}.state", self.user),
+            state.to_toml().as_bytes(),
+            0o600,
+            durability,
+        )
+    }
+
+    /// Removes the record and state; true if there was a record.
+    pub fn remove(&self) -> Result<bool, StoreError> {
+        let had = files::remove_if_exists(&self.store.record_path(&self.user)?)?;
+        files::remove_if_exists(&self.store.state_path(&self.user)?)?;
+        files::sync_dir(&self.store.users).map_err(|source| StoreError::Io {
+            path: self.store.users.clone(),
+            source,
+        })?;
+        Ok(had)
+    }
+}
+
+/// Reads the policy file (SPEC §6): `Ok(None)` if it does not exist. It must be a regular file
+/// owned by root (or `owner`), not writable by group/other, in trusted directories.
+pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match parent.canonicalize() {
+        Ok(real) => {
+            files::check_ancestors(&real.join("x"), owner)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let Some(bytes) = files::read_trusted(path, owner, Exposure::Public, MAX_POLICY_BYTES)? else {
+        return Ok(None);
+    };
+    let parse_err = |msg: String| StoreError::Parse {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| parse_err("not UTF-8".into()))?;
+    Policy::parse(text).map(Some).map_err(parse_err)
+}
+
+#[cfg(test)]
+mod tests;

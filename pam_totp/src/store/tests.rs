@@ -1,0 +1,282 @@
+use super::*;
+use crate::testutil::{record, save, uid, TempDir};
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn given_saved_record_then_read_back_equal_with_mode_0600() {
+    let t = TempDir::new();
+    let s = t.store();
+    let r = record("alice");
+    save(&s, &r);
+    assert_eq!(s.record("alice").unwrap(), Some(r));
+    let meta = fs::metadata(t.users().join("alice.toml")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn given_no_files_then_no_record_and_default_state() {
+    let t = TempDir::new();
+    let s = t.store();
+    assert_eq!(s.record("bob").unwrap(), None);
+    assert_eq!(s.state("bob").unwrap(), State::default());
+}
+
+#[test]
+fn given_state_written_then_read_back_and_no_temp_files_remain() {
+    let t = TempDir::new();
+    let s = t.store();
+    let st = State {
+        last_step: Some(42),
+        failures: 2,
+        ..State::default()
+    };
+    let lock = s.lock("alice").unwrap();
+    lock.write_state(&st, Durability::Durable).unwrap();
+    lock.write_state(&st, Durability::Relaxed).unwrap();
+    drop(lock);
+    assert_eq!(s.state("alice").unwrap(), st);
+    let names = files::list_dir(&t.users()).unwrap();
+    assert_eq!(names, vec!["alice.lock", "alice.state"]);
+}
+
+fn assert_untrusted(res: Result<impl std::fmt::Debug, StoreError>, needle: &str) {
+    match res {
+        Err(e @ StoreError::Untrusted { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("bad permissions on"), "{msg}");
+            assert!(msg.contains(needle), "{needle}: {msg}");
+        }
+        other => panic!("expected Untrusted({needle}), got {other:?}"),
+    }
+}
+
+#[test]
+fn given_world_readable_record_then_refused() {
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("alice"));
+    chmod(&t.users().join("alice.toml"), 0o644);
+    assert_untrusted(s.record("alice"), "mode 644");
+}
+
+#[test]
+fn given_group_writable_state_then_refused() {
+    let t = TempDir::new();
+    let s = t.store();
+    s.lock("alice")
+        .unwrap()
+        .write_state(&State::default(), Durability::Durable)
+        .unwrap();
+    chmod(&t.users().join("alice.state"), 0o620);
+    assert_untrusted(s.state("alice"), "mode 620");
+}
+
+#[test]
+fn given_symlinked_record_then_refused() {
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("alice"));
+    fs::rename(
+        t.users().join("alice.toml"),
+        t.path().join("elsewhere.toml"),
+    )
+    .unwrap();
+    symlink(
+        t.path().join("elsewhere.toml"),
+        t.users().join("alice.toml"),
+    )
+    .unwrap();
+    assert_untrusted(s.record("alice"), "symbolic link");
+}
+
+#[test]
+fn given_foreign_owned_record_then_refused() {
+    if uid() != 0 {
+        eprintln!("skipped: needs root to chown");
+        return;
+    }
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("alice"));
+    std::os::unix::fs::chown(t.users().join("alice.toml"), Some(65534), None).unwrap();
+    assert_untrusted(s.record("alice"), "owned by uid 65534");
+}
+
+#[test]
+fn given_directory_instead_of_record_then_refused() {
+    let t = TempDir::new();
+    let s = t.store();
+    fs::create_dir(t.users().join("alice.toml")).unwrap();
+    assert_untrusted(s.record("alice"), "not a regular file");
+}
+
+#[test]
+fn given_fifo_instead_of_state_then_refused_without_blocking() {
+    let t = TempDir::new();
+    let s = t.store();
+    nix::unistd::mkfifo(
+        &t.users().join("alice.state"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    assert_untrusted(s.state("alice"), "not a regular file");
+}
+
+#[test]
+fn given_loose_state_dir_then_store_refused() {
+    let t = TempDir::new();
+    chmod(&t.state(), 0o755);
+    assert_untrusted(Store::open(&t.state(), uid()), "mode 755");
+    chmod(&t.state(), 0o700);
+    chmod(&t.users(), 0o770);
+    assert_untrusted(Store::open(&t.state(), uid()), "mode 770");
+}
+
+#[test]
+fn given_world_writable_ancestor_then_store_refused() {
+    let t = TempDir::new();
+    chmod(t.path(), 0o777);
+    assert_untrusted(
+        Store::open(&t.state(), uid()),
+        "writable by group or others",
+    );
+}
+
+#[test]
+fn given_users_dir_is_a_symlink_then_refused() {
+    let t = TempDir::new();
+    fs::rename(t.users(), t.path().join("real-users")).unwrap();
+    symlink(t.path().join("real-users"), t.users()).unwrap();
+    assert_untrusted(Store::open(&t.state(), uid()), "symbolic link");
+}
+
+#[test]
+fn given_record_naming_another_user_then_refused() {
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("alice"));
+    fs::rename(t.users().join("alice.toml"), t.users().join("bob.toml")).unwrap();
+    let e = s.record("bob").unwrap_err().to_string();
+    assert!(e.contains("expected \"bob\""), "{e}");
+}
+
+#[test]
+fn given_oversized_record_then_refused() {
+    let t = TempDir::new();
+    let s = t.store();
+    let p = t.users().join("alice.toml");
+    fs::write(&p, vec![b'#'; 70_000]).unwrap();
+    chmod(&p, 0o600);
+    assert_untrusted(s.record("alice"), "too large");
+}
+
+#[test]
+fn given_invalid_user_name_then_no_path_is_built() {
+    let t = TempDir::new();
+    let s = t.store();
+    for bad in ["../etc/passwd", "", ".x", "a/b"] {
+        assert!(
+            matches!(s.record(bad), Err(StoreError::BadName(_))),
+            "{bad}"
+        );
+        assert!(matches!(s.lock(bad), Err(StoreError::BadName(_))), "{bad}");
+    }
+}
+
+#[test]
+fn given_corrupt_state_then_parse_error_names_the_file() {
+    let t = TempDir::new();
+    let s = t.store();
+    let p = t.users().join("alice.state");
+    fs::write(&p, "version = 1\nlast_step = ").unwrap();
+    chmod(&p, 0o600);
+    let e = s.state("alice").unwrap_err().to_string();
+    assert!(e.contains("alice.state"), "{e}");
+}
+
+#[test]
+fn remove_deletes_record_and_state_and_reports_whether_there_was_one() {
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("alice"));
+    let lock = s.lock("alice").unwrap();
+    lock.write_state(&State::default(), Durability::Durable)
+        .unwrap();
+    assert!(lock.remove().unwrap());
+    assert!(!lock.remove().unwrap());
+    drop(lock);
+    assert_eq!(s.record("alice").unwrap(), None);
+    assert_eq!(s.users().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn users_lists_valid_record_names_only() {
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("bob"));
+    save(&s, &record("alice"));
+    fs::write(t.users().join("junk.txt"), "").unwrap();
+    assert_eq!(s.users().unwrap(), vec!["alice", "bob"]);
+}
+
+#[test]
+fn given_missing_policy_then_none_and_trusted_policy_then_parsed() {
+    let t = TempDir::new();
+    let p = t.path().join("policy.toml");
+    assert_eq!(load_policy(&p, uid()).unwrap(), None);
+    fs::write(&p, "version = 1\nrequire_all = true\n").unwrap();
+    chmod(&p, 0o644);
+    assert!(load_policy(&p, uid()).unwrap().unwrap().require_all);
+}
+
+#[test]
+fn given_group_writable_or_corrupt_policy_then_error() {
+    let t = TempDir::new();
+    let p = t.path().join("policy.toml");
+    fs::write(&p, "version = 1\n").unwrap();
+    chmod(&p, 0o664);
+    assert_untrusted(load_policy(&p, uid()), "mode 664");
+    chmod(&p, 0o644);
+    fs::write(&p, "version = 1\nrequire_everybody = true\n").unwrap();
+    let e = load_policy(&p, uid()).unwrap_err().to_string();
+    assert!(
+        e.contains("require_everybody") && e.contains("policy.toml"),
+        "{e}"
+    );
+}
+
+#[test]
+fn concurrent_lockers_are_serialised() {
+    use std::sync::{Arc, Mutex};
+    let t = TempDir::new();
+    let s = Arc::new(t.store());
+    let inside = Arc::new(Mutex::new((0u32, 0u32)));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, inside) = (Arc::clone(&s), Arc::clone(&inside));
+            std::thread::spawn(move || {
+                let _l = s.lock("alice").unwrap();
+                {
+                    let mut g = inside.lock().unwrap();
+                    g.0 += 1;
+                    g.1 = g.1.max(g.0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                inside.lock().unwrap().0 -= 1;
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    assert_eq!(
+        inside.lock().unwrap().1,
+        1,
+        "two holders of one user's lock at once"
+    );
+}

@@ -9,10 +9,12 @@
 //! with the pure helpers [`totp`], [`recovery`], [`throttle`], [`policy`] and [`options`].
 #![deny(unsafe_code)]
 
+pub mod enroll;
 pub mod flow;
 pub mod names;
 pub mod options;
 pub mod policy;
+pub mod qr;
 pub mod recovery;
 pub mod secret;
 pub mod store;

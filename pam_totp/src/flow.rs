@@ -3,6 +3,7 @@
 //! script it; nothing here talks to PAM or reads the clock directly.
 #![forbid(unsafe_code)]
 
+use crate::enroll;
 use crate::names::{is_valid_user_name, log_safe};
 use crate::options::Options;
 use crate::policy::{Policy, RequiredBy};
@@ -269,7 +270,8 @@ fn unenrolled<C: Conversation, S: System>(
     req: &Request,
     policy: &Policy,
 ) -> Verdict {
-    let groups = if policy.needs_groups() {
+    // Enrolment at login is offered only to users NSS knows; so it needs the lookup too.
+    let groups = if policy.needs_groups() || policy.enroll_at_login {
         match sys.groups_of(req.user) {
             Ok(g) => g,
             Err(e) => {
@@ -287,7 +289,11 @@ fn unenrolled<C: Conversation, S: System>(
         return Verdict::new(Code::Ignore, Level::Info, "not enrolled, not required");
     };
     let now = sys.now();
-    if let Some(grace) = policy.grace_at(now) {
+    let grace = policy.grace_at(now);
+    if policy.enroll_at_login && groups.is_some() {
+        return enroll_at_login(conv, sys, req, policy, &by, grace);
+    }
+    if let Some(grace) = grace {
         let notice = format!(
             "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
              (pam-totp enroll {}).",
@@ -307,6 +313,113 @@ fn unenrolled<C: Conversation, S: System>(
         );
     }
     required_but_unenrolled(conv, sys, req, &by)
+}
+
+/// Step 4 with `enroll_at_login`: show a new key, ask for a code from the app, and only on a
+/// correct code store the active record. During grace an empty answer skips for now.
+fn enroll_at_login<C: Conversation, S: System>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    policy: &Policy,
+    by: &RequiredBy,
+    grace: Option<u64>,
+) -> Verdict {
+    let issuer = policy.issuer.clone().unwrap_or_else(|| sys.hostname());
+    let enrolment = match enroll::new_enrolment(
+        req.user,
+        &issuer,
+        Params::default(),
+        sys.now(),
+        recovery::DEFAULT_COUNT,
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            return Verdict::new(
+                Code::AuthInfoUnavail,
+                Level::Err,
+                format!("enrolment at login: cannot make a key: {e}"),
+            )
+        }
+    };
+    let setup = match enroll::setup_text(&enrolment, false) {
+        Ok(t) => t,
+        Err(e) => {
+            return Verdict::new(
+                Code::AuthInfoUnavail,
+                Level::Err,
+                format!("enrolment at login: {e}"),
+            )
+        }
+    };
+    let mut intro = String::from(
+        "Two-factor login is required for this account. Set up your authenticator app now.\n",
+    );
+    match grace {
+        Some(g) => intro.push_str(&format!(
+            "(Press Enter without a code to skip until {}.)\n",
+            timefmt::date(g)
+        )),
+        None => intro.push_str("Then enter the code the app shows to finish.\n"),
+    }
+    if conv.info(&intro).is_err() || conv.info(&setup).is_err() {
+        return Verdict::conv_failed();
+    }
+    let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
+        return Verdict::conv_failed();
+    };
+    let typed = String::from_utf8_lossy(&answer);
+    if typed.trim().is_empty() {
+        if let Some(g) = grace {
+            let _ = conv.info(&format!(
+                "Enrolment skipped. Two-factor login becomes mandatory on {}.",
+                timefmt::date(g)
+            ));
+            return Verdict::new(
+                Code::Ignore,
+                Level::Notice,
+                format!(
+                    "not enrolled, enrolment skipped, grace until {}",
+                    timefmt::rfc3339(g)
+                ),
+            );
+        }
+    }
+    let store = match Store::open(&req.options.dir, req.owner) {
+        Ok(s) => s,
+        Err(e) => return Verdict::unavailable(&e),
+    };
+    let lock = match store.lock(req.user) {
+        Ok(l) => l,
+        Err(e) => return Verdict::unavailable(&e),
+    };
+    match lock.record() {
+        Ok(Some(r)) if r.status == Status::Active || r.replaces_active => {
+            return Verdict::deny("enrolment at login: record changed during login")
+        }
+        Ok(_) => {}
+        Err(e) => return Verdict::unavailable(&e),
+    }
+    let now = sys.now();
+    match enroll::confirm(
+        &lock,
+        enrolment.record.clone(),
+        &typed,
+        now,
+        req.options.window,
+    ) {
+        Ok(step) => Verdict::new(
+            Code::Success,
+            Level::Notice,
+            format!("enrolled at login ({by}), accepted step {step}"),
+        ),
+        Err(enroll::ConfirmError::Store(e)) => Verdict::new(
+            Code::AuthInfoUnavail,
+            Level::Err,
+            format!("enrolment at login: {e}"),
+        ),
+        Err(e) => Verdict::deny(format!("enrolment at login failed: {e}")),
+    }
 }
 
 /// Denies the way a wrong code for an enrolled user is denied: same prompt, same work, same

@@ -9,6 +9,8 @@ pub trait System {
     /// Names of the user's groups (primary and supplementary); `Ok(None)` if NSS does not
     /// know the user.
     fn groups_of(&self, user: &str) -> Result<Option<Vec<String>>, String>;
+    /// The host name: the default issuer of new enrolments.
+    fn hostname(&self) -> String;
 }
 
 /// The real clock and NSS; created only at entry points.
@@ -36,5 +38,13 @@ impl System for RealSystem {
             }
         }
         Ok(Some(names))
+    }
+
+    fn hostname(&self) -> String {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
     }
 }

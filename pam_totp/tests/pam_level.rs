@@ -512,6 +512,7 @@ impl TestEnv {
             reader: Some(reader),
             rhost: Some(RHOST.to_string()),
         };
+        symlink(module_so(), env.module()).expect("symlink the module");
         // libpam also reads "other"; a deny-all fallback keeps its logs quiet.
         write_file(
             &env.pamd.join("other"),
@@ -542,12 +543,12 @@ impl TestEnv {
         path
     }
 
-    /// The stack `auth required <so> dir=<state> OPTIONS`.
+    /// The stack `auth required <so> dir=<state> policy=<none> OPTIONS`.
     fn pam(&self, options: &str) {
         self.pam_stack(&format!(
-            "auth required {} dir={} {options}\n",
-            module_so().display(),
-            self.state.display()
+            "auth required {} {} {options}\n",
+            self.module().display(),
+            self.base_options()
         ));
     }
 
@@ -555,12 +556,28 @@ impl TestEnv {
     /// pam_echo prints IGNORED_MARK and pam_permit lets the stack succeed.
     fn pam_observe_ignore(&self, options: &str) {
         self.pam_stack(&format!(
-            "auth [success=done ignore=ignore default=die] {} dir={} {options}\n\
+            "auth [success=done ignore=ignore default=die] {} {} {options}\n\
              auth required pam_echo.so {IGNORED_MARK}\n\
              auth required pam_permit.so\n",
-            module_so().display(),
-            self.state.display()
+            self.module().display(),
+            self.base_options()
         ));
+    }
+
+    /// `<tmp>/pam_totp.so`, a symlink to the module under test, so that its
+    /// syslog lines carry the installed name (`pam_totp(SERVICE:auth): ...`).
+    fn module(&self) -> PathBuf {
+        self.root.join("pam_totp.so")
+    }
+
+    /// `dir=` the test's state dir and `policy=` a file that does not exist
+    /// ("nobody required"), so the host's /etc/pam-totp never matters.
+    fn base_options(&self) -> String {
+        format!(
+            "dir={} policy={}",
+            self.state.display(),
+            self.root.join("no-policy.toml").display()
+        )
     }
 
     fn pam_stack(&self, text: &str) {

@@ -1,5 +1,6 @@
 //! The decision, with a scripted conversation and an injected clock.
 use super::*;
+use crate::secret::Secret;
 use crate::store::State;
 use crate::testutil::{record, save, uid, TempDir};
 use std::collections::HashMap;
@@ -49,6 +50,9 @@ impl System for Fake {
     }
     fn groups_of(&self, user: &str) -> Result<Option<Vec<String>>, String> {
         Ok(self.groups.get(user).cloned())
+    }
+    fn hostname(&self) -> String {
+        "testhost".into()
     }
 }
 
@@ -424,4 +428,134 @@ fn given_require_all_then_unknown_user_sees_exactly_what_an_enrolled_user_sees()
     assert_eq!((a.code, g.code), (Code::AuthErr, Code::AuthErr));
     assert_eq!(ca.prompts, cg.prompts);
     assert_eq!(ca.infos, cg.infos);
+}
+
+/// Reads the key from the setup text the way a person (or a test) would.
+fn key_from(infos: &[String]) -> Secret {
+    let text = infos.join("\n");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Key: "))
+        .expect("a Key: line");
+    Secret::from_base32(line).unwrap()
+}
+
+struct EnrolScript {
+    infos: Vec<String>,
+    prompts: Vec<String>,
+    now: u64,
+    answer: Option<&'static str>,
+}
+
+impl Conversation for EnrolScript {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConvError> {
+        self.prompts.push(prompt.to_string());
+        if let Some(a) = self.answer {
+            return Ok(Zeroizing::new(a.as_bytes().to_vec()));
+        }
+        let g = Generator::new(&key_from(&self.infos), Params::default());
+        Ok(Zeroizing::new(
+            g.code_at_step(self.now / 30).as_bytes().to_vec(),
+        ))
+    }
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.infos.push(text.to_string());
+        Ok(())
+    }
+}
+
+fn enrol_login(w: &World, user: &str, answer: Option<&'static str>) -> (Verdict, EnrolScript) {
+    let mut conv = EnrolScript {
+        infos: vec![],
+        prompts: vec![],
+        now: w.sys.now,
+        answer,
+    };
+    let req = Request {
+        user,
+        rhost: None,
+        options: &w.opts,
+        owner: uid(),
+    };
+    (authenticate(&mut conv, &w.sys, &req), conv)
+}
+
+#[test]
+fn given_enroll_at_login_then_key_is_shown_and_correct_code_enrols() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
+    let (v, conv) = enrol_login(&w, "bob", None);
+    assert_eq!(v.code, Code::Success, "{v:?}");
+    let text = conv.infos.join("\n");
+    assert!(
+        text.contains("otpauth://totp/testhost:bob?secret="),
+        "{text}"
+    );
+    assert!(text.contains("Recovery codes"));
+    assert!(text.contains('▀') || text.contains('█'));
+    let r = w.t.store().record("bob").unwrap().unwrap();
+    assert_eq!(r.status, Status::Active);
+    assert_eq!(r.secret, key_from(&conv.infos));
+    assert_eq!(r.recovery.len(), 10);
+    assert_eq!(w.state("bob").last_step, Some(NOW / 30));
+    // Next login asks for a code of the new key; the enrolment code is spent.
+    let g = Generator::new(&r.secret, r.params);
+    let (v, _) = w.login("bob", &[&g.code_at_step(NOW / 30)]);
+    assert!(v.reason.starts_with("replayed"), "{v:?}");
+}
+
+#[test]
+fn given_enroll_at_login_and_wrong_code_then_denied_and_nothing_stored() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
+    let (v, _) = enrol_login(&w, "bob", Some("000000"));
+    assert_eq!(v.code, Code::AuthErr);
+    assert_eq!(w.t.store().record("bob").unwrap(), None);
+}
+
+#[test]
+fn given_enroll_at_login_during_grace_then_empty_answer_skips() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\ngrace_until = 2027-02-01\n");
+    let (v, conv) = enrol_login(&w, "bob", Some(""));
+    assert_eq!(v.code, Code::Ignore);
+    assert!(conv
+        .infos
+        .last()
+        .unwrap()
+        .contains("mandatory on 2027-02-01"));
+    assert_eq!(w.t.store().record("bob").unwrap(), None);
+}
+
+#[test]
+fn given_enroll_at_login_after_grace_then_empty_answer_denied() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\ngrace_until = 2027-01-01\n");
+    assert_eq!(enrol_login(&w, "bob", Some("")).0.code, Code::AuthErr);
+}
+
+#[test]
+fn given_enroll_at_login_then_unknown_user_gets_the_plain_prompt_and_denial() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
+    let (v, conv) = enrol_login(&w, "ghost", Some("123456"));
+    assert_eq!(v.code, Code::AuthErr);
+    assert!(conv.infos.is_empty());
+    assert_eq!(conv.prompts, vec!["Verification code: "]);
+    assert_eq!(w.t.store().users().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn given_enroll_at_login_then_pending_cli_record_is_replaced() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
+    let mut r = record("bob");
+    r.status = Status::Pending;
+    save(&w.t.store(), &r);
+    let (v, conv) = enrol_login(&w, "bob", None);
+    assert_eq!(v.code, Code::Success);
+    assert_eq!(
+        w.t.store().record("bob").unwrap().unwrap().secret,
+        key_from(&conv.infos)
+    );
 }

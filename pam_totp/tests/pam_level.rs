@@ -1092,14 +1092,47 @@ fn given_world_readable_users_dir_then_denied() {
 
 #[test]
 fn given_world_writable_ancestor_dir_then_denied() {
-    // The test dir (an ancestor of the state dir) made world-writable, not sticky.
+    // <root>/ww/state with <root>/ww world-writable (not sticky); the policy path
+    // stays outside ww, so it is the state dir's ancestor check that must refuse.
     let env = test_env!("ancestor_ww");
     let rec = Record::new("alice");
     env.write_record(&rec);
-    set_mode(&env.root, 0o777);
+    let ww = env.root.join("ww");
+    fs::create_dir(&ww).expect("mkdir ww");
+    let state = ww.join("state");
+    fs::rename(&env.state, &state).expect("move state dir");
+    set_mode(&ww, 0o777);
+    env.pam_stack(&format!(
+        "auth required {} dir={} policy={}\n",
+        env.module().display(),
+        state.display(),
+        env.root.join("no-policy.toml").display()
+    ));
     let o = denied_for_bad_record(&env, &rec);
-    set_mode(&env.root, 0o755);
-    o.expect_logged(PERMISSION_WORDS);
+    set_mode(&ww, 0o755);
+    o.expect_logged(PERMISSION_WORDS).expect_logged(&["ww"]);
+}
+
+#[test]
+fn given_sticky_root_owned_ancestor_dir_then_accepted() {
+    // Like /tmp: a root-owned sticky world-writable ancestor is accepted (SPEC §2).
+    let env = test_env!("ancestor_sticky");
+    let rec = Record::new("alice");
+    env.write_record(&rec);
+    let sticky = env.root.join("sticky");
+    fs::create_dir(&sticky).expect("mkdir sticky");
+    let state = sticky.join("state");
+    fs::rename(&env.state, &state).expect("move state dir");
+    set_mode(&sticky, 0o1777);
+    env.pam_stack(&format!(
+        "auth required {} dir={} policy={}\n",
+        env.module().display(),
+        state.display(),
+        env.root.join("no-policy.toml").display()
+    ));
+    settle(rec.period);
+    env.login("alice", &[&code_offset(&rec, 0)])
+        .expect_result("PAM_SUCCESS");
 }
 
 #[test]

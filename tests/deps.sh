@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# tests/deps.sh — install what `make test` needs on Debian (idempotent).
+#
+# As root: installs every missing Debian package below with apt-get; when all are
+# already installed it does not touch apt at all, so repeated runs are quick.
+# Not root: only reports what is missing (the PAM-level tests skip without root).
+# Also makes sure the rustfmt and clippy components are present.
+set -euo pipefail
+
+packages=(
+    gcc make util-linux iproute2
+    libpam0g-dev libpam-modules
+    oathtool pamtester zbar-tools
+    openssh-server openssh-client
+    expect python3-pexpect
+    libpam-google-authenticator libpam-oath
+    imagemagick librsvg2-bin
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    [[ "$status" == ii* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]]; then
+        echo "deps.sh: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -o DPkg::Lock::Timeout=600 update
+        apt-get -o DPkg::Lock::Timeout=600 install -y "${missing[@]}"
+    else
+        echo "deps.sh: missing Debian packages (run as root to install): ${missing[*]}" >&2
+    fi
+fi
+
+for c in rustfmt clippy; do
+    if command -v rustup >/dev/null 2>&1; then
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+            echo "deps.sh: rustup component add $c"
+            rustup component add "$c"
+        fi
+    elif ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        echo "deps.sh: cargo ${c/rustfmt/fmt} is missing and there is no rustup to add it" >&2
+        exit 1
+    fi
+done

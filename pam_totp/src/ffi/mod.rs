@@ -73,12 +73,24 @@ extern "C" {
         -> c_int;
     fn pam_get_item(pamh: *const PamHandle, item_type: c_int, item: *mut *const c_void) -> c_int;
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_fail_delay(pamh: *mut PamHandle, musec_delay: std::ffi::c_uint) -> c_int;
 }
+
+/// Delay libpam applies before reporting a failed authentication, as pam_unix does: it slows
+/// guessing and (libpam adds jitter) hides timing differences between denials.
+const FAIL_DELAY_USEC: std::ffi::c_uint = 2_000_000;
 
 /// A checked, non-null handle, valid for the duration of one `pam_sm_*` call.
 struct Handle(*mut PamHandle);
 
 impl Handle {
+    fn request_fail_delay(&self) {
+        // SAFETY: valid handle for this call; pam_fail_delay only records the wish in it.
+        unsafe {
+            pam_fail_delay(self.0, FAIL_DELAY_USEC);
+        }
+    }
+
     fn log(&self, priority: c_int, msg: &str) {
         let text = CString::new(msg.replace('\0', "\\0"))
             .unwrap_or_else(|_| CString::from(c"(unprintable log message)"));
@@ -343,6 +355,9 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
                 verdict.code
             ),
         );
+    }
+    if verdict.code == Code::AuthErr {
+        h.request_fail_delay();
     }
     code_value(verdict.code)
 }

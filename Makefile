@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps test fmt fmt-check clippy clean
+.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs
 
 all: build
 
@@ -19,6 +19,7 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --release --workspace
 	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -31,3 +32,16 @@ clippy:
 
 clean:
 	$(CARGO) clean
+
+# Debian package -> target/debian/pam-totp_<version>-1_<arch>.deb (packaging/README.md)
+deb:
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash packaging/build-deb.sh
+
+# Lints the .deb and installs it into a throwaway Debian 12 container (root; the first run
+# debootstraps a rootfs cached in /var/cache/pam-totp-test; skips without root)
+test-package:
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
+
+# Man pages and shell completions generated from the CLI's clap definitions
+docs: build
+	$(TARGET_DIR)/release/pam-totp generate-docs $(TARGET_DIR)/docs

@@ -26,6 +26,5 @@ pub mod totp;
 #[cfg(test)]
 mod testutil;
 
-#[cfg(feature = "pam-module")]
 #[allow(unsafe_code)]
 mod ffi;

@@ -1,7 +1,7 @@
 //! `policy.toml` (SPEC §6): who must use a second factor, grace, enrolment at login, throttle.
 #![forbid(unsafe_code)]
 
-use crate::store::record::{check_version, clean_toml_error};
+use crate::store::record::parse_versioned;
 use crate::throttle::Throttle;
 use crate::timefmt;
 use serde::Deserialize;
@@ -45,7 +45,6 @@ impl fmt::Display for RequiredBy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    #[allow(dead_code)]
     version: i64,
     #[serde(default)]
     require_all: bool,
@@ -74,8 +73,7 @@ struct RawThrottle {
 
 impl Policy {
     pub fn parse(text: &str) -> Result<Policy, String> {
-        check_version(text, POLICY_VERSION)?;
-        let raw: Raw = toml::from_str(text).map_err(|e| clean_toml_error(&e))?;
+        let raw: Raw = parse_versioned(text, POLICY_VERSION, |r: &Raw| r.version)?;
         let grace_until = raw
             .grace_until
             .as_ref()

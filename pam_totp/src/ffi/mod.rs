@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use zeroize::Zeroizing;
 
 /// Opaque `pam_handle_t`.
@@ -211,15 +211,26 @@ thread_local! {
     static IN_MODULE: Cell<bool> = const { Cell::new(false) };
 }
 
+type PanicHook = Box<dyn Fn(&panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
 /// Silences the default panic hook (it prints to stderr) while our code runs; other Rust code
 /// in the process keeps its hook.
+///
+/// Nothing here may allocate: libpam dlopens the module for every handle and dlcloses it at
+/// `pam_end`, and the hook slot of the module's private copy of std vanishes with the module,
+/// so a boxed closure capturing the previous hook (16 bytes) leaked once per login in every
+/// long-running process. The closure below captures nothing (a zero-sized `Box` allocates
+/// nothing), and the previous hook is kept in a static; the default hook is a zero-sized `fn`.
 fn install_quiet_panic_hook() {
     static ONCE: Once = Once::new();
+    static PREVIOUS: OnceLock<PanicHook> = OnceLock::new();
     ONCE.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
+        let _ = PREVIOUS.set(panic::take_hook());
+        panic::set_hook(Box::new(|info| {
             if !IN_MODULE.with(Cell::get) {
-                previous(info);
+                if let Some(previous) = PREVIOUS.get() {
+                    previous(info);
+                }
             }
         }));
     });

@@ -2,7 +2,7 @@
 //! silently.
 #![forbid(unsafe_code)]
 
-use super::record::{check_version, clean_toml_error, quote};
+use super::record::{parse_versioned, quote};
 use serde::Deserialize;
 
 pub const STATE_VERSION: i64 = 1;
@@ -27,7 +27,6 @@ pub struct LastSuccess {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    #[allow(dead_code)]
     version: i64,
     last_step: Option<u64>,
     #[serde(default)]
@@ -40,8 +39,7 @@ struct Raw {
 
 impl State {
     pub fn parse(text: &str) -> Result<State, String> {
-        check_version(text, STATE_VERSION)?;
-        let raw: Raw = toml::from_str(text).map_err(|e| clean_toml_error(&e))?;
+        let raw: Raw = parse_versioned(text, STATE_VERSION, |r: &Raw| r.version)?;
         if raw.last_success_rhost.is_some() && raw.last_success_time.is_none() {
             return Err("key `last_success_rhost` without `last_success_time`".into());
         }

@@ -1,0 +1,313 @@
+//! `pam-totp enroll USER`: a pending record with a fresh key, shown as QR code, key and URI,
+//! with recovery codes; on a terminal, activation with a code from the app.
+
+use crate::cli::{AlgorithmArg, EnrollArgs, QrMode};
+use crate::ctx::{self, Ctx};
+use crate::error::{CliError, Result};
+use crate::output::{self, print_json};
+use crate::{images, tty};
+use pam_totp::enroll::{self as core, ConfirmError, Enrolment};
+use pam_totp::qr;
+use pam_totp::recovery;
+use pam_totp::store::{Record, Status, Store, StoreError};
+use pam_totp::totp::{Algorithm, Params};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Wrong codes accepted at the terminal before giving up (the record stays pending).
+const TRIES: u32 = 3;
+
+#[derive(Serialize)]
+struct EnrollJson<'a> {
+    user: &'a str,
+    issuer: &'a str,
+    account: &'a str,
+    secret: &'a str,
+    algorithm: &'static str,
+    digits: u8,
+    period: u32,
+    otpauth_uri: &'a str,
+    recovery_codes: Vec<&'a str>,
+    state: &'static str,
+}
+
+pub fn algorithm(a: AlgorithmArg) -> Algorithm {
+    match a {
+        AlgorithmArg::Sha1 => Algorithm::Sha1,
+        AlgorithmArg::Sha256 => Algorithm::Sha256,
+        AlgorithmArg::Sha512 => Algorithm::Sha512,
+    }
+}
+
+/// What was there before: decides whether the new record replaces an active one.
+enum Previous {
+    None,
+    Pending { replaces_active: bool },
+    Active,
+    Unreadable(StoreError),
+}
+
+fn previous(r: std::result::Result<Option<Record>, StoreError>) -> Previous {
+    match r {
+        Ok(None) => Previous::None,
+        Ok(Some(r)) if r.status == Status::Active => Previous::Active,
+        Ok(Some(r)) => Previous::Pending {
+            replaces_active: r.replaces_active,
+        },
+        Err(e) => Previous::Unreadable(e),
+    }
+}
+
+/// Refuses what must not be replaced; else whether the new record replaces an active one.
+fn replaces_active(prev: Previous, user: &str, force: bool) -> Result<bool> {
+    match prev {
+        Previous::None => Ok(false),
+        // A pending record that itself replaced an active one keeps the user denied.
+        Previous::Pending { replaces_active } => Ok(replaces_active),
+        Previous::Active if force => Ok(true),
+        Previous::Active => Err(CliError::new(format!(
+            "{user} already has an active record; nothing was changed"
+        ))
+        .hint(format!(
+            "to replace it (lost or new phone), run: pam-totp enroll {user} --force \
+             (the old key stops working at once)"
+        ))
+        .hint(format!("to see it: pam-totp status {user}"))),
+        // --force replaces a record that cannot be parsed (not one with bad permissions).
+        Previous::Unreadable(StoreError::Parse { .. }) if force => Ok(true),
+        Previous::Unreadable(e @ StoreError::Parse { .. }) => {
+            Err(
+                CliError::store(&format!("cannot read {user}'s record"), e).hint(format!(
+                    "or replace it with a new key: pam-totp enroll {user} --force"
+                )),
+            )
+        }
+        Previous::Unreadable(e) => Err(CliError::store(&format!("cannot read {user}'s record"), e)),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
+    ctx::check_user(&a.user)?;
+    let digits: i64 = a.digits.parse().unwrap_or(6);
+    let params = Params::new(algorithm(a.algorithm), digits, i64::from(a.period))
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let issuer = ctx::issuer(ctx, a.issuer.as_deref())?;
+    let store = ctx.create_store()?;
+    // Refuse early, before anything is generated or written (checked again under the lock).
+    replaces_active(previous(store.record(&a.user)), &a.user, a.force)?;
+
+    let e = core::new_enrolment(&a.user, &issuer, params, ctx.now(), recovery::DEFAULT_COUNT)
+        .map_err(|e| CliError::new(format!("cannot draw random numbers: {e}")))?;
+    let uri = core::uri(&e.record);
+    let matrix = qr::matrix(&uri).map_err(CliError::new)?;
+
+    // Images first: a wrong path leaves the store untouched.
+    let mut images: Vec<(PathBuf, &str)> = Vec::new();
+    let written = (|| -> Result<()> {
+        if let Some(p) = &a.qr_png {
+            output::write_file_atomic(p, &images::png(&matrix, images::SCALE), 0o600)?;
+            images.push((p.clone(), "PNG"));
+        }
+        if let Some(p) = &a.qr_svg {
+            output::write_file_atomic(p, images::svg(&matrix, images::SCALE).as_bytes(), 0o600)?;
+            images.push((p.clone(), "SVG"));
+        }
+        Ok(())
+    })();
+    let remove_images = |images: &[(PathBuf, &str)]| {
+        for (p, _) in images {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    if let Err(err) = written {
+        remove_images(&images);
+        return Err(err.hint("nothing was enrolled; fix the image path and run the command again"));
+    }
+
+    let mut e = e;
+    let stored = (|| -> Result<bool> {
+        let lock = store
+            .lock(&a.user)
+            .map_err(|err| CliError::store(&format!("cannot lock {}'s record", a.user), err))?;
+        let replaces = replaces_active(previous(lock.record()), &a.user, a.force)?;
+        e.record.replaces_active = replaces;
+        lock.write_record(&e.record)
+            .map_err(|err| CliError::store(&format!("cannot write {}'s record", a.user), err))?;
+        Ok(replaces)
+    })();
+    let replaces = match stored {
+        Ok(r) => r,
+        Err(err) => {
+            remove_images(&images);
+            return Err(err);
+        }
+    };
+
+    let qr_mode = a.qr.unwrap_or(if a.json {
+        QrMode::None
+    } else {
+        QrMode::Terminal
+    });
+    if a.json {
+        if qr_mode == QrMode::Terminal {
+            let ansi = std::io::stderr().is_terminal();
+            let text = qr::half_blocks(&uri, ansi).map_err(CliError::new)?;
+            eprint!("{}", &*text);
+        }
+        let secret = e.record.secret.to_base32();
+        return print_json(&EnrollJson {
+            user: &a.user,
+            issuer: &issuer,
+            account: &a.user,
+            secret: &secret,
+            algorithm: params.algorithm().as_str(),
+            digits: params.digits(),
+            period: params.period(),
+            otpauth_uri: &uri,
+            recovery_codes: e.recovery_codes.iter().map(|c| c.as_str()).collect(),
+            state: Status::Pending.as_str(),
+        });
+    }
+
+    let ansi = std::io::stdout().is_terminal();
+    output::write_stdout(setup_text(&e, &uri, qr_mode, ansi, &images)?.as_bytes())?;
+    if replaces {
+        println!(
+            "The old key no longer works: {} is asked for a code and denied until the new record \
+             is activated.",
+            a.user
+        );
+    }
+    if tty::interactive() {
+        activate_interactively(ctx, &store, &e, replaces)
+    } else {
+        print_pending(ctx, &a.user, replaces);
+        Ok(())
+    }
+}
+
+fn setup_text(
+    e: &Enrolment,
+    uri: &str,
+    qr_mode: QrMode,
+    ansi: bool,
+    images: &[(PathBuf, &str)],
+) -> Result<Zeroizing<String>> {
+    let r = &e.record;
+    let mut t = Zeroizing::new(String::with_capacity(4096));
+    t.push_str(&format!(
+        "Enrolling {} (pending until a code from the app is entered).\n\n",
+        r.user
+    ));
+    if qr_mode == QrMode::Terminal {
+        t.push_str(
+            "Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator...):\n",
+        );
+        t.push_str(&qr::half_blocks(uri, ansi).map_err(CliError::new)?);
+        t.push_str("Or enter the key by hand:\n");
+    } else {
+        t.push_str(
+            "Enter this in an authenticator app (Aegis, FreeOTP, Google Authenticator...):\n",
+        );
+    }
+    t.push_str(&format!(
+        "  Account: {}\n  Issuer:  {}\n  Key:     ",
+        r.user, r.issuer
+    ));
+    t.push_str(&r.secret.to_base32_grouped());
+    t.push_str(&format!(
+        "\n  Type:    {} (time-based)\n  URI:     ",
+        r.params.describe()
+    ));
+    t.push_str(uri);
+    t.push_str("\n\nRecovery codes (each works once in place of a code; note them now, they are not shown again):\n");
+    for c in &e.recovery_codes {
+        t.push_str("  ");
+        t.push_str(c);
+        t.push('\n');
+    }
+    for (p, kind) in images {
+        t.push_str(&format!(
+            "\nQR code written to {} ({kind}, mode 0600: it holds the key; delete it once scanned).",
+            p.display()
+        ));
+    }
+    if !images.is_empty() {
+        t.push('\n');
+    }
+    t.push('\n');
+    Ok(t)
+}
+
+fn print_pending(ctx: &Ctx, user: &str, replaces: bool) {
+    if !replaces {
+        println!("The record is pending: {user} logs in as before (no code asked) until it is activated.");
+    }
+    println!("To activate it, run this with the code the app shows now:");
+    println!("  pam-totp {}activate {user} CODE", ctx.dir_arg());
+}
+
+fn activate_interactively(ctx: &Ctx, store: &Store, e: &Enrolment, replaces: bool) -> Result<()> {
+    let user = &e.record.user;
+    for attempt in 1..=TRIES {
+        let code = tty::read_hidden("Code from the app (empty: activate later): ")
+            .map_err(|err| CliError::new(format!("cannot read from the terminal: {err}")))?;
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+            print_pending(ctx, user, replaces);
+            return Ok(());
+        };
+        let lock = store
+            .lock(user)
+            .map_err(|err| CliError::store(&format!("cannot lock {user}'s record"), err))?;
+        let current = lock
+            .record()
+            .map_err(|err| CliError::store(&format!("cannot read {user}'s record"), err))?;
+        let record = match current {
+            Some(r) if r.secret == e.record.secret && r.status == Status::Pending => r,
+            _ => {
+                return Err(CliError::new(format!(
+                    "{user}'s record was changed by someone else meanwhile; it was not activated"
+                ))
+                .hint(format!("see pam-totp status {user}")))
+            }
+        };
+        match core::confirm(&lock, record, &code, ctx.now(), 1) {
+            Ok(_) => {
+                println!(
+                    "Activated: {user} now logs in with a code from the app (this code cannot \
+                     be used again)."
+                );
+                return Ok(());
+            }
+            Err(ConfirmError::WrongCode) | Err(ConfirmError::Replayed) if attempt < TRIES => {
+                let left = TRIES - attempt;
+                eprintln!(
+                    "That code does not match (or was already used). Check that the phone's clock \
+                     is right and type the code shown now ({left} {} left).",
+                    if left == 1 { "try" } else { "tries" }
+                );
+            }
+            Err(ConfirmError::WrongCode) | Err(ConfirmError::Replayed) => {
+                return Err(CliError::new(format!(
+                    "{TRIES} wrong codes: {user}'s record stays pending"
+                ))
+                .hint(
+                    "check that the phone's clock is set automatically (codes depend on the time)",
+                )
+                .hint(format!(
+                    "then run: pam-totp {}activate {user} CODE",
+                    ctx.dir_arg()
+                )));
+            }
+            Err(ConfirmError::AlreadyActive) => {
+                return Err(CliError::new(format!("{user}'s record is already active")))
+            }
+            Err(ConfirmError::Store(err)) => {
+                return Err(CliError::store(&format!("cannot activate {user}"), err))
+            }
+        }
+    }
+    unreachable!("the loop returns on its last try")
+}

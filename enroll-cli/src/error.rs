@@ -1,0 +1,159 @@
+//! The one error type of the CLI: what failed, and what to do next.
+
+use pam_totp::store::StoreError;
+use std::fmt;
+use std::path::Path;
+
+/// A failure (exit status 1): a message saying what failed and hints saying what to do.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub hints: Vec<String>,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+
+    /// Exit status 1 with nothing more to say (the output already explained it).
+    pub fn silent() -> Self {
+        CliError::new("")
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+
+    /// A store error, prefixed with what was being done, with a hint on how to fix it.
+    pub fn store(doing: &str, e: StoreError) -> Self {
+        let hint = store_hint(&e);
+        let err = CliError::new(format!("{doing}: {e}"));
+        match hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    }
+
+    /// An I/O error on a file the CLI reads or writes itself (import sources, images).
+    pub fn io(doing: &str, path: &Path, e: &std::io::Error) -> Self {
+        let err = CliError::new(format!("{doing} {}: {}", path.display(), plain_io(e)));
+        match e.raw_os_error() {
+            Some(libc::ELOOP) => err.hint("the path is a symbolic link; give the real file"),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                err.hint("the disk is full; free some space and run the command again")
+            }
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                err.hint("permission denied; run pam-totp as root")
+            }
+            _ => err,
+        }
+    }
+}
+
+/// The I/O error without Rust's " (os error N)" suffix.
+pub fn plain_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn store_hint(e: &StoreError) -> Option<String> {
+    match e {
+        StoreError::Untrusted { path, why } => {
+            let p = path.display();
+            Some(if why.contains("symbolic link") {
+                format!("{p} must be a real file or directory, not a symbolic link; remove the link")
+            } else if matches!(kind(path), Kind::Record(_) | Kind::State(_) | Kind::Lock) {
+                format!("records and state must be root:root 0600: chown root:root {p} && chmod 0600 {p}")
+            } else if path.is_dir() {
+                format!(
+                    "the state directory and users/ must be root:root 0700 and every parent \
+                     directory root-owned and not writable by group or others \
+                     (chown root:root {p} && chmod 0700 {p})"
+                )
+            } else {
+                format!(
+                    "the file must be owned by root and not writable by group or others: \
+                     chown root:root {p} && chmod 0644 {p}"
+                )
+            })
+        }
+        StoreError::Io { source, .. } => match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                Some("the disk is full; free some space and run the command again".into())
+            }
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                Some("permission denied; run pam-totp as root".into())
+            }
+            Some(libc::ENOENT) => Some(
+                "check --dir (or PAM_TOTP_DIR): the state directory is created by `pam-totp enroll`"
+                    .into(),
+            ),
+            _ => None,
+        },
+        StoreError::Parse { path, .. } => Some(match kind(path) {
+            Kind::State(user) => format!(
+                "the module refuses {user}'s logins until this is repaired: run \
+                 `pam-totp unlock {user}` (it writes a fresh state in which no earlier code can \
+                 be replayed)"
+            ),
+            Kind::Record(user) => format!(
+                "fix the record by hand (format: pam-totp(8)), or remove it with \
+                 `pam-totp disable {user}` and enrol {user} again"
+            ),
+            Kind::Lock | Kind::Other => format!(
+                "the module denies every login while the policy is invalid: fix {} \
+                 (`pam-totp policy show` reads it) or move it away",
+                path.display()
+            ),
+        }),
+        StoreError::BadName(_) => Some(
+            "a user name must match ^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$ (letters, digits and \
+             _ . @ -, not starting with . @ or -, at most 128 characters)"
+                .into(),
+        ),
+    }
+}
+
+enum Kind {
+    Record(String),
+    State(String),
+    Lock,
+    Other,
+}
+
+/// What a path in an error is: a file in the users directory, or something else.
+fn kind(path: &Path) -> Kind {
+    let in_users = path.parent().is_some_and(|d| d.ends_with("users"));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match (in_users, name.rsplit_once('.')) {
+        (true, Some((user, "toml"))) => Kind::Record(user.to_string()),
+        (true, Some((user, "state"))) => Kind::State(user.to_string()),
+        (true, Some((_, "lock"))) => Kind::Lock,
+        _ => Kind::Other,
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() && self.hints.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "error: {}", self.message)?;
+        for h in &self.hints {
+            writeln!(f, "hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CliError {}
+
+pub type Result<T> = std::result::Result<T, CliError>;

@@ -1,0 +1,90 @@
+//! What both imports share: reading the source file (read-only, never modified) and storing an
+//! imported record with its state.
+
+use crate::error::{CliError, Result};
+use pam_totp::store::{Durability, Record, State, Status, Store, StoreError};
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Reads a source file: opened read-only with `O_NOFOLLOW` (a symbolic link is refused), must
+/// be a regular file of at most `max` bytes. The file is never written.
+pub fn read_source(path: &Path, max: u64) -> Result<Zeroizing<String>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| CliError::io("cannot open", path, &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| CliError::io("cannot read", path, &e))?;
+    if !meta.is_file() {
+        return Err(CliError::new(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    if meta.len() > max {
+        return Err(CliError::new(format!(
+            "{} is too large ({} bytes, at most {max})",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::io("cannot read", path, &e))?;
+    match std::str::from_utf8(&bytes) {
+        Ok(s) => Ok(Zeroizing::new(s.to_string())),
+        Err(_) => Err(CliError::new(format!(
+            "{} is not a text file (not UTF-8)",
+            path.display()
+        ))),
+    }
+}
+
+/// Why an import into the store did not happen.
+pub enum SaveError {
+    /// The user has an active record and `--force` was not given.
+    ActiveExists,
+    Other(CliError),
+}
+
+/// Stores an imported active record and its state under the user's lock: refuses an existing
+/// active record unless `force`; the state's `last_step` is the source's (and never lower than
+/// one already recorded), failures and lock are cleared. State first, then the record, as
+/// `enroll::confirm` does.
+pub fn save(
+    store: &Store,
+    record: &Record,
+    last_step: Option<u64>,
+    force: bool,
+) -> std::result::Result<(), SaveError> {
+    let user = &record.user;
+    let other = |doing: &str, e: StoreError| SaveError::Other(CliError::store(doing, e));
+    let lock = store
+        .lock(user)
+        .map_err(|e| other(&format!("cannot lock {user}'s record"), e))?;
+    match lock.record() {
+        Ok(Some(r)) if r.status == Status::Active && !force => return Err(SaveError::ActiveExists),
+        Ok(_) => {}
+        Err(StoreError::Parse { .. }) if force => {}
+        Err(e) => return Err(other(&format!("cannot read {user}'s record"), e)),
+    }
+    let previous = lock.state().ok().and_then(|s| s.last_step);
+    let state = State {
+        last_step: match (previous, last_step) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        },
+        ..State::default()
+    };
+    lock.write_state(&state, Durability::Durable)
+        .map_err(|e| other(&format!("cannot write {user}'s login state"), e))?;
+    debug_assert_eq!(record.status, Status::Active);
+    lock.write_record(record)
+        .map_err(|e| other(&format!("cannot write {user}'s record"), e))
+}

@@ -1,0 +1,80 @@
+//! `pam-totp`: the admin CLI of pam_totp. Parses the command line, runs the verb, maps the
+//! outcome to the exit status: 0 success, 1 failure (with a message saying what to do), 2 usage
+//! error (clap's).
+#![forbid(unsafe_code)]
+
+mod activate;
+mod cli;
+mod ctx;
+mod disable;
+mod docs;
+mod doctor;
+mod enroll;
+mod error;
+mod images;
+mod import;
+mod import_ga;
+mod import_oath;
+mod output;
+mod policy;
+mod recovery;
+mod status;
+mod tty;
+mod unlock;
+
+use clap::Parser;
+use cli::{Cli, Command, ImportCommand};
+use ctx::Ctx;
+use error::{CliError, Result};
+use std::process::ExitCode;
+
+fn run(cli: &Cli) -> Result<()> {
+    if let Command::Policy(p) = &cli.command {
+        return policy::run(cli, p);
+    }
+    if let Command::Doctor(a) = &cli.command {
+        // Read-only; it reports what it cannot read instead of refusing non-root callers.
+        return match doctor::run(&cli.dir, &cli.policy, &a.root)? {
+            true => Ok(()),
+            // The report already ends with what to do.
+            false => Err(CliError::silent()),
+        };
+    }
+    let ctx = Ctx::new(cli)?;
+    match &cli.command {
+        Command::Enroll(a) => enroll::run(&ctx, a),
+        Command::Activate(a) => activate::run(&ctx, a),
+        Command::Status(a) => status::run_status(&ctx, a),
+        Command::List(a) => status::run_list(&ctx, a),
+        Command::Disable(a) => disable::run(&ctx, a),
+        Command::Recovery(a) => recovery::run(&ctx, a),
+        Command::Unlock(a) => unlock::run(&ctx, a),
+        Command::Import(ImportCommand::GoogleAuthenticator(a)) => import_ga::run(&ctx, a),
+        Command::Import(ImportCommand::Oath(a)) => import_oath::run(&ctx, a),
+        Command::Doctor(_) | Command::Policy(_) => unreachable!("handled above"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "generate-docs") {
+        let a = cli::GenerateDocsArgs::parse_from(&args[1..]);
+        return finish(docs::run(&a));
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // Usage errors exit 2; --help and --version print and exit 0.
+        Err(e) => e.exit(),
+    };
+    finish(run(&cli))
+}
+
+fn finish(r: Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `pam-totp recovery USER [--count N]`: a fresh set of recovery codes replaces the old one.
+
+use crate::cli::RecoveryArgs;
+use crate::ctx::{self, Ctx};
+use crate::error::{CliError, Result};
+use crate::output::print_json;
+use pam_totp::recovery;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct RecoveryJson<'a> {
+    user: &'a str,
+    recovery_codes: Vec<&'a str>,
+}
+
+pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
+    let user = &a.user;
+    ctx::check_user(user)?;
+    let no_record = || {
+        CliError::new(format!(
+            "{user} has no record; there are no recovery codes to renew"
+        ))
+        .hint(format!(
+            "enrol {user} first: pam-totp {}enroll {user}",
+            ctx.dir_arg()
+        ))
+    };
+    let store = ctx.open_store()?.ok_or_else(no_record)?;
+    let rng = |e: std::io::Error| CliError::new(format!("cannot draw random numbers: {e}"));
+    let codes = recovery::generate(usize::from(a.count)).map_err(rng)?;
+    let hashes = codes
+        .iter()
+        .map(|c| recovery::hash(c))
+        .collect::<std::io::Result<Vec<String>>>()
+        .map_err(rng)?;
+    let old = {
+        let lock = store
+            .lock(user)
+            .map_err(|e| CliError::store(&format!("cannot lock {user}'s record"), e))?;
+        let mut record = lock
+            .record()
+            .map_err(|e| CliError::store(&format!("cannot read {user}'s record"), e))?
+            .ok_or_else(no_record)?;
+        let old = std::mem::replace(&mut record.recovery, hashes).len();
+        lock.write_record(&record)
+            .map_err(|e| CliError::store(&format!("cannot write {user}'s record"), e))?;
+        old
+    };
+    if a.json {
+        return print_json(&RecoveryJson {
+            user,
+            recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
+        });
+    }
+    println!(
+        "New recovery codes for {user} (each works once in place of a code; note them now, they \
+         are not shown again):"
+    );
+    for c in &codes {
+        println!("  {}", c.as_str());
+    }
+    println!(
+        "The {old} previous recovery code{} no longer work{}.",
+        if old == 1 { "" } else { "s" },
+        if old == 1 { "s" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! `pam-totp status [USER]` and `pam-totp list`: state, settings, last login, what the policy
+//! asks of the user.
+
+use crate::cli::{ListArgs, StatusArgs};
+use crate::ctx::{self, Ctx};
+use crate::error::{CliError, Result};
+use crate::output::{print_json, time};
+use pam_totp::policy::Policy;
+use pam_totp::store::{Record, State, Status, Store};
+use pam_totp::throttle::is_locked;
+use serde::Serialize;
+
+/// The status of one user; serialised with SPEC §5's field names.
+#[derive(Debug, Serialize)]
+pub struct UserStatus {
+    pub user: String,
+    pub state: &'static str,
+    pub algorithm: Option<&'static str>,
+    pub digits: Option<u8>,
+    pub period: Option<u32>,
+    pub created: Option<String>,
+    pub last_success: Option<LastSuccessJson>,
+    pub locked_until: Option<String>,
+    pub recovery_codes_left: Option<usize>,
+    pub required: bool,
+    pub required_by: Option<String>,
+    pub grace_until: Option<String>,
+    #[serde(skip)]
+    extra: Extra,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastSuccessJson {
+    pub time: String,
+    pub rhost: Option<String>,
+}
+
+/// Shown to people, not part of the JSON.
+#[derive(Debug, Default)]
+struct Extra {
+    issuer: Option<String>,
+    type_text: Option<String>,
+    failures: u32,
+    replaces_active: bool,
+}
+
+/// Computes `user`'s status from the record, the state, the policy and the clock.
+fn user_status(
+    ctx: &Ctx,
+    policy: &Policy,
+    store: Option<&Store>,
+    user: &str,
+    now: u64,
+) -> Result<UserStatus> {
+    let record: Option<Record> = match store {
+        None => None,
+        Some(s) => s
+            .record(user)
+            .map_err(|e| CliError::store(&format!("cannot read {user}'s record"), e))?,
+    };
+    let state: State = match (store, &record) {
+        (Some(s), Some(_)) => s
+            .state(user)
+            .map_err(|e| CliError::store(&format!("cannot read {user}'s login state"), e))?,
+        _ => State::default(),
+    };
+    let locked = is_locked(state.locked_until, now);
+    let state_name = match &record {
+        None => "none",
+        Some(r) if r.status == Status::Pending => "pending",
+        Some(_) if locked => "locked",
+        Some(_) => "active",
+    };
+    let by = ctx.required_by(policy, user)?;
+    // Grace applies to users who are not enrolled; a forced re-enrolment pending activation
+    // is denied whatever the grace.
+    let enrolled = matches!(state_name, "active" | "locked")
+        || record.as_ref().is_some_and(|r| r.replaces_active);
+    let grace = match &by {
+        Some(_) if !enrolled => policy.grace_at(now),
+        _ => None,
+    };
+    let r = record.as_ref();
+    Ok(UserStatus {
+        user: user.to_string(),
+        state: state_name,
+        algorithm: r.map(|r| r.params.algorithm().as_str()),
+        digits: r.map(|r| r.params.digits()),
+        period: r.map(|r| r.params.period()),
+        created: r.and_then(|r| r.created).map(time),
+        last_success: r
+            .and(state.last_success.as_ref())
+            .map(|ls| LastSuccessJson {
+                time: time(ls.time),
+                rhost: ls.rhost.clone(),
+            }),
+        locked_until: (r.is_some() && locked).then(|| time(state.locked_until)),
+        recovery_codes_left: r.map(|r| r.recovery.len()),
+        required: by.is_some(),
+        required_by: by.map(|b| b.to_string()),
+        grace_until: grace.map(time),
+        extra: Extra {
+            issuer: r.map(|r| r.issuer.clone()),
+            type_text: r.map(|r| r.params.describe()),
+            failures: if r.is_some() { state.failures } else { 0 },
+            replaces_active: r.is_some_and(|r| r.replaces_active),
+        },
+    })
+}
+
+pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
+    let Some(user) = &a.user else {
+        return run_list(ctx, &ListArgs { json: a.json });
+    };
+    ctx::check_user(user)?;
+    let policy = ctx.policy()?;
+    let store = ctx.open_store()?;
+    let s = user_status(ctx, &policy, store.as_ref(), user, ctx.now())?;
+    if a.json {
+        return print_json(&s);
+    }
+    print!("{}", human(&s));
+    Ok(())
+}
+
+fn human(s: &UserStatus) -> String {
+    let mut t = String::new();
+    let line = |t: &mut String, k: &str, v: &str| t.push_str(&format!("{k:<16}{v}\n"));
+    line(&mut t, "User:", &s.user);
+    let state = match s.state {
+        "none" => "none (not enrolled)".to_string(),
+        "pending" if s.extra.replaces_active => {
+            "pending (re-enrolment: logins are denied until it is activated)".to_string()
+        }
+        "pending" => "pending (not used for logins until it is activated)".to_string(),
+        "locked" => format!(
+            "locked after {} failed codes (pam-totp unlock {} clears it)",
+            s.extra.failures, s.user
+        ),
+        other => other.to_string(),
+    };
+    line(&mut t, "State:", &state);
+    if s.state != "none" {
+        line(&mut t, "Type:", s.extra.type_text.as_deref().unwrap_or("-"));
+        line(&mut t, "Issuer:", s.extra.issuer.as_deref().unwrap_or("-"));
+        line(&mut t, "Created:", s.created.as_deref().unwrap_or("-"));
+        let last = match &s.last_success {
+            None => "never".to_string(),
+            Some(ls) => match &ls.rhost {
+                Some(h) => format!("{} from {h}", ls.time),
+                None => ls.time.clone(),
+            },
+        };
+        line(&mut t, "Last success:", &last);
+        if let Some(l) = &s.locked_until {
+            line(&mut t, "Locked until:", l);
+        } else if s.extra.failures > 0 {
+            line(
+                &mut t,
+                "Failures:",
+                &format!("{} since the last success", s.extra.failures),
+            );
+        }
+        line(
+            &mut t,
+            "Recovery codes:",
+            &format!("{} left", s.recovery_codes_left.unwrap_or(0)),
+        );
+    }
+    let required = match &s.required_by {
+        Some(by) => format!("yes ({by})"),
+        None => "no".to_string(),
+    };
+    line(&mut t, "Required:", &required);
+    if let Some(g) = &s.grace_until {
+        line(&mut t, "Grace until:", g);
+    }
+    t
+}
+
+pub fn run_list(ctx: &Ctx, a: &ListArgs) -> Result<()> {
+    let policy = ctx.policy()?;
+    let store = ctx.open_store()?;
+    let users = match &store {
+        Some(s) => s
+            .users()
+            .map_err(|e| CliError::store("cannot list the records", e))?,
+        None => Vec::new(),
+    };
+    let now = ctx.now();
+    let mut rows = Vec::with_capacity(users.len());
+    let mut failed = 0usize;
+    for u in &users {
+        match user_status(ctx, &policy, store.as_ref(), u, now) {
+            Ok(s) => rows.push(s),
+            Err(e) => {
+                failed += 1;
+                eprint!("{e}");
+            }
+        }
+    }
+    if a.json {
+        print_json(&rows)?;
+    } else if users.is_empty() {
+        println!("No records in {}.", ctx.dir.display());
+    } else if !rows.is_empty() {
+        print!("{}", table(&rows));
+    }
+    if failed > 0 {
+        return Err(CliError::new(format!(
+            "{failed} of {} records could not be read (see above)",
+            users.len()
+        )));
+    }
+    Ok(())
+}
+
+fn table(rows: &[UserStatus]) -> String {
+    let header = [
+        "USER",
+        "STATE",
+        "TYPE",
+        "RECOVERY",
+        "LAST SUCCESS",
+        "REQUIRED",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|s| {
+            [
+                s.user.clone(),
+                s.state.to_string(),
+                match (s.algorithm, s.digits, s.period) {
+                    (Some(a), Some(d), Some(p)) => format!("{a}/{d}/{p}s"),
+                    _ => "-".into(),
+                },
+                s.recovery_codes_left
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
+                s.last_success
+                    .as_ref()
+                    .map_or_else(|| "never".into(), |l| l.time.clone()),
+                match (&s.required_by, &s.grace_until) {
+                    (Some(by), Some(g)) => format!("{by} (grace until {g})"),
+                    (Some(by), None) => by.clone(),
+                    (None, _) => "no".into(),
+                },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut t = String::new();
+    let mut push_row = |row: &[&str]| {
+        let mut line = String::new();
+        for (i, c) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        t.push_str(line.trim_end());
+        t.push('\n');
+    };
+    push_row(&header);
+    for row in &cells {
+        push_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    t
+}

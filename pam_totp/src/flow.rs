@@ -157,7 +157,7 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
             }
             Verdict::deny("re-enrolment pending activation")
         }
-        _ => unenrolled(conv, sys, req, &policy),
+        _ => unenrolled(conv, sys, req, &store, &policy),
     }
 }
 
@@ -268,6 +268,7 @@ fn unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    store: &Store,
     policy: &Policy,
 ) -> Verdict {
     // Enrolment at login is offered only to users NSS knows; so it needs the lookup too.
@@ -312,7 +313,7 @@ fn unenrolled<C: Conversation, S: System>(
             ),
         );
     }
-    required_but_unenrolled(conv, sys, req, &by)
+    required_but_unenrolled(conv, sys, req, store, &by)
 }
 
 /// Step 4 with `enroll_at_login`: show a new key, ask for a code from the app, and only on a
@@ -422,22 +423,27 @@ fn enroll_at_login<C: Conversation, S: System>(
     }
 }
 
-/// Denies the way a wrong code for an enrolled user is denied: same prompt, same work, same
-/// answer, so that nothing tells which case it was.
+/// Denies the way a wrong code for an enrolled user is denied: same prompt, same work (lock,
+/// read, HMAC over the window, state rewrite — on the decoy), same answer, so that nothing
+/// tells which case it was.
 fn required_but_unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    store: &Store,
     by: &RequiredBy,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Verdict::conv_failed();
     };
-    // The same HMAC work as a real check, against a throwaway key.
-    if let Ok(dummy) = Secret::generate(20) {
+    if let (Ok(lock), Ok(dummy)) = (store.decoy_lock(), Secret::generate(20)) {
+        let _ = lock.record();
+        let mut state = lock.state().unwrap_or_default();
         let g = Generator::new(&dummy, Params::default());
         let typed = String::from_utf8_lossy(&answer);
         let _ = g.matching_step(typed.trim(), sys.now(), req.options.window);
+        state.failures = state.failures.wrapping_add(1) % 1000;
+        let _ = lock.write_state(&state, Durability::Relaxed);
     }
     Verdict::deny(format!("not enrolled, required by {by}"))
 }

@@ -559,3 +559,13 @@ fn given_enroll_at_login_then_pending_cli_record_is_replaced() {
         key_from(&conv.infos)
     );
 }
+
+#[test]
+fn given_required_but_unenrolled_then_the_decoy_does_the_file_work_and_no_user_file_appears() {
+    let w = World::new();
+    w.policy("version = 1\nrequire_all = true\n");
+    assert_eq!(w.login("ghost", &["123456"]).0.code, Code::AuthErr);
+    let names = crate::store::files::list_dir(&w.t.users()).unwrap();
+    assert_eq!(names, vec![".decoy.lock", ".decoy.state"]);
+    assert_eq!(w.t.store().users().unwrap(), Vec::<String>::new());
+}

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const MAX_STATE_BYTES: u64 = 4 * 1024;
 const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+/// File stem of the decoy (see [`Store::decoy_lock`]).
+const DECOY: &str = ".decoy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,7 +98,12 @@ impl Store {
 
     /// The user's record, if any. Its `user` key must name the user.
     pub fn record(&self, user: &str) -> Result<Option<Record>, StoreError> {
-        let path = self.record_path(user)?;
+        self.record_path(user)?;
+        self.record_named(user)
+    }
+
+    fn record_named(&self, user: &str) -> Result<Option<Record>, StoreError> {
+        let path = self.users.join(format!("{user}.toml"));
         let Some(bytes) =
             files::read_trusted(&path, self.owner, Exposure::Private, MAX_RECORD_BYTES)?
         else {
@@ -119,7 +126,12 @@ impl Store {
 
     /// The user's login state; a missing file means "no login yet".
     pub fn state(&self, user: &str) -> Result<State, StoreError> {
-        let path = self.state_path(user)?;
+        self.state_path(user)?;
+        self.state_named(user)
+    }
+
+    fn state_named(&self, user: &str) -> Result<State, StoreError> {
+        let path = self.users.join(format!("{user}.state"));
         let Some(bytes) =
             files::read_trusted(&path, self.owner, Exposure::Private, MAX_STATE_BYTES)?
         else {
@@ -134,7 +146,19 @@ impl Store {
 
     /// Takes the user's exclusive lock (blocking); all writes go through the guard.
     pub fn lock(&self, user: &str) -> Result<UserLock<'_>, StoreError> {
-        let path = self.path(user, "lock")?;
+        self.path(user, "lock")?;
+        self.lock_named(user)
+    }
+
+    /// The lock of a decoy that no user name can match (names never start with '.'): its
+    /// record and state let a denial for a user without a record do the same file work as a
+    /// wrong code of an enrolled user, so that timing does not tell them apart.
+    pub fn decoy_lock(&self) -> Result<UserLock<'_>, StoreError> {
+        self.lock_named(DECOY)
+    }
+
+    fn lock_named(&self, name: &str) -> Result<UserLock<'_>, StoreError> {
+        let path = self.users.join(format!("{name}.lock"));
         let file = files::open_lock_file(&path, self.owner)?;
         let flock =
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
@@ -143,7 +167,7 @@ impl Store {
             })?;
         Ok(UserLock {
             store: self,
-            user: user.to_string(),
+            user: name.to_string(),
             _flock: flock,
         })
     }
@@ -171,11 +195,11 @@ impl UserLock<'_> {
     }
 
     pub fn record(&self) -> Result<Option<Record>, StoreError> {
-        self.store.record(&self.user)
+        self.store.record_named(&self.user)
     }
 
     pub fn state(&self) -> Result<State, StoreError> {
-        self.store.state(&self.user)
+        self.store.state_named(&self.user)
     }
 
     /// Replaces the record atomically and durably.
@@ -205,8 +229,9 @@ impl UserLock<'_> {
 
     /// Removes the record and state; true if there was a record.
     pub fn remove(&self) -> Result<bool, StoreError> {
-        let had = files::remove_if_exists(&self.store.record_path(&self.user)?)?;
-        files::remove_if_exists(&self.store.state_path(&self.user)?)?;
+        let users = &self.store.users;
+        let had = files::remove_if_exists(&users.join(format!("{}.toml", self.user)))?;
+        files::remove_if_exists(&users.join(format!("{}.state", self.user)))?;
         files::sync_dir(&self.store.users).map_err(|source| StoreError::Io {
             path: self.store.users.clone(),
             source,

@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs
+.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs e2e demo
 
 all: build
 
@@ -19,6 +19,7 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --release --workspace
 	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace
+	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
 
 fmt:
@@ -45,3 +46,13 @@ test-package:
 # Man pages and shell completions generated from the CLI's clap definitions
 docs: build
 	$(TARGET_DIR)/release/pam-totp generate-docs $(TARGET_DIR)/docs
+
+# End-to-end: real sshd, ssh, login and su in throwaway namespace containers (root)
+e2e: build
+	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
+
+# A sandboxed sshd with the module, a demo user enrolled on your terminal; DEMO=auto runs the
+# whole story unattended
+DEMO ?=
+demo: deps build
+	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp DEMO=$(DEMO) bash tests/e2e/demo.sh

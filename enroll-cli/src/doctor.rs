@@ -218,6 +218,15 @@ fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, Option<Enro
             }
             return (s, Some(Enrolled::new()));
         }
+        Err(StoreError::Io { path, source })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            s.warn(
+                format!("cannot check {}: permission denied", path.display()),
+                "run pam-totp doctor as root",
+            );
+            return (s, None);
+        }
         Err(e) => {
             let text = format!("{e}: pam_totp refuses every login it sees");
             s.error(text, store_fix(e, "make it root:root 0700"));

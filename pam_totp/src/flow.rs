@@ -41,13 +41,13 @@ pub enum Code {
     ConvErr,
 }
 
-/// syslog priority of the decision's log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// syslog priority of the decision's log line, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    Err,
-    Warning,
-    Notice,
     Info,
+    Notice,
+    Warning,
+    Err,
 }
 
 /// The decision: a PAM code and the one log line (reason) that explains it.
@@ -143,6 +143,16 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
     }
     let store = match Store::open(&req.options.dir, req.owner) {
         Ok(s) => s,
+        // No state directory: nobody can be enrolled, so nobody is (the policy still applies).
+        // Denying everyone instead would lock out even console root after a package purge.
+        Err(e) if e.is_not_found() => {
+            let mut v = unenrolled(conv, sys, req, None, &policy);
+            v.reason.push_str(&format!(
+                " (state directory missing: {e}; run `pam-totp doctor`)"
+            ));
+            v.level = v.level.max(Level::Warning);
+            return v;
+        }
         Err(e) => return Verdict::unavailable(&e),
     };
     let record = match store.record(req.user) {
@@ -157,7 +167,7 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
             }
             Verdict::deny("re-enrolment pending activation")
         }
-        _ => unenrolled(conv, sys, req, &store, &policy),
+        _ => unenrolled(conv, sys, req, Some(&store), &policy),
     }
 }
 
@@ -268,7 +278,7 @@ fn unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: &Store,
+    store: Option<&Store>,
     policy: &Policy,
 ) -> Verdict {
     // Enrolment at login is offered only to users NSS knows; so it needs the lookup too.
@@ -430,13 +440,14 @@ fn required_but_unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: &Store,
+    store: Option<&Store>,
     by: &RequiredBy,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Verdict::conv_failed();
     };
-    if let (Ok(lock), Ok(dummy)) = (store.decoy_lock(), Secret::generate(20)) {
+    let decoy = store.map(Store::decoy_lock);
+    if let (Some(Ok(lock)), Ok(dummy)) = (decoy, Secret::generate(20)) {
         let _ = lock.record();
         let mut state = lock.state().unwrap_or_default();
         let g = Generator::new(&dummy, Params::default());

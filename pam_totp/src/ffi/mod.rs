@@ -322,7 +322,8 @@ fn trampoline(
 }
 
 fn authenticate(h: &Handle, opts: &Options) -> c_int {
-    let rhost = h.string_item(PAM_RHOST);
+    // `login` sets an empty PAM_RHOST: that means no remote host.
+    let rhost = h.string_item(PAM_RHOST).filter(|r| !r.is_empty());
     let user = match h.user() {
         Ok(u) => u,
         Err(e) => {

@@ -569,3 +569,32 @@ fn given_required_but_unenrolled_then_the_decoy_does_the_file_work_and_no_user_f
     assert_eq!(names, vec![".decoy.lock", ".decoy.state"]);
     assert_eq!(w.t.store().users().unwrap(), Vec::<String>::new());
 }
+
+#[test]
+fn given_missing_state_directory_then_nobody_is_enrolled_and_policy_still_applies() {
+    let mut w = World::new();
+    w.opts.dir = w.t.path().join("no-such-dir");
+    let (v, conv) = w.login("bob", &[]);
+    assert_eq!(v.code, Code::Ignore);
+    assert!(v.reason.contains("state directory missing"), "{}", v.reason);
+    assert_eq!(v.level, Level::Warning);
+    assert!(conv.prompts.is_empty());
+    w.policy("version = 1\nrequire_all = true\n");
+    let (v, conv) = w.login("bob", &["123456"]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert_eq!(conv.prompts.len(), 1);
+}
+
+#[test]
+fn given_missing_users_directory_then_nobody_is_enrolled() {
+    let w = World::new();
+    std::fs::remove_dir(w.t.users()).unwrap();
+    assert_eq!(w.login("bob", &[]).0.code, Code::Ignore);
+}
+
+#[test]
+fn given_untrusted_state_directory_then_still_unavailable() {
+    let w = World::new();
+    std::fs::set_permissions(w.t.state(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(w.login("bob", &[]).0.code, Code::AuthInfoUnavail);
+}

@@ -37,6 +37,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True if a file or directory does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
     /// True for a full disk or quota: the caller may say so plainly.
     pub fn is_no_space(&self) -> bool {
         matches!(self, StoreError::Io { source, .. }

@@ -42,13 +42,8 @@ pub fn run(ctx: &Ctx, a: &ActivateArgs) -> Result<()> {
         }
     };
 
-    let lock = store
-        .lock(user)
-        .map_err(|e| CliError::store(&format!("cannot lock {user}'s record"), e))?;
-    let record = lock
-        .record()
-        .map_err(|e| CliError::store(&format!("cannot read {user}'s record"), e))?
-        .ok_or_else(|| no_record(ctx, user))?;
+    let (lock, record) = ctx::lock_record(&store, user)?;
+    let record = record.ok_or_else(|| no_record(ctx, user))?;
     match core::confirm(&lock, record, &code, ctx.now(), 1) {
         Ok(step) => {
             println!(

@@ -4,7 +4,7 @@ use crate::cli::{Cli, DEFAULT_DIR};
 use crate::error::{CliError, Result};
 use pam_totp::names::{is_valid_user_name, log_safe};
 use pam_totp::policy::{Policy, RequiredBy};
-use pam_totp::store::{self, Store, StoreError};
+use pam_totp::store::{self, Record, Store, StoreError, UserLock};
 use pam_totp::sys::{RealSystem, System};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -102,6 +102,17 @@ fn caller_owner(dir: &Path) -> Result<u32> {
 }
 
 /// Refuses a name that cannot be a record's name (exit status 1).
+/// Takes USER's lock and reads their record under it: the start of every read-modify-write.
+pub fn lock_record<'s>(store: &'s Store, user: &str) -> Result<(UserLock<'s>, Option<Record>)> {
+    let lock = store
+        .lock(user)
+        .map_err(|e| CliError::store(&format!("cannot lock {user}'s record"), e))?;
+    let record = lock
+        .record()
+        .map_err(|e| CliError::store(&format!("cannot read {user}'s record"), e))?;
+    Ok((lock, record))
+}
+
 pub fn check_user(user: &str) -> Result<()> {
     if is_valid_user_name(user) {
         return Ok(());

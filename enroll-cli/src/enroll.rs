@@ -258,12 +258,7 @@ fn activate_interactively(ctx: &Ctx, store: &Store, e: &Enrolment, replaces: boo
             print_pending(ctx, user, replaces);
             return Ok(());
         };
-        let lock = store
-            .lock(user)
-            .map_err(|err| CliError::store(&format!("cannot lock {user}'s record"), err))?;
-        let current = lock
-            .record()
-            .map_err(|err| CliError::store(&format!("cannot read {user}'s record"), err))?;
+        let (lock, current) = ctx::lock_record(store, user)?;
         let record = match current {
             Some(r) if r.secret == e.record.secret && r.status == Status::Pending => r,
             _ => {

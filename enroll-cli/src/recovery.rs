@@ -34,13 +34,8 @@ pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
         .collect::<std::io::Result<Vec<String>>>()
         .map_err(rng)?;
     let old = {
-        let lock = store
-            .lock(user)
-            .map_err(|e| CliError::store(&format!("cannot lock {user}'s record"), e))?;
-        let mut record = lock
-            .record()
-            .map_err(|e| CliError::store(&format!("cannot read {user}'s record"), e))?
-            .ok_or_else(no_record)?;
+        let (lock, record) = ctx::lock_record(&store, user)?;
+        let mut record = record.ok_or_else(no_record)?;
         let old = std::mem::replace(&mut record.recovery, hashes).len();
         lock.write_record(&record)
             .map_err(|e| CliError::store(&format!("cannot write {user}'s record"), e))?;

@@ -16,13 +16,8 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
             .hint(format!("see pam-totp {}list", ctx.dir_arg()))
     };
     let store = ctx.open_store()?.ok_or_else(no_record)?;
-    let lock = store
-        .lock(user)
-        .map_err(|e| CliError::store(&format!("cannot lock {user}'s record"), e))?;
-    let record = lock
-        .record()
-        .map_err(|e| CliError::store(&format!("cannot read {user}'s record"), e))?
-        .ok_or_else(no_record)?;
+    let (lock, record) = ctx::lock_record(&store, user)?;
+    let record = record.ok_or_else(no_record)?;
     let now = ctx.now();
     let step = record.params.step_at(now);
     let (mut state, message) = match lock.state() {

@@ -11,6 +11,7 @@
 
 pub mod enroll;
 pub mod flow;
+pub mod hex;
 pub mod names;
 pub mod options;
 pub mod policy;

@@ -1,6 +1,7 @@
 //! Single-use recovery codes (SPEC §4): generate, normalise, hash, verify.
 #![forbid(unsafe_code)]
 
+use crate::hex;
 use crate::secret::fill_random;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -56,20 +57,6 @@ fn digest(salt: &[u8], normalized: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
 /// `sha256:<salt-hex>:<hash-hex>` of a code (normalised first).
 pub fn hash(code: &str) -> std::io::Result<String> {
     let mut salt = [0u8; SALT_BYTES];
@@ -79,7 +66,11 @@ pub fn hash(code: &str) -> std::io::Result<String> {
 
 pub fn hash_with_salt(code: &str, salt: &[u8]) -> String {
     let norm = normalize(code);
-    format!("sha256:{}:{}", hex(salt), hex(&digest(salt, &norm)))
+    format!(
+        "sha256:{}:{}",
+        hex::encode(salt),
+        hex::encode(&digest(salt, &norm))
+    )
 }
 
 /// Checks the stored form; used by the record parser.
@@ -93,8 +84,8 @@ fn parse_entry(entry: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     if alg != "sha256" || parts.next().is_some() {
         return None;
     }
-    let salt = unhex(salt)?;
-    let hash = unhex(hash)?;
+    let salt = hex::decode(salt)?;
+    let hash = hex::decode(hash)?;
     (salt.len() >= 8 && hash.len() == 32).then_some((salt, hash))
 }
 
@@ -159,7 +150,7 @@ mod tests {
         d.update(salt);
         d.update(b"abcd");
         let want: [u8; 32] = d.finalize().into();
-        assert_eq!(h, format!("sha256:0102030405060708:{}", hex(&want)));
+        assert_eq!(h, format!("sha256:0102030405060708:{}", hex::encode(&want)));
         assert!(is_well_formed(&h));
     }
 

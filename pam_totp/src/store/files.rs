@@ -209,7 +209,7 @@ fn temp_name(dir: &Path, name: &str) -> PathBuf {
     let mut r = [0u8; 6];
     // A name clash only makes create_new fail; the randomness is not security-relevant.
     let _ = crate::secret::fill_random(&mut r);
-    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    let tag = crate::hex::encode(&r);
     dir.join(format!(".{name}.tmp-{}-{tag}", std::process::id()))
 }
 

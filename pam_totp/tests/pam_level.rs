@@ -24,6 +24,7 @@ use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{chown, symlink, MetadataExt};
+use std::path::PathBuf;
 use std::process::Command;
 
 const PERMISSION_WORDS: &[&str] = &[
@@ -371,6 +372,23 @@ fn given_world_readable_users_dir_then_denied() {
     denied_for_bad_record(&env, &rec).expect_logged(PERMISSION_WORDS);
 }
 
+/// Moves the state directory into a new `<root>/NAME` of the given mode and points the stack
+/// at it (the policy path stays outside), so that NAME is an ancestor the module must judge.
+fn move_state_under(env: &TestEnv, name: &str, mode: u32) -> PathBuf {
+    let parent = env.root.join(name);
+    fs::create_dir(&parent).expect("mkdir ancestor");
+    let state = parent.join("state");
+    fs::rename(&env.state, &state).expect("move state dir");
+    set_mode(&parent, mode);
+    env.pam_stack(&format!(
+        "auth required {} dir={} policy={}\n",
+        env.module().display(),
+        state.display(),
+        env.root.join("no-policy.toml").display()
+    ));
+    parent
+}
+
 #[test]
 fn given_world_writable_ancestor_dir_then_denied() {
     // <root>/ww/state with <root>/ww world-writable (not sticky); the policy path
@@ -378,17 +396,7 @@ fn given_world_writable_ancestor_dir_then_denied() {
     let env = test_env!("ancestor_ww");
     let rec = Record::new("alice");
     env.write_record(&rec);
-    let ww = env.root.join("ww");
-    fs::create_dir(&ww).expect("mkdir ww");
-    let state = ww.join("state");
-    fs::rename(&env.state, &state).expect("move state dir");
-    set_mode(&ww, 0o777);
-    env.pam_stack(&format!(
-        "auth required {} dir={} policy={}\n",
-        env.module().display(),
-        state.display(),
-        env.root.join("no-policy.toml").display()
-    ));
+    let ww = move_state_under(&env, "ww", 0o777);
     let o = denied_for_bad_record(&env, &rec);
     set_mode(&ww, 0o755);
     o.expect_logged(PERMISSION_WORDS).expect_logged(&["ww"]);
@@ -400,17 +408,7 @@ fn given_sticky_root_owned_ancestor_dir_then_accepted() {
     let env = test_env!("ancestor_sticky");
     let rec = Record::new("alice");
     env.write_record(&rec);
-    let sticky = env.root.join("sticky");
-    fs::create_dir(&sticky).expect("mkdir sticky");
-    let state = sticky.join("state");
-    fs::rename(&env.state, &state).expect("move state dir");
-    set_mode(&sticky, 0o1777);
-    env.pam_stack(&format!(
-        "auth required {} dir={} policy={}\n",
-        env.module().display(),
-        state.display(),
-        env.root.join("no-policy.toml").display()
-    ));
+    move_state_under(&env, "sticky", 0o1777);
     settle(rec.period);
     env.login("alice", &[&code_offset(&rec, 0)])
         .expect_result("PAM_SUCCESS");

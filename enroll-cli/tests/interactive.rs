@@ -217,3 +217,32 @@ fn activate_asks_on_the_terminal_without_echo() {
     let (status, out) = p.wait();
     assert_eq!(status, 0, "{out}");
 }
+
+#[test]
+fn ctrl_c_at_the_code_prompt_ends_with_the_terminal_restored() {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    let t = TestDir::new("pty-ctrl-c");
+    t.run(&["enroll", "erin", "--issuer", "build-01", "--qr", "none"])
+        .ok();
+    let mut p = Pty::spawn(t.cmd(&["activate", "erin"]));
+    p.expect("Code from erin's app: ");
+    p.master.write_all(b"12\x03").unwrap();
+    p.expect("interrupted");
+    let deadline = Instant::now() + TIMEOUT;
+    while p.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    // On Linux the master reports the terminal's (the slave's) settings.
+    let attrs = tcgetattr(&p.master).expect("tcgetattr");
+    assert!(
+        attrs.local_flags.contains(LocalFlags::ECHO),
+        "echo is back on"
+    );
+    assert!(
+        attrs.local_flags.contains(LocalFlags::ICANON),
+        "line editing is back on"
+    );
+    let (status, out) = p.wait();
+    assert_eq!(status, 1, "{out}");
+    assert!(t.record_text("erin").contains("state = \"pending\""));
+}

@@ -201,10 +201,10 @@ fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, Option<Enro
                 d = dir.display()
             );
             if module_used {
-                s.warn(
+                s.error(
                     format!(
-                        "{} (or its users/) does not exist: pam_totp treats everyone as not \
-                         enrolled (only users the policy requires are asked, and denied)",
+                        "{} (or its users/) does not exist: pam_totp refuses every login it \
+                         sees until it does",
                         dir.display()
                     ),
                     fix,

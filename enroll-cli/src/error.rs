@@ -85,6 +85,11 @@ fn store_hint(e: &StoreError) -> Option<String> {
                 )
             })
         }
+        StoreError::LockTimeout { .. } => Some(
+            "a login or another pam-totp holds the user's lock; try again, and look for a \
+             stopped process (ps -eo pid,stat,cmd | grep ' T')"
+                .into(),
+        ),
         StoreError::Io { source, .. } => match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
                 Some("the disk is full; free some space and run the command again".into())

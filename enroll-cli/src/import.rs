@@ -74,7 +74,12 @@ pub fn save(
         Err(StoreError::Parse { .. }) if force => {}
         Err(e) => return Err(other(&format!("cannot read {user}'s record"), e)),
     }
-    let previous = lock.state().ok().and_then(|s| s.last_step);
+    // A state that cannot be read or trusted is an error, never a silent reset: its
+    // `last_step` is what stops a code from being accepted twice.
+    let previous = lock
+        .state()
+        .map_err(|e| other(&format!("cannot read {user}'s login state (pam-totp unlock {user} repairs a corrupt one)"), e))?
+        .last_step;
     let state = State {
         last_step: match (previous, last_step) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -26,8 +26,7 @@ const DEFAULT_WINDOW_SIZE: u32 = 3;
 /// The module's largest `window=`.
 const MAX_MODULE_WINDOW: u32 = 10;
 
-/// A parsed google-authenticator file.
-#[derive(Debug)]
+/// A parsed google-authenticator file. `Debug` hides the scratch codes.
 pub struct GaFile {
     pub secret: Secret,
     pub window_size: Option<u32>,
@@ -40,6 +39,24 @@ pub struct GaFile {
     pub scratch_codes: Vec<Zeroizing<String>>,
     /// Options this importer does not know, by name.
     pub unknown_options: Vec<String>,
+}
+
+impl std::fmt::Debug for GaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GaFile")
+            .field("secret", &self.secret)
+            .field("window_size", &self.window_size)
+            .field("rate_limit", &self.rate_limit)
+            .field("disallow_reuse", &self.disallow_reuse)
+            .field("step_size", &self.step_size)
+            .field("time_skew", &self.time_skew)
+            .field(
+                "scratch_codes",
+                &format_args!("<{} redacted>", self.scratch_codes.len()),
+            )
+            .field("unknown_options", &self.unknown_options)
+            .finish()
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -62,8 +62,7 @@ pub fn parse_type(s: &str) -> Option<TokenType> {
     }
 }
 
-/// One line of the users file, split into its fields.
-#[derive(Debug)]
+/// One line of the users file, split into its fields. `Debug` hides the key and last code.
 pub struct Line<'a> {
     pub number: usize,
     pub kind: TokenType,
@@ -73,6 +72,22 @@ pub struct Line<'a> {
     pub secret_hex: Option<&'a str>,
     pub last_otp: Option<&'a str>,
     pub time: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |o: Option<&str>| o.map(|_| "<redacted>");
+        f.debug_struct("Line")
+            .field("number", &self.number)
+            .field("kind", &self.kind)
+            .field("type_text", &self.type_text)
+            .field("user", &self.user)
+            .field("pin", &hidden(Some(self.pin)))
+            .field("secret_hex", &hidden(self.secret_hex))
+            .field("last_otp", &hidden(self.last_otp))
+            .field("time", &self.time)
+            .finish()
+    }
 }
 
 /// What a line of the file is.

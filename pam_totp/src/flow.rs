@@ -19,6 +19,20 @@ use zeroize::Zeroizing;
 /// Longest answer looked at; longer ones are wrong codes.
 const MAX_ANSWER: usize = 128;
 
+/// Most bytes of `PAM_RHOST` kept in the state's `last_success` (a DNS name has at most 253).
+/// The application sets the item; stored whole, a long one made the state file larger than the
+/// store reads, and every later login of the user failed until an admin repaired it.
+pub const MAX_STORED_RHOST: usize = 255;
+
+/// `rhost` cut to at most [`MAX_STORED_RHOST`] bytes, on a character boundary.
+fn stored_rhost(rhost: &str) -> String {
+    let mut end = rhost.len().min(MAX_STORED_RHOST);
+    while !rhost.is_char_boundary(end) {
+        end -= 1;
+    }
+    rhost[..end].to_string()
+}
+
 /// The conversation with the user, as the module needs it.
 pub trait Conversation {
     /// Asks with echo off; `Err` if the application could not ask or got no answer.
@@ -141,18 +155,27 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
     if !is_valid_user_name(req.user) {
         return Verdict::deny(format!("invalid user name \"{}\"", log_safe(req.user)));
     }
+    // Records are found by the exact name; a user database that also answers to other
+    // spellings (case-insensitive LDAP/AD) would otherwise let "ALICE" skip alice's code.
+    match sys.canonical_name(req.user) {
+        Ok(Some(name)) if name != req.user => {
+            return Verdict::deny(format!(
+                "user name \"{}\" is not the user database's \"{}\"; log in with the latter",
+                log_safe(req.user),
+                log_safe(&name)
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Verdict::new(
+                Code::AuthInfoUnavail,
+                Level::Err,
+                format!("cannot look up the user: {e}"),
+            )
+        }
+    }
     let store = match Store::open(&req.options.dir, req.owner) {
         Ok(s) => s,
-        // No state directory: nobody can be enrolled, so nobody is (the policy still applies).
-        // Denying everyone instead would lock out even console root after a package purge.
-        Err(e) if e.is_not_found() => {
-            let mut v = unenrolled(conv, sys, req, None, &policy);
-            v.reason.push_str(&format!(
-                " (state directory missing: {e}; run `pam-totp doctor`)"
-            ));
-            v.level = v.level.max(Level::Warning);
-            return v;
-        }
         Err(e) => return Verdict::unavailable(&e),
     };
     let record = match store.record(req.user) {
@@ -167,7 +190,7 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
             }
             Verdict::deny("re-enrolment pending activation")
         }
-        _ => unenrolled(conv, sys, req, Some(&store), &policy),
+        _ => unenrolled(conv, sys, req, &store, &policy),
     }
 }
 
@@ -207,7 +230,7 @@ fn verify_enrolled<C: Conversation, S: System>(
         state.locked_until = 0;
         state.last_success = Some(LastSuccess {
             time: now,
-            rhost: req.rhost.map(str::to_string),
+            rhost: req.rhost.map(stored_rhost),
         });
     };
     match classify(&answer, &record, &state, now, req.options.window) {
@@ -278,7 +301,7 @@ fn unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: Option<&Store>,
+    store: &Store,
     policy: &Policy,
 ) -> Verdict {
     // Enrolment at login is offered only to users NSS knows; so it needs the lookup too.
@@ -440,14 +463,13 @@ fn required_but_unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: Option<&Store>,
+    store: &Store,
     by: &RequiredBy,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Verdict::conv_failed();
     };
-    let decoy = store.map(Store::decoy_lock);
-    if let (Some(Ok(lock)), Ok(dummy)) = (decoy, Secret::generate(20)) {
+    if let (Ok(lock), Ok(dummy)) = (store.decoy_lock(), Secret::generate(20)) {
         let _ = lock.record();
         let mut state = lock.state().unwrap_or_default();
         let g = Generator::new(&dummy, Params::default());

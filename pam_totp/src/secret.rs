@@ -16,8 +16,17 @@ pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     getrandom::getrandom(buf).map_err(std::io::Error::from)
 }
 
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Secret(Vec<u8>);
+
+/// Constant-time: comparing keys must not leak where they differ.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq::constant_time_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,6 +9,9 @@ pub trait System {
     /// Names of the user's groups (primary and supplementary); `Ok(None)` if NSS does not
     /// know the user.
     fn groups_of(&self, user: &str) -> Result<Option<Vec<String>>, String>;
+    /// The name NSS gives the user (`pw_name`), `Ok(None)` if unknown. Differs from the name
+    /// asked for when the user database matches names loosely (case-insensitive LDAP/AD).
+    fn canonical_name(&self, user: &str) -> Result<Option<String>, String>;
     /// The host name: the default issuer of new enrolments.
     fn hostname(&self) -> String;
 }
@@ -38,6 +41,12 @@ impl System for RealSystem {
             }
         }
         Ok(Some(names))
+    }
+
+    fn canonical_name(&self, user: &str) -> Result<Option<String>, String> {
+        nix::unistd::User::from_name(user)
+            .map(|u| u.map(|u| u.name))
+            .map_err(|e| format!("user lookup: {e}"))
     }
 
     fn hostname(&self) -> String {

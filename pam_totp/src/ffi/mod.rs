@@ -368,7 +368,7 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
             ),
         );
     }
-    if verdict.code == Code::AuthErr {
+    if !matches!(verdict.code, Code::Success | Code::Ignore) {
         h.request_fail_delay();
     }
     code_value(verdict.code)

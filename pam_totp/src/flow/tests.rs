@@ -51,6 +51,11 @@ impl System for Fake {
     fn groups_of(&self, user: &str) -> Result<Option<Vec<String>>, String> {
         Ok(self.groups.get(user).cloned())
     }
+    /// Like a case-insensitive directory: "ALICE" is alice.
+    fn canonical_name(&self, user: &str) -> Result<Option<String>, String> {
+        let lower = user.to_lowercase();
+        Ok(self.groups.contains_key(&lower).then_some(lower))
+    }
     fn hostname(&self) -> String {
         "testhost".into()
     }
@@ -126,6 +131,29 @@ fn given_current_code_then_login_succeeds_and_step_is_stored() {
     let st = w.state("alice");
     assert_eq!(st.last_step, Some(step));
     assert_eq!(st.last_success.unwrap().rhost.as_deref(), Some("192.0.2.9"));
+}
+
+#[test]
+fn given_very_long_rhost_then_success_is_stored_and_the_next_login_still_works() {
+    let w = World::new();
+    w.enrol("alice");
+    let long = format!("{}\u{e9}", "h".repeat(MAX_STORED_RHOST - 1)) + &"x".repeat(10_000);
+    for (offset, rhost) in [(0, long.as_str()), (1, "192.0.2.9")] {
+        let mut conv = Script::answering(&[&w.code(offset)]);
+        let req = Request {
+            user: "alice",
+            rhost: Some(rhost),
+            options: &w.opts,
+            owner: uid(),
+        };
+        let v = authenticate(&mut conv, &w.sys, &req);
+        assert_eq!(v.code, Code::Success, "{v:?}");
+        let kept = w.state("alice").last_success.unwrap().rhost.unwrap();
+        assert!(
+            kept.len() <= MAX_STORED_RHOST && rhost.starts_with(&kept),
+            "{kept}"
+        );
+    }
 }
 
 #[test]
@@ -571,25 +599,26 @@ fn given_required_but_unenrolled_then_the_decoy_does_the_file_work_and_no_user_f
 }
 
 #[test]
-fn given_missing_state_directory_then_nobody_is_enrolled_and_policy_still_applies() {
+fn given_missing_state_or_users_directory_then_denied_fail_closed() {
     let mut w = World::new();
     w.opts.dir = w.t.path().join("no-such-dir");
     let (v, conv) = w.login("bob", &[]);
-    assert_eq!(v.code, Code::Ignore);
-    assert!(v.reason.contains("state directory missing"), "{}", v.reason);
-    assert_eq!(v.level, Level::Warning);
+    assert_eq!(v.code, Code::AuthInfoUnavail);
+    assert!(v.reason.contains("no-such-dir"), "{}", v.reason);
     assert!(conv.prompts.is_empty());
-    w.policy("version = 1\nrequire_all = true\n");
-    let (v, conv) = w.login("bob", &["123456"]);
-    assert_eq!(v.code, Code::AuthErr);
-    assert_eq!(conv.prompts.len(), 1);
+    let w = World::new();
+    std::fs::remove_dir(w.t.users()).unwrap();
+    assert_eq!(w.login("bob", &[]).0.code, Code::AuthInfoUnavail);
 }
 
 #[test]
-fn given_missing_users_directory_then_nobody_is_enrolled() {
+fn given_a_spelling_the_user_database_maps_to_another_name_then_denied() {
     let w = World::new();
-    std::fs::remove_dir(w.t.users()).unwrap();
-    assert_eq!(w.login("bob", &[]).0.code, Code::Ignore);
+    w.enrol("alice");
+    let (v, conv) = w.login("ALICE", &["123456"]);
+    assert_eq!(v.code, Code::AuthErr);
+    assert!(v.reason.contains("\"alice\""), "{}", v.reason);
+    assert!(conv.prompts.is_empty());
 }
 
 #[test]

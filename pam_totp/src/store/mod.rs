@@ -17,10 +17,14 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const MAX_STATE_BYTES: u64 = 4 * 1024;
 const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+/// How long a login waits for a user's lock before giving up (fail closed): a process stopped
+/// while holding it must not hang every later login of that user.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// File stem of the decoy (see [`Store::decoy_lock`]).
 const DECOY: &str = ".decoy";
 
@@ -34,14 +38,11 @@ pub enum StoreError {
     Parse { path: PathBuf, msg: String },
     #[error("invalid user name \"{}\"", log_safe(.0))]
     BadName(String),
+    #[error("the lock {} is held by another process for too long", path.display())]
+    LockTimeout { path: PathBuf },
 }
 
 impl StoreError {
-    /// True if a file or directory does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
-    }
-
     /// True for a full disk or quota: the caller may say so plainly.
     pub fn is_no_space(&self) -> bool {
         matches!(self, StoreError::Io { source, .. }
@@ -152,24 +153,38 @@ impl Store {
     /// Takes the user's exclusive lock (blocking); all writes go through the guard.
     pub fn lock(&self, user: &str) -> Result<UserLock<'_>, StoreError> {
         self.path(user, "lock")?;
-        self.lock_named(user)
+        self.lock_named(user, LOCK_TIMEOUT)
     }
 
     /// The lock of a decoy that no user name can match (names never start with '.'): its
     /// record and state let a denial for a user without a record do the same file work as a
     /// wrong code of an enrolled user, so that timing does not tell them apart.
     pub fn decoy_lock(&self) -> Result<UserLock<'_>, StoreError> {
-        self.lock_named(DECOY)
+        self.lock_named(DECOY, LOCK_TIMEOUT)
     }
 
-    fn lock_named(&self, name: &str) -> Result<UserLock<'_>, StoreError> {
+    fn lock_named(&self, name: &str, timeout: Duration) -> Result<UserLock<'_>, StoreError> {
         let path = self.users.join(format!("{name}.lock"));
-        let file = files::open_lock_file(&path, self.owner)?;
-        let flock =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
-                path: path.clone(),
-                source: io::Error::from(errno),
-            })?;
+        let mut file = files::open_lock_file(&path, self.owner)?;
+        let deadline = Instant::now() + timeout;
+        let flock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(f) => break f,
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(StoreError::LockTimeout { path })
+                }
+                Err((_, errno)) => {
+                    return Err(StoreError::Io {
+                        path,
+                        source: io::Error::from(errno),
+                    })
+                }
+            }
+        };
         Ok(UserLock {
             store: self,
             user: name.to_string(),
@@ -249,9 +264,17 @@ impl UserLock<'_> {
 /// owned by root (or `owner`), not writable by group/other, in trusted directories.
 pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
-    match parent.canonicalize() {
+    let Some(name) = path.file_name() else {
+        return Err(StoreError::Parse {
+            path: path.to_path_buf(),
+            msg: "not a file name".into(),
+        });
+    };
+    // The file is opened through the checked, canonical directory, not through `path` again.
+    let real = match parent.canonicalize() {
         Ok(real) => {
-            files::check_ancestors(&real.join("x"), owner)?;
+            files::check_ancestors(&real.join(name), owner)?;
+            real.join(name)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -260,8 +283,8 @@ pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError
                 source,
             })
         }
-    }
-    let Some(bytes) = files::read_trusted(path, owner, Exposure::Public, MAX_POLICY_BYTES)? else {
+    };
+    let Some(bytes) = files::read_trusted(&real, owner, Exposure::Public, MAX_POLICY_BYTES)? else {
         return Ok(None);
     };
     let parse_err = |msg: String| StoreError::Parse {

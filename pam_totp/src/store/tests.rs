@@ -280,3 +280,19 @@ fn concurrent_lockers_are_serialised() {
         "two holders of one user's lock at once"
     );
 }
+
+#[test]
+fn given_a_lock_held_too_long_then_the_next_locker_gives_up() {
+    let t = TempDir::new();
+    let s = t.store();
+    let _held = s.lock("alice").unwrap();
+    let started = std::time::Instant::now();
+    let e = s
+        .lock_named("alice", std::time::Duration::from_millis(100))
+        .err()
+        .expect("times out");
+    assert!(matches!(e, StoreError::LockTimeout { .. }), "{e}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+    // Another user's lock is independent.
+    assert!(s.lock("bob").is_ok());
+}

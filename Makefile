@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs e2e demo
+.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs e2e demo torture bench
 
 all: build
 
@@ -20,6 +20,7 @@ test: deps
 	$(CARGO) build --release --workspace
 	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
+	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
 
 fmt:
@@ -56,3 +57,12 @@ e2e: build
 DEMO ?=
 demo: deps build
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp DEMO=$(DEMO) bash tests/e2e/demo.sh
+
+# Crash safety (kill -9), full disk, login storms, bad input, valgrind: the full run
+# (`make test` runs the quick variant)
+torture: build
+	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
+
+# Ours vs pam_google_authenticator vs pam_oath through real libpam (BENCHMARKS.md)
+bench: deps build
+	PAM_TOTP_SO=$(PAM_TOTP_SO) bash bench/run.sh

@@ -15,7 +15,7 @@ packages=(
     expect python3-pexpect
     libpam-google-authenticator libpam-oath
     imagemagick librsvg2-bin
-    openssl debootstrap lintian dpkg-dev binutils man-db groff-base
+    valgrind openssl debootstrap lintian dpkg-dev binutils man-db groff-base
 )
 
 missing=()

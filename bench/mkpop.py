@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""mkpop.py DIR COUNT — one enrolled population, the same secrets for every module.
+
+Creates (as root; files root:root 0600, directories 0700):
+  DIR/users.txt                "NAME HEXSECRET" per line (what bench/pambench.c reads)
+  DIR/ours/users/NAME.toml     pam_totp records (SPEC §2.1)
+  DIR/ours/users/NAME.state    pam_totp state: an earlier login 10 steps ago
+  DIR/ours/users/NAME.lock     pam_totp's per-user lock file (made by that earlier login)
+  DIR/ga/NAME                  google-authenticator secret files: TOTP_AUTH,
+                               DISALLOW_REUSE (an earlier login 10 steps ago), WINDOW_SIZE 3
+  DIR/oath/users.oath          pam_oath users file, one line per user
+                               (HOTP/T30, no PIN, an earlier OTP 10 steps ago)
+
+Every user "has logged in before", so no module pays for creating its first state
+during the benchmark. Secrets are 20 random bytes (160 bits), SHA1, 6 digits, 30 s.
+"""
+import base64
+import os
+import sys
+import time
+
+
+def write(path, text, mode=0o600):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def mkdir(path, mode=0o700):
+    os.mkdir(path, mode)
+    os.chmod(path, mode)
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: mkpop.py DIR COUNT")
+    root, count = sys.argv[1], int(sys.argv[2])
+    now = int(time.time())
+    earlier = now // 30 - 10
+    mkdir(root, 0o755)
+    for d in ("ours", "ours/users", "ga", "oath"):
+        mkdir(os.path.join(root, d))
+    earlier_local = time.strftime("%Y-%m-%dT%H:%M:%SL", time.localtime(earlier * 30))
+    with open(os.path.join(root, "users.txt"), "w") as users, open(
+        os.path.join(root, "oath/users.oath.tmp"), "w"
+    ) as oath:
+        for i in range(count):
+            name = f"u{i:06d}"
+            key = os.urandom(20)
+            b32 = base64.b32encode(key).decode().rstrip("=")
+            users.write(f"{name} {key.hex()}\n")
+            write(
+                os.path.join(root, "ours/users", name + ".toml"),
+                "version = 1\n"
+                f'user = "{name}"\n'
+                'state = "active"\n'
+                f'secret = "{b32}"\n'
+                'algorithm = "SHA1"\n'
+                "digits = 6\n"
+                "period = 30\n"
+                'issuer = "bench"\n'
+                "created = 2026-01-01T00:00:00Z\n"
+                "recovery = []\n",
+            )
+            write(
+                os.path.join(root, "ours/users", name + ".state"),
+                f"version = 1\nlast_step = {earlier}\nfailures = 0\nlocked_until = 0\n",
+            )
+            write(os.path.join(root, "ours/users", name + ".lock"), "")
+            write(
+                os.path.join(root, "ga", name),
+                f'{b32}\n" TOTP_AUTH\n" DISALLOW_REUSE {earlier}\n" WINDOW_SIZE 3\n',
+                0o400,
+            )
+            oath.write(f"HOTP/T30\t{name}\t-\t{key.hex()}\t0\t000000\t{earlier_local}\n")
+    os.chmod(os.path.join(root, "oath/users.oath.tmp"), 0o600)
+    os.rename(os.path.join(root, "oath/users.oath.tmp"), os.path.join(root, "oath/users.oath"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# bench/run.sh — `make bench`: pam_totp vs pam_google_authenticator vs pam_oath, one run.
+#
+# Every login goes through the real libpam with a fresh handle (pam_start_confdir ->
+# pam_authenticate -> pam_end, bench/pambench.c), inside tests/lib/sandbox.sh whose private
+# /dev/log is drained by tests/torture/logsink.py, so syslog costs what it costs with a
+# syslog daemon that keeps up. The three modules get the same users with the same secrets
+# on the same filesystem (bench/mkpop.py), each user "has logged in before".
+#
+# Scenarios, for 100 and 100,000 enrolled users:
+#   valid  a correct code, never presented before for that user (every module must run its
+#          replay protection and store the newly used step)
+#   wrong  a wrong 6-digit code (matching no step within +-1500 of now)
+# Each (population, scenario) is run in BENCH_ROUNDS rounds, the module order rotating per
+# round, so that drift in machine load spreads evenly over the modules. Then callgrind counts
+# instructions per login (a few logins per cell; user space only, stable on a busy machine).
+#
+# Environment (all optional):
+#   PAM_TOTP_SO      our module (default target/release/libpam_totp.so)
+#   BENCH_DIR        where the populations live (default /var/tmp: the real disk, so that
+#                    fsync costs what it costs; /tmp is the same ext4 here; a tmpfs would hide it)
+#   BENCH_SMALL      small population (default 100)
+#   BENCH_LARGE      large population (default 100000)
+#   BENCH_N_VALID    valid-code logins per module and population (default 600)
+#   BENCH_N_WRONG    wrong-code logins per module and population (default 600)
+#   BENCH_ROUNDS     rounds (default 3)
+#   BENCH_TIME_LIMIT seconds of timed login work per module and cell (default 20; pam_oath
+#                    with 100,000 users rewrites a 6.6 MB file per success and hits it)
+#   BENCH_CG_N       logins per callgrind measurement (default 10; 2 for pam_oath, large)
+#   BENCH_CALLGRIND=0  skip callgrind
+#   BENCH_WARM=0     do not pre-read the files of the users each batch will log in (default:
+#                    read them, for every module alike, so that the page cache holds them as on
+#                    a server with enough RAM; this VM keeps little page cache and a cold user
+#                    costs a few virtual-disk reads, whatever the module)
+#   BENCH_NSS=1      make the bench users known to NSS: the sandbox gets a private /etc/passwd
+#                    (the host's plus one line per bench user; bind mount, host untouched).
+#                    Default: unknown to NSS, so a module that looks the user up pays for a miss
+#                    (on Debian 12: files, then systemd's userdb). With 100,000 users the files
+#                    backend scans /etc/passwd linearly: that measures glibc, not the module.
+#   BENCH_QUICK=1    smoke test: 1,000 large users, few logins
+#   BENCH_KEEP=1     keep the work directory
+#   BENCH_OUT        also write the report (markdown) to this file
+#   BENCH_EXTRA_SO   more builds of pam_totp to compare in the same run (space-separated
+#                    paths, e.g. prototypes); BENCH_EXTRA_NAME names them ("|"-separated);
+#                    BENCH_EXTRA_PREP ("|"-separated, may be empty) is a command run with each
+#                    one's copy of the state dir as argument (e.g. to convert the state files
+#                    to the format that build writes, so that every user "has logged in before"
+#                    with it too)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+if [[ "${1:-}" == --inner ]]; then
+    shift
+    # ---- inside the sandbox: private /dev/log -------------------------------------------
+    work=$1
+    # shellcheck source=/dev/null
+    source "$work/params"
+    bin=$work/pambench
+    modules=(ours ga oath)
+    for ((k = 1; k <= EXTRA_N; k++)); do modules+=("extra$k"); done
+    run_cell() { # POP SCENARIO N
+        local pop=$1 sc=$2 n=$3 r i m per limit
+        per=$(((n + ROUNDS - 1) / ROUNDS))
+        limit=$(awk -v t="$TIME_LIMIT" -v r="$ROUNDS" 'BEGIN { printf "%.2f", t / r }')
+        for ((r = 0; r < ROUNDS; r++)); do
+            for ((i = 0; i < ${#modules[@]}; i++)); do
+                m=${modules[$(((i + r) % ${#modules[@]}))]}
+                if [[ "$WARM" == 1 ]]; then
+                    next=$(sed -n 's/^next //p' "$work/cursor.$pop.$m.$sc" 2>/dev/null || true)
+                    python3 "$here/warm.py" "$work/$pop" "$m" "${next:-0}" "$per"
+                fi
+                "$bin" -m "$sc" -n "$per" -t "$limit" -N "$pop/$sc/$m" \
+                    -S "$work/cursor.$pop.$m.$sc" -o "$work/raw.$pop.$sc.$m" \
+                    "$work/$pop/pam.d" "$m" "$work/$pop/users.txt" |
+                    tee -a "$work/results.txt" || true
+            done
+        done
+    }
+    for pop in small large; do
+        run_cell "$pop" valid "$N_VALID"
+        run_cell "$pop" wrong "$N_WRONG"
+    done
+    if [[ "$CALLGRIND" == 1 ]]; then
+        for pop in small large; do
+            for sc in valid wrong; do
+                for m in "${modules[@]}"; do
+                    k=$CG_N
+                    [[ "$pop" == large && "$m" == oath ]] && k=2
+                    out=$work/cg.$pop.$sc.$m.out
+                    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+                        "$bin" -C -m "$sc" -n "$k" -N "cg/$pop/$sc/$m" \
+                        -S "$work/cursor.$pop.$m.$sc" \
+                        "$work/$pop/pam.d" "$m" "$work/$pop/users.txt" 2>/dev/null |
+                        tee -a "$work/results.txt" || true
+                    ir=$(awk '/^totals:/ { print $2 }' "$out")
+                    echo "CALLGRIND $pop $sc $m $k $ir" | tee -a "$work/results.txt"
+                done
+            done
+        done
+    fi
+    exit 0
+fi
+
+# ---- outside: prepare, start the log sink, enter the sandbox ----------------------------
+[[ $(id -u) == 0 ]] || {
+    echo "bench/run.sh: must run as root (module files must be root-owned)" >&2
+    exit 1
+}
+so=${PAM_TOTP_SO:-$root/target/release/libpam_totp.so}
+[[ -f "$so" ]] || {
+    echo "bench/run.sh: $so not found; run cargo build --release first" >&2
+    exit 1
+}
+secdir=/usr/lib/x86_64-linux-gnu/security
+for f in pam_google_authenticator.so pam_oath.so; do
+    [[ -f $secdir/$f ]] || {
+        echo "bench/run.sh: $secdir/$f missing (apt-get install libpam-google-authenticator libpam-oath)" >&2
+        exit 1
+    }
+done
+command -v valgrind >/dev/null || BENCH_CALLGRIND=0
+
+SMALL=${BENCH_SMALL:-100}
+LARGE=${BENCH_LARGE:-100000}
+N_VALID=${BENCH_N_VALID:-600}
+N_WRONG=${BENCH_N_WRONG:-600}
+ROUNDS=${BENCH_ROUNDS:-3}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-20}
+CG_N=${BENCH_CG_N:-10}
+CALLGRIND=${BENCH_CALLGRIND:-1}
+WARM=${BENCH_WARM:-1}
+read -r -a extras <<<"${BENCH_EXTRA_SO:-}"
+EXTRA_N=${#extras[@]}
+IFS='|' read -r -a extra_names <<<"${BENCH_EXTRA_NAME:-}"
+IFS='|' read -r -a extra_preps <<<"${BENCH_EXTRA_PREP:-}"
+for x in "${extras[@]}"; do
+    [[ -f "$x" ]] || {
+        echo "bench/run.sh: BENCH_EXTRA_SO: $x not found" >&2
+        exit 1
+    }
+done
+if [[ "${BENCH_QUICK:-}" == 1 ]]; then
+    LARGE=${BENCH_LARGE:-1000}
+    N_VALID=${BENCH_N_VALID:-60}
+    N_WRONG=${BENCH_N_WRONG:-60}
+    TIME_LIMIT=${BENCH_TIME_LIMIT:-5}
+    CG_N=${BENCH_CG_N:-3}
+fi
+
+base=${BENCH_DIR:-/var/tmp}
+work=$(mktemp -d "$base/pam-totp-bench.XXXXXX")
+chmod 0755 "$work"
+sink_pid=
+cleanup() {
+    [[ -n "$sink_pid" ]] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
+    if [[ "${BENCH_KEEP:-}" == 1 ]]; then
+        echo "bench: kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+gcc -O2 -Wall -Wextra -Werror -o "$work/pambench" "$here/pambench.c" -lpam
+ln -s "$(readlink -f "$so")" "$work/pam_totp.so"
+for ((k = 1; k <= EXTRA_N; k++)); do
+    mkdir -m 0755 "$work/extra$k"
+    ln -s "$(readlink -f "${extras[k - 1]}")" "$work/extra$k/pam_totp.so"
+done
+# pam_totp: every wrong code is verified and counted, never refused cheaply by the lock
+# (the other two have no lock by default).
+printf 'version = 1\n\n[throttle]\nattempts = 4000000000\n' >"$work/policy.toml"
+chmod 0644 "$work/policy.toml"
+
+start=$(date +%s)
+for pop in small large; do
+    count=$SMALL
+    [[ $pop == large ]] && count=$LARGE
+    echo "bench: creating $count users for $pop ..." >&2
+    python3 "$here/mkpop.py" "$work/$pop" "$count"
+    p=$work/$pop
+    mkdir -m 0755 "$p/pam.d"
+    echo "auth required $work/pam_totp.so dir=$p/ours policy=$work/policy.toml window=1" >"$p/pam.d/ours"
+    echo "auth required pam_google_authenticator.so secret=$p/ga/\${USER} user=root" >"$p/pam.d/ga"
+    echo "auth required pam_oath.so usersfile=$p/oath/users.oath window=1" >"$p/pam.d/oath"
+    printf 'auth required pam_deny.so\n' >"$p/pam.d/other"
+    for ((k = 1; k <= EXTRA_N; k++)); do
+        cp -a "$p/ours" "$p/extra$k"
+        prep=${extra_preps[k - 1]:-}
+        [[ -z "$prep" ]] || $prep "$p/extra$k"
+        echo "auth required $work/extra$k/pam_totp.so dir=$p/extra$k policy=$work/policy.toml window=1" >"$p/pam.d/extra$k"
+    done
+done
+cat >"$work/params" <<EOF
+N_VALID=$N_VALID
+N_WRONG=$N_WRONG
+ROUNDS=$ROUNDS
+TIME_LIMIT=$TIME_LIMIT
+CG_N=$CG_N
+CALLGRIND=$CALLGRIND
+WARM=$WARM
+EXTRA_N=$EXTRA_N
+EOF
+
+python3 "$root/tests/torture/logsink.py" "$work/log.sock" "$work/syslog.txt" &
+sink_pid=$!
+for _ in $(seq 100); do [[ -S "$work/log.sock" ]] && break; sleep 0.05; done
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)," \
+        "$(awk '/MemTotal/ { printf "%.0f GB RAM", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)," \
+        "Debian $(cat /etc/debian_version)"
+    echo "filesystem: $(findmnt -no FSTYPE,SOURCE,OPTIONS --target "$work" | head -1) ($work)"
+    for ((k = 1; k <= EXTRA_N; k++)); do
+        echo "extra module extra$k: ${extra_names[k - 1]:-pam_totp (extra build $k)} (${extras[k - 1]})"
+    done
+    echo "modules: pam_totp $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')" \
+        "($so), libpam-google-authenticator $(dpkg-query -W -f='${Version}' libpam-google-authenticator)," \
+        "libpam-oath $(dpkg-query -W -f='${Version}' libpam-oath), libpam0g $(dpkg-query -W -f='${Version}' libpam0g)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "params: small=$SMALL large=$LARGE n_valid=$N_VALID n_wrong=$N_WRONG rounds=$ROUNDS" \
+        "time_limit=${TIME_LIMIT}s callgrind_n=$CG_N warm=$WARM"
+} >"$work/meta.txt"
+
+binds=
+if [[ "${BENCH_NSS:-0}" == 1 ]]; then
+    cp /etc/passwd "$work/passwd"
+    for pop in small large; do
+        base=200000
+        [[ $pop == large ]] && base=300000
+        awk -v base=$base \
+            '{ printf "%s:x:%d:%d::/nonexistent:/usr/sbin/nologin\n", $1, base + NR, base + NR }' \
+            "$work/$pop/users.txt" >>"$work/passwd"
+    done
+    chmod 0644 "$work/passwd"
+    binds="$work/passwd:/etc/passwd"
+    echo "nss: bench users listed in a private /etc/passwd ($(wc -l <"$work/passwd") lines)" >>"$work/meta.txt"
+else
+    echo "nss: bench users unknown to NSS (lookups miss: files, then systemd)" >>"$work/meta.txt"
+fi
+EXTRA_RO_BINDS="$binds" SYSLOG_SOCKET=$work/log.sock \
+    bash "$root/tests/lib/sandbox.sh" bash "$here/run.sh" --inner "$work"
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/meta.txt"
+echo "wall time: $(($(date +%s) - start)) s; syslog lines received: $(wc -l <"$work/syslog.txt")" >>"$work/meta.txt"
+python3 "$here/report.py" "$work" | tee "${BENCH_OUT:-/dev/null}"

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# tests/torture/run.sh — `make torture`: crash safety (kill -9), full disk, login storms,
+# parallel logins, bad input at the prompt, valgrind. Needs root.
+#
+# Output: one line per check, `PASS name` / `FAIL name: why` (plus INFO/SKIP lines), and the
+# last line exactly `N passed, M failed`. Exit status non-zero when a check failed.
+#
+# Environment:
+#   TORTURE_QUICK=1   the quick variant for `make test` (under a minute): 50 crash iterations,
+#                     10 storm rounds, fewer valgrind cases
+#   PAM_TOTP_SO       the module (default target/release/libpam_totp.so)
+#   PAM_TOTP_CLI      the CLI for its crash checks (default target/release/pam-totp; skipped
+#                     when missing)
+#   TORTURE_ONLY="crash points durability cli fulldisk storm parallel badinput memory"
+#   TORTURE_SEED=N    repeat a run's random choices
+#   TORTURE_DIR       where the work directory goes (default /var/tmp: the real disk)
+#   TORTURE_KEEP=1    keep the work directory (it is always kept when a check failed)
+# Everything runs in tests/lib/sandbox.sh (private mount namespace, private /dev/log drained
+# by logsink.py); the full-disk checks mount their small tmpfs there. Nothing on the host
+# (/etc, /dev) is modified.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+if [[ $(id -u) != 0 ]]; then
+    echo "tests/torture/run.sh: must run as root (module files must be root-owned)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+so=${PAM_TOTP_SO:-$root/target/release/libpam_totp.so}
+cli=${PAM_TOTP_CLI:-$root/target/release/pam-totp}
+[[ -f "$so" ]] || {
+    echo "tests/torture/run.sh: $so not found; run cargo build --release first" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+}
+for tool in gcc python3 cargo; do
+    command -v "$tool" >/dev/null || {
+        echo "tests/torture/run.sh: $tool is missing (tests/deps.sh)" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    }
+done
+
+work=$(mktemp -d "${TORTURE_DIR:-/var/tmp}/pam-totp-torture.XXXXXX")
+chmod 0755 "$work"
+mkdir -m 0755 "$work/bin"
+sink_pid=
+status=1
+cleanup() {
+    if [[ -n "$sink_pid" ]]; then
+        kill "$sink_pid" 2>/dev/null || true
+        wait "$sink_pid" 2>/dev/null || true
+    fi
+    if [[ "$status" == 0 && "${TORTURE_KEEP:-}" != 1 ]]; then
+        rm -rf "$work"
+    else
+        echo "torture: kept $work (syslog in $work/syslog.txt)" >&2
+    fi
+}
+trap cleanup EXIT
+
+cc() { gcc -O2 -Wall -Wextra -Werror -o "$work/bin/$1" "$2" "${@:3}"; }
+cc harness "$root/tests/pam-harness/harness.c" -lpam
+cc crashkill "$here/crashkill.c"
+cc storm "$here/storm.c"
+# The checker reads the state dir with the module's own store code. It shares the
+# workspace's target dir, so it mostly reuses compiled dependencies.
+check_target=${CARGO_TARGET_DIR:-$root/target}
+CARGO_TARGET_DIR=$check_target cargo build --quiet --release \
+    --manifest-path "$here/check/Cargo.toml"
+cp "$check_target/release/torture-check" "$work/bin/torture-check"
+
+python3 "$here/logsink.py" "$work/log.sock" "$work/syslog.txt" &
+sink_pid=$!
+for _ in $(seq 200); do [[ -S "$work/log.sock" ]] && break; sleep 0.05; done
+[[ -S "$work/log.sock" ]] || {
+    echo "torture: the log sink did not start" >&2
+    exit 1
+}
+
+set +e
+env TORTURE_WORK="$work" TORTURE_SO="$(readlink -f "$so")" \
+    TORTURE_HARNESS="$work/bin/harness" TORTURE_CRASHKILL="$work/bin/crashkill" \
+    TORTURE_STORM="$work/bin/storm" TORTURE_CHECK="$work/bin/torture-check" \
+    TORTURE_CLI="$([[ -x "$cli" ]] && readlink -f "$cli")" \
+    TORTURE_SUPP="$here/valgrind.supp" TORTURE_LOG="$work/syslog.txt" \
+    SYSLOG_SOCKET="$work/log.sock" \
+    bash "$root/tests/lib/sandbox.sh" python3 -u "$here/torture.py"
+status=$?
+set -e
+if [[ $status != 0 ]]; then
+    # A crash of the driver itself must not look like success.
+    tail -n 1 "$work/syslog.txt" >/dev/null 2>&1 || true
+fi
+exit "$status"

@@ -48,6 +48,7 @@ chmod 0755 "$work"
 mkdir -m 0755 "$work/bin"
 sink_pid=
 status=1
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
     if [[ -n "$sink_pid" ]]; then
         kill "$sink_pid" 2>/dev/null || true
@@ -61,7 +62,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cc() { gcc -O2 -Wall -Wextra -Werror -o "$work/bin/$1" "$2" "${@:3}"; }
+setup_failed() {
+    echo "torture: setup failed: $*" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+}
+cc() { gcc -O2 -Wall -Wextra -Werror -o "$work/bin/$1" "$2" "${@:3}" || setup_failed "gcc $2"; }
 cc harness "$root/tests/pam-harness/harness.c" -lpam
 cc crashkill "$here/crashkill.c"
 cc storm "$here/storm.c"
@@ -69,16 +75,13 @@ cc storm "$here/storm.c"
 # workspace's target dir, so it mostly reuses compiled dependencies.
 check_target=${CARGO_TARGET_DIR:-$root/target}
 CARGO_TARGET_DIR=$check_target cargo build --quiet --release \
-    --manifest-path "$here/check/Cargo.toml"
+    --manifest-path "$here/check/Cargo.toml" || setup_failed "cargo build of tests/torture/check"
 cp "$check_target/release/torture-check" "$work/bin/torture-check"
 
 python3 "$here/logsink.py" "$work/log.sock" "$work/syslog.txt" &
 sink_pid=$!
 for _ in $(seq 200); do [[ -S "$work/log.sock" ]] && break; sleep 0.05; done
-[[ -S "$work/log.sock" ]] || {
-    echo "torture: the log sink did not start" >&2
-    exit 1
-}
+[[ -S "$work/log.sock" ]] || setup_failed "the log sink did not start"
 
 set +e
 env TORTURE_WORK="$work" TORTURE_SO="$(readlink -f "$so")" \
@@ -87,11 +90,13 @@ env TORTURE_WORK="$work" TORTURE_SO="$(readlink -f "$so")" \
     TORTURE_CLI="$([[ -x "$cli" ]] && readlink -f "$cli")" \
     TORTURE_SUPP="$here/valgrind.supp" TORTURE_LOG="$work/syslog.txt" \
     SYSLOG_SOCKET="$work/log.sock" \
-    bash "$root/tests/lib/sandbox.sh" python3 -u "$here/torture.py"
-status=$?
+    bash "$root/tests/lib/sandbox.sh" python3 -u "$here/torture.py" | tee "$work/output.txt"
+status=${PIPESTATUS[0]}
 set -e
-if [[ $status != 0 ]]; then
-    # A crash of the driver itself must not look like success.
-    tail -n 1 "$work/syslog.txt" >/dev/null 2>&1 || true
+if ! tail -n 1 "$work/output.txt" | grep -qE '^[0-9]+ passed, [0-9]+ failed$'; then
+    # The driver or the sandbox died before its summary: that is a failure too.
+    echo "FAIL torture.completed: the driver ended without its summary (exit status $status)"
+    echo "0 passed, 1 failed"
+    status=1
 fi
 exit "$status"

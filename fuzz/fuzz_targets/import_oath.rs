@@ -1,0 +1,53 @@
+//! `pam-totp import oath`: the pam_oath users-file line parser (`import_oath::parse_line`),
+//! token types, liboath's local TIME field and the search for the last used step never panic,
+//! and the last used step is never beyond now plus the search window.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use pam_totp::secret::Secret;
+use pam_totp::totp::{Algorithm, Params};
+use pam_totp_fuzz::import_oath::{self, Parsed, TokenType};
+
+const NOW: u64 = 1_800_000_000;
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for (i, raw) in text.lines().enumerate().take(64) {
+        let Parsed::Token(line) = import_oath::parse_line(i + 1, raw) else {
+            continue;
+        };
+        assert_eq!(import_oath::parse_type(line.type_text), Some(line.kind));
+        let TokenType::Totp { digits, period } = line.kind else {
+            continue;
+        };
+        let Ok(params) = Params::new(Algorithm::Sha1, i64::from(digits), i64::from(period)) else {
+            continue;
+        };
+        let Some(secret) = line
+            .secret_hex
+            .and_then(unhex)
+            .and_then(|b| Secret::from_bytes(b).ok())
+        else {
+            continue;
+        };
+        if let (Some(otp), Some(t)) = (line.last_otp, line.time) {
+            if let Some(local) = import_oath::parse_local_time(t) {
+                let cap = params.step_at(NOW) + 20;
+                match import_oath::last_used_step(&secret, params, otp, local, NOW) {
+                    Ok(step) | Err(step) => assert!(step <= cap, "step {step} beyond {cap}"),
+                }
+            }
+        }
+    }
+});

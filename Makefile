@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs e2e demo torture bench
+.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs e2e demo torture bench fuzz-quick
 
 all: build
 
@@ -21,6 +21,7 @@ test: deps
 	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
 	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
+	bash fuzz/run.sh 30
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
 
 fmt:
@@ -66,3 +67,7 @@ torture: build
 # Ours vs pam_google_authenticator vs pam_oath through real libpam (BENCHMARKS.md)
 bench: deps build
 	PAM_TOTP_SO=$(PAM_TOTP_SO) bash bench/run.sh
+
+# Every fuzz target for 30 s from the committed corpus (cargo-fuzz; `fuzz/run.sh 600` for long runs)
+fuzz-quick: deps
+	bash fuzz/run.sh 30

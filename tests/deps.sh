@@ -8,7 +8,7 @@
 set -euo pipefail
 
 packages=(
-    gcc make util-linux iproute2
+    gcc g++ make util-linux iproute2
     libpam0g-dev libpam-modules
     oathtool pamtester zbar-tools
     openssh-server openssh-client
@@ -33,6 +33,12 @@ if ((${#missing[@]})); then
     else
         echo "deps.sh: missing Debian packages (run as root to install): ${missing[*]}" >&2
     fi
+fi
+
+# cargo-fuzz for `make fuzz-quick` (fuzz/run.sh); from crates.io, built once per machine.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "deps.sh: cargo install cargo-fuzz"
+    cargo install --locked cargo-fuzz
 fi
 
 for c in rustfmt clippy; do

@@ -9,16 +9,6 @@ use pam_totp_fuzz::import_oath::{self, Parsed, TokenType};
 
 const NOW: u64 = 1_800_000_000;
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -36,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let Some(secret) = line
             .secret_hex
-            .and_then(unhex)
+            .and_then(pam_totp::hex::decode)
             .and_then(|b| Secret::from_bytes(b).ok())
         else {
             continue;

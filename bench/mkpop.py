@@ -15,6 +15,7 @@ Every user "has logged in before", so no module pays for creating its first stat
 during the benchmark. Secrets are 20 random bytes (160 bits), SHA1, 6 digits, 30 s.
 """
 import base64
+import hashlib
 import os
 import sys
 import time
@@ -63,9 +64,13 @@ def main():
                 "created = 2026-01-01T00:00:00Z\n"
                 "recovery = []\n",
             )
+            # The state journal as the module writes it (pam_totp/src/store/state.rs): a
+            # header, then one checksummed line per update.
+            body = f"s={earlier} f=0 l=0 t=- r=-"
+            check = hashlib.sha256(body.encode()).digest()[:8].hex()
             write(
                 os.path.join(root, "ours/users", name + ".state"),
-                f"version = 1\nlast_step = {earlier}\nfailures = 0\nlocked_until = 0\n",
+                f"pam-totp state journal 1\n{body} c={check}\n",
             )
             write(os.path.join(root, "ours/users", name + ".lock"), "")
             write(

@@ -2,9 +2,11 @@
 # fuzz/run.sh — run every cargo-fuzz target of pam_totp for a while (`make fuzz-quick`: 30 s).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]      run each target SECONDS (default 30)
-#   fuzz/run.sh --minimize [TARGET...]     cargo fuzz cmin the committed corpus
+#   fuzz/run.sh --minimize [TARGET...]     shrink the committed corpus (libFuzzer set-cover merge
+#                                          of corpus/TARGET and seeds/TARGET)
 #
-# The committed corpus (fuzz/corpus/TARGET) seeds each run and is left untouched: new inputs go
+# The committed corpus (fuzz/corpus/TARGET, found by fuzzing) and the hand-written seeds
+# (fuzz/seeds/TARGET) seed each run and are left untouched: new inputs go
 # to a scratch directory (FUZZ_KEEP_NEW=DIR keeps them there). A crash fails the run; the
 # reproducer lands in fuzz/artifacts/TARGET/ (`cargo fuzz run TARGET ARTIFACT` replays it).
 # Output: a line per target `FUZZ target=T secs=S execs=N exec_per_s=R corpus=C crash=0|1`,
@@ -32,15 +34,23 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     exit 1
 fi
 
+bin_dir=target/x86_64-unknown-linux-gnu/release
 if [[ "${1:-}" == --minimize ]]; then
     shift
     targets=("$@")
     [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
+    nice -n 10 cargo fuzz build -O >/dev/null 2>&1
     for t in "${targets[@]}"; do
         before=$(find "corpus/$t" -type f | wc -l)
-        nice -n 10 cargo fuzz cmin -O "$t" "corpus/$t" >/dev/null 2>&1
-        echo "cmin $t: $before -> $(find "corpus/$t" -type f | wc -l) inputs," \
-            "$(du -sh "corpus/$t" | cut -f1)"
+        new=$(mktemp -d /tmp/pam-totp-cmin.XXXXXX)
+        # set_cover_merge keeps every coverage feature with fewer inputs than cmin's merge.
+        nice -n 10 "$bin_dir/$t" -set_cover_merge=1 "$new" "corpus/$t" "seeds/$t" >/dev/null 2>&1
+        rm -rf "corpus/$t"
+        mkdir -p "corpus/$t"
+        cp "$new"/* "corpus/$t/"
+        rm -rf "$new"
+        echo "minimized $t: $before -> $(find "corpus/$t" -type f | wc -l) inputs," \
+            "$(cat "corpus/$t"/* | wc -c) bytes"
     done
     exit 0
 fi
@@ -63,11 +73,11 @@ rm -f build.log
 scratch=${FUZZ_KEEP_NEW:-$(mktemp -d /tmp/pam-totp-fuzz.XXXXXX)}
 crashed=0
 for t in "${targets[@]}"; do
-    mkdir -p "$scratch/$t" "corpus/$t"
+    mkdir -p "$scratch/$t" "corpus/$t" "seeds/$t"
     log="$scratch/$t.log"
     rc=0
     # shellcheck disable=SC2046 # the dict option is one word or none
-    nice -n 10 cargo fuzz run -O "$t" "$scratch/$t" "corpus/$t" -- \
+    nice -n 10 cargo fuzz run -O "$t" "$scratch/$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         $(dict_of "$t") >"$log" 2>&1 || rc=$?
     execs=$(awk -F: '/stat::number_of_executed_units/ { gsub(/ /, "", $NF); print $NF }' "$log" | tail -1)

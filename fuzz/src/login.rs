@@ -202,10 +202,13 @@ pub fn acceptable(account: usize, answer: &[u8]) -> bool {
     {
         return true;
     }
+    // The module drops every whitespace character from the answer before it tries the codes
+    // (flow::classify), then recovery codes are normalised (dashes, case). So "4fh7 k2m9\nxq3p"
+    // is the code 4fh7-k2m9-xq3p, as it should be: whitespace carries nothing.
     a.recovery
         && RECOVERY_CODES
             .iter()
-            .any(|c| *recovery::normalize(c) == *recovery::normalize(text))
+            .any(|c| *recovery::normalize(c) == *recovery::normalize(&compact))
 }
 
 pub fn is_success(v: &Verdict) -> bool {

@@ -142,6 +142,9 @@ fn classify(answer: &[u8], record: &Record, state: &store::State, now: u64, wind
 
 /// The whole decision for one login (SPEC §3 steps 1–5).
 pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Request) -> Verdict {
+    if req.options.fault_panic {
+        panic!("fault injected by the module option fault=panic");
+    }
     let policy = match store::load_policy(&req.options.policy, req.owner) {
         Ok(p) => p.unwrap_or_default(),
         Err(e) => {
@@ -155,42 +158,51 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
     if !is_valid_user_name(req.user) {
         return Verdict::deny(format!("invalid user name \"{}\"", log_safe(req.user)));
     }
-    // Records are found by the exact name; a user database that also answers to other
-    // spellings (case-insensitive LDAP/AD) would otherwise let "ALICE" skip alice's code.
-    match sys.canonical_name(req.user) {
-        Ok(Some(name)) if name != req.user => {
-            return Verdict::deny(format!(
-                "user name \"{}\" is not the user database's \"{}\"; log in with the latter",
-                log_safe(req.user),
-                log_safe(&name)
-            ))
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return Verdict::new(
-                Code::AuthInfoUnavail,
-                Level::Err,
-                format!("cannot look up the user: {e}"),
-            )
-        }
-    }
     let store = match Store::open(&req.options.dir, req.owner) {
         Ok(s) => s,
         Err(e) => return Verdict::unavailable(&e),
     };
-    let record = match store.record(req.user) {
+    let record = match store.record_read(req.user) {
         Ok(r) => r,
         Err(e) => return Verdict::unavailable(&e),
     };
     match record {
-        Some(r) if r.status == Status::Active => verify_enrolled(conv, sys, req, &store, &policy),
-        Some(r) if r.replaces_active => {
+        Some(r) if r.record.status == Status::Active => {
+            verify_enrolled(conv, sys, req, &store, &policy, r)
+        }
+        Some(r) if r.record.replaces_active => {
             if conv.prompt_hidden(&req.options.prompt).is_err() {
                 return Verdict::conv_failed();
             }
             Verdict::deny("re-enrolment pending activation")
         }
-        _ => unenrolled(conv, sys, req, &store, &policy),
+        _ => {
+            if let Err(v) = check_canonical_name(sys, req.user) {
+                return v;
+            }
+            unenrolled(conv, sys, req, &store, &policy)
+        }
+    }
+}
+
+/// Records are found by the exact name. A user database that also answers to other spellings
+/// (case-insensitive LDAP/AD) would let "ALICE" log in as alice without alice's record, so a
+/// user without a record must be known under exactly this name (or not at all). A user with a
+/// record is asked for that record's code whatever NSS says, so the lookup (costly when it
+/// misses: files, then systemd's userdb) is made only on this path.
+fn check_canonical_name<S: System>(sys: &S, user: &str) -> Result<(), Verdict> {
+    match sys.canonical_name(user) {
+        Ok(Some(name)) if name != user => Err(Verdict::deny(format!(
+            "user name \"{}\" is not the user database's \"{}\"; log in with the latter",
+            log_safe(user),
+            log_safe(&name)
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Verdict::new(
+            Code::AuthInfoUnavail,
+            Level::Err,
+            format!("cannot look up the user: {e}"),
+        )),
     }
 }
 
@@ -201,6 +213,7 @@ fn verify_enrolled<C: Conversation, S: System>(
     req: &Request,
     store: &Store,
     policy: &Policy,
+    first_read: store::RecordRead,
 ) -> Verdict {
     // A corrupt or untrusted state denies before anything is asked.
     if let Err(e) = store.state(req.user) {
@@ -214,7 +227,8 @@ fn verify_enrolled<C: Conversation, S: System>(
         Ok(l) => l,
         Err(e) => return Verdict::unavailable(&e),
     };
-    let (mut record, mut state) = match (lock.record(), lock.state()) {
+    // Read again under the lock: the record may have changed while the user typed.
+    let (mut record, mut state) = match (lock.record_again(first_read), lock.state()) {
         (Ok(Some(r)), Ok(s)) if r.status == Status::Active => (r, s),
         (Ok(_), Ok(_)) => return Verdict::deny("record changed during login"),
         (Err(e), _) | (_, Err(e)) => return Verdict::unavailable(&e),

@@ -15,6 +15,8 @@ pub struct Options {
     pub window: u32,
     pub prompt: String,
     pub debug: bool,
+    /// `fault=panic` (only with the `fault-injection` feature): panic inside the module.
+    pub fault_panic: bool,
 }
 
 impl Default for Options {
@@ -25,6 +27,7 @@ impl Default for Options {
             window: 1,
             prompt: DEFAULT_PROMPT.to_string(),
             debug: false,
+            fault_panic: false,
         }
     }
 }
@@ -89,6 +92,11 @@ impl Options {
                     o.debug = true;
                     "debug"
                 }
+                #[cfg(feature = "fault-injection")]
+                ("fault", Some("panic")) => {
+                    o.fault_panic = true;
+                    "fault"
+                }
                 _ => return Err(OptionError::Unknown(arg.to_string())),
             };
             if seen.contains(&known) {
@@ -130,6 +138,8 @@ mod tests {
     fn given_unknown_or_malformed_option_then_error() {
         let cases: &[(&[&str], OptionError)] = &[
             (&["nullok"], OptionError::Unknown("nullok".into())),
+            #[cfg(not(feature = "fault-injection"))]
+            (&["fault=panic"], OptionError::Unknown("fault=panic".into())),
             (&["debug=1"], OptionError::Unknown("debug=1".into())),
             (&["dir"], OptionError::Unknown("dir".into())),
             (&["window=11"], OptionError::Window("11".into())),

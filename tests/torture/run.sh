@@ -77,6 +77,14 @@ check_target=${CARGO_TARGET_DIR:-$root/target}
 CARGO_TARGET_DIR=$check_target cargo build --quiet --release \
     --manifest-path "$here/check/Cargo.toml" || setup_failed "cargo build of tests/torture/check"
 cp "$check_target/release/torture-check" "$work/bin/torture-check"
+# A build of the module with the test-only option fault=panic (feature fault-injection), in its
+# own target dir so that it never replaces the real module: the memory group proves that a
+# panic inside the real .so is caught (PAM_SERVICE_ERR, valgrind clean).
+fault_target=$check_target/fault-injection
+CARGO_TARGET_DIR=$fault_target cargo build --quiet --release --manifest-path "$root/Cargo.toml" \
+    -p pam_totp --features fault-injection || setup_failed "cargo build of the fault-injection module"
+mkdir -m 0755 "$work/bin/fault"  # same file name: syslog tags lines with it, pam_totp(...)
+cp "$fault_target/release/libpam_totp.so" "$work/bin/fault/pam_totp.so"
 
 python3 "$here/logsink.py" "$work/log.sock" "$work/syslog.txt" &
 sink_pid=$!
@@ -87,6 +95,7 @@ set +e
 env TORTURE_WORK="$work" TORTURE_SO="$(readlink -f "$so")" \
     TORTURE_HARNESS="$work/bin/harness" TORTURE_CRASHKILL="$work/bin/crashkill" \
     TORTURE_STORM="$work/bin/storm" TORTURE_CHECK="$work/bin/torture-check" \
+    TORTURE_FAULT_SO="$work/bin/fault/pam_totp.so" \
     TORTURE_CLI="$([[ -x "$cli" ]] && readlink -f "$cli")" \
     TORTURE_SUPP="$here/valgrind.supp" TORTURE_LOG="$work/syslog.txt" \
     SYSLOG_SOCKET="$work/log.sock" \

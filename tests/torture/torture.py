@@ -31,6 +31,7 @@ from pathlib import Path
 
 WORK = Path(os.environ["TORTURE_WORK"])
 SO = os.environ["TORTURE_SO"]
+FAULT_SO = os.environ.get("TORTURE_FAULT_SO", "")
 HARNESS = os.environ["TORTURE_HARNESS"]
 CRASHKILL = os.environ["TORTURE_CRASHKILL"]
 STORM = os.environ["TORTURE_STORM"]
@@ -1072,6 +1073,13 @@ def group_memory():
     write_file(ep / "policy.toml", 'version = 1\nrequire_all = true\nenroll_at_login = true\nissuer = "torture"\n', 0o644)
     write_file(site.pamd / "tt-mem-enroll",
                f"auth required {WORK}/pam_totp.so dir={site.state} policy={ep}/policy.toml\n", 0o644)
+    # The test-only build (feature fault-injection) panics inside the module on fault=panic;
+    # the trampoline must catch it. The real module must refuse that option like any other.
+    write_file(site.pamd / "tt-mem-panic",
+               f"auth required {FAULT_SO} dir={site.state} policy={site.policy} fault=panic\n", 0o644)
+    write_file(site.pamd / "tt-mem-nofault",
+               f"auth required {WORK}/pam_totp.so dir={site.state} policy={site.policy} fault=panic\n",
+               0o644)
 
     wait_step_margin(15)
     s, code = ok_user.fresh_code()
@@ -1080,6 +1088,9 @@ def group_memory():
         ("wrong-code", "m-ok", wrong_code(ok_user.key), None, "PAM_AUTH_ERR"),
         ("throttled", "m-locked", totp(locked.key, now_step()), None, "PAM_AUTH_ERR"),
         ("corrupt-state", "m-corrupt", "123456", None, "PAM_AUTHINFO_UNAVAIL"),
+        ("panic-caught", "m-ok", "123456", "tt-mem-panic", "PAM_SERVICE_ERR"),
+        ("fault-option-refused-by-release-build", "m-ok", "123456", "tt-mem-nofault",
+         "PAM_SERVICE_ERR"),
     ]
     if not QUICK:
         cases += [
@@ -1095,7 +1106,11 @@ def group_memory():
             ("enroll-at-login-wrong-code", "root", "000000", "tt-mem-enroll", "PAM_AUTH_ERR"),
         ]
     for name, user, answer, service, want in cases:
-        o = site.login(user, answer, service=service, prefix=vg, timeout=600, want_logs=0)
+        o = site.login(user, answer, service=service, prefix=vg, timeout=600,
+                       want_logs=1 if name == "panic-caught" else 0)
+        if name == "panic-caught":
+            check("memory.panic-caught.logged",
+                  any("denied: internal error (panic caught)" in l for l in o.logs), f"{o.logs}")
         leaks = re.findall(rb"definitely lost: ([\d,]+) bytes", o.err)
         errors = re.findall(rb"^==\d+== (?!    |HEAP|LEAK|All heap|For lists|Use --)(.+)$", o.err, re.M)
         ok = o.rc != 99 and o.result == want and all(x == b"0" for x in leaks)

@@ -105,8 +105,14 @@ impl TestDir {
         toml_value(&self.record_text(user), "secret")
     }
 
+    /// The user's state as the module reads it (journal or older TOML form), shown in the
+    /// TOML form so that tests can look at keys; `None` if there is no state file. Panics on a
+    /// state the module would refuse.
     pub fn state_text(&self, user: &str) -> Option<String> {
-        fs::read_to_string(self.users().join(format!("{user}.state"))).ok()
+        let bytes = fs::read(self.users().join(format!("{user}.state"))).ok()?;
+        let state = pam_totp::store::State::parse_file(&bytes)
+            .unwrap_or_else(|e| panic!("{user}.state does not parse: {e}"));
+        Some(state.to_toml())
     }
 }
 

@@ -627,3 +627,15 @@ fn given_untrusted_state_directory_then_still_unavailable() {
     std::fs::set_permissions(w.t.state(), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(w.login("bob", &[]).0.code, Code::AuthInfoUnavail);
 }
+
+#[test]
+fn given_a_record_under_the_typed_name_then_its_code_is_asked_whatever_the_user_database_says() {
+    // The user database maps "ALICE" to alice, but an admin enrolled "ALICE" itself: that
+    // record's code is what the login needs (no bypass either way), so no lookup is needed.
+    let w = World::new();
+    w.enrol("ALICE");
+    let (v, conv) = w.login("ALICE", &[&w.code(0)]);
+    assert_eq!(v.code, Code::Success, "{v:?}");
+    assert_eq!(conv.prompts.len(), 1);
+    assert_eq!(w.login("ALICE", &["000000"]).0.code, Code::AuthErr);
+}

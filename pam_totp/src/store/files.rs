@@ -250,6 +250,59 @@ pub fn replace(
     Ok(())
 }
 
+/// Appends `entry` (a complete line) to the journal at `path` with one `write`, then
+/// `fdatasync` if `durable`. Returns `Ok(false)` — nothing written — when the caller must
+/// rewrite the file instead: it does not exist, does not start with `header`, does not end in a
+/// newline (a torn append: it is never extended, so that its damaged line can never become a
+/// complete line), or would grow past `limit` bytes. On a failed write the file is cut back to
+/// its old length.
+pub fn append_entry(
+    path: &Path,
+    owner: u32,
+    header: &[u8],
+    entry: &[u8],
+    durable: bool,
+    limit: u64,
+) -> Result<bool, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(open_flags())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(untrusted(path, "is a symbolic link"))
+        }
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    check_file_meta(path, &meta, owner, Exposure::Private)?;
+    let len = meta.len();
+    if len <= header.len() as u64 || len.saturating_add(entry.len() as u64) > limit {
+        return Ok(false);
+    }
+    let mut head = vec![0u8; header.len() + 1];
+    file.read_exact_at(&mut head[..header.len()], 0)
+        .and_then(|()| file.read_exact_at(&mut head[header.len()..], len - 1))
+        .map_err(|e| io_err(path, e))?;
+    if head[..header.len()] != *header || head[header.len()] != b'\n' {
+        return Ok(false);
+    }
+    let result = file
+        .write_all(entry)
+        .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+    if let Err(e) = result {
+        // Whatever part of the line reached the file lacks its newline and would be ignored;
+        // cutting it off keeps the journal appendable.
+        let _ = file.set_len(len);
+        return Err(io_err(path, e));
+    }
+    Ok(true)
+}
+
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -8,7 +8,7 @@ pub mod state;
 
 pub use files::Durability;
 pub use record::{Record, Status};
-pub use state::{LastSuccess, State};
+pub use state::{LastSuccess, State, JOURNAL_HEADER};
 
 use crate::names::{is_valid_user_name, log_safe};
 use crate::policy::Policy;
@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const MAX_STATE_BYTES: u64 = 4 * 1024;
+/// The state journal is compacted (rewritten as one entry) rather than grown past this. An
+/// entry has at most ~620 bytes (a stored rhost at most 255), so a journal written here stays
+/// far below MAX_STATE_BYTES; with short entries this is a rewrite about every 25 updates.
+const JOURNAL_LIMIT: u64 = 2 * 1024;
 const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 /// How long a login waits for a user's lock before giving up (fail closed): a process stopped
 /// while holding it must not hang every later login of that user.
@@ -104,17 +108,31 @@ impl Store {
 
     /// The user's record, if any. Its `user` key must name the user.
     pub fn record(&self, user: &str) -> Result<Option<Record>, StoreError> {
-        self.record_path(user)?;
-        self.record_named(user)
+        Ok(self.record_read(user)?.map(|r| r.record))
     }
 
-    fn record_named(&self, user: &str) -> Result<Option<Record>, StoreError> {
+    /// The user's record with the bytes it was parsed from, so that a later read under the
+    /// lock ([`UserLock::record_again`]) can skip parsing the same bytes again.
+    pub fn record_read(&self, user: &str) -> Result<Option<RecordRead>, StoreError> {
+        self.record_path(user)?;
+        self.record_named(user, None)
+    }
+
+    /// Reads the record; when its bytes equal `earlier`'s, `earlier`'s parse is reused.
+    fn record_named(
+        &self,
+        user: &str,
+        earlier: Option<RecordRead>,
+    ) -> Result<Option<RecordRead>, StoreError> {
         let path = self.users.join(format!("{user}.toml"));
         let Some(bytes) =
             files::read_trusted(&path, self.owner, Exposure::Private, MAX_RECORD_BYTES)?
         else {
             return Ok(None);
         };
+        if let Some(earlier) = earlier.filter(|e| e.bytes == bytes) {
+            return Ok(Some(earlier));
+        }
         let parse_err = |msg: String| StoreError::Parse {
             path: path.clone(),
             msg,
@@ -127,7 +145,7 @@ impl Store {
                 log_safe(&record.user)
             )));
         }
-        Ok(Some(record))
+        Ok(Some(RecordRead { record, bytes }))
     }
 
     /// The user's login state; a missing file means "no login yet".
@@ -143,11 +161,7 @@ impl Store {
         else {
             return Ok(State::default());
         };
-        let text = std::str::from_utf8(&bytes).map_err(|_| StoreError::Parse {
-            path: path.clone(),
-            msg: "not UTF-8".into(),
-        })?;
-        State::parse(text).map_err(|msg| StoreError::Parse { path, msg })
+        State::parse_file(&bytes).map_err(|msg| StoreError::Parse { path, msg })
     }
 
     /// Takes the user's exclusive lock (blocking); all writes go through the guard.
@@ -202,6 +216,12 @@ impl Store {
     }
 }
 
+/// A record as read: parsed, and the file's bytes (wiped on drop: they hold the secret).
+pub struct RecordRead {
+    pub record: Record,
+    bytes: zeroize::Zeroizing<Vec<u8>>,
+}
+
 /// A held per-user lock (released on drop). Read–verify–write happens under it.
 pub struct UserLock<'a> {
     store: &'a Store,
@@ -215,7 +235,16 @@ impl UserLock<'_> {
     }
 
     pub fn record(&self) -> Result<Option<Record>, StoreError> {
-        self.store.record_named(&self.user)
+        Ok(self.store.record_named(&self.user, None)?.map(|r| r.record))
+    }
+
+    /// The record, read again under the lock; `earlier` (read before the lock) is reused
+    /// without parsing when the file still holds exactly the same bytes.
+    pub fn record_again(&self, earlier: RecordRead) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .store
+            .record_named(&self.user, Some(earlier))?
+            .map(|r| r.record))
     }
 
     pub fn state(&self) -> Result<State, StoreError> {
@@ -237,13 +266,30 @@ impl UserLock<'_> {
         )
     }
 
+    /// Records `state`: one line appended to the state journal, flushed (`fdatasync`) when
+    /// `Durable` — the one flush of an accepted step. Creating, converting (older TOML form),
+    /// repairing or compacting the journal is an atomic, durable rewrite.
     pub fn write_state(&self, state: &State, durability: Durability) -> Result<(), StoreError> {
+        let name = format!("{}.state", self.user);
+        let entry = state.to_entry();
+        let appended = files::append_entry(
+            &self.store.users.join(&name),
+            self.store.owner,
+            state::JOURNAL_HEADER.as_bytes(),
+            entry.as_bytes(),
+            durability == Durability::Durable,
+            JOURNAL_LIMIT,
+        )?;
+        if appended {
+            return Ok(());
+        }
+        let text = format!("{}{entry}", state::JOURNAL_HEADER);
         files::replace(
             &self.store.users,
-            &format!("{}.state", self.user),
-            state.to_toml().as_bytes(),
+            &name,
+            text.as_bytes(),
             0o600,
-            durability,
+            Durability::Durable,
         )
     }
 

@@ -296,3 +296,116 @@ fn given_a_lock_held_too_long_then_the_next_locker_gives_up() {
     // Another user's lock is independent.
     assert!(s.lock("bob").is_ok());
 }
+
+fn state_bytes(t: &TempDir, user: &str) -> Vec<u8> {
+    fs::read(t.users().join(format!("{user}.state"))).unwrap()
+}
+
+fn ino(t: &TempDir, user: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(t.users().join(format!("{user}.state")))
+        .unwrap()
+        .ino()
+}
+
+fn step(n: u64) -> State {
+    State {
+        last_step: Some(n),
+        ..State::default()
+    }
+}
+
+#[test]
+fn given_journal_then_updates_are_appended_in_place() {
+    let t = TempDir::new();
+    let s = t.store();
+    let lock = s.lock("alice").unwrap();
+    lock.write_state(&step(1), Durability::Durable).unwrap();
+    let first = ino(&t, "alice");
+    lock.write_state(&step(2), Durability::Durable).unwrap();
+    lock.write_state(&step(3), Durability::Relaxed).unwrap();
+    assert_eq!(ino(&t, "alice"), first, "appended, not replaced");
+    let text = String::from_utf8(state_bytes(&t, "alice")).unwrap();
+    assert!(text.starts_with(state::JOURNAL_HEADER), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert_eq!(s.state("alice").unwrap(), step(3));
+}
+
+#[test]
+fn given_long_journal_then_compacted_to_one_entry() {
+    let t = TempDir::new();
+    let s = t.store();
+    let lock = s.lock("alice").unwrap();
+    for n in 1..=200 {
+        lock.write_state(&step(n), Durability::Relaxed).unwrap();
+        let len = state_bytes(&t, "alice").len() as u64;
+        assert!(len <= JOURNAL_LIMIT, "{len} bytes after {n} updates");
+    }
+    assert_eq!(s.state("alice").unwrap(), step(200));
+    assert_eq!(
+        files::list_dir(&t.users()).unwrap(),
+        ["alice.lock", "alice.state"]
+    );
+}
+
+#[test]
+fn given_torn_append_then_next_write_rewrites_the_journal() {
+    let t = TempDir::new();
+    let s = t.store();
+    let lock = s.lock("alice").unwrap();
+    lock.write_state(&step(1), Durability::Durable).unwrap();
+    // A crash in the middle of an append: half a line, no newline.
+    let mut torn = state_bytes(&t, "alice");
+    torn.extend_from_slice(&step(2).to_entry().as_bytes()[..10]);
+    fs::write(t.users().join("alice.state"), &torn).unwrap();
+    assert_eq!(s.state("alice").unwrap(), step(1), "torn line ignored");
+    let before = ino(&t, "alice");
+    lock.write_state(&step(3), Durability::Relaxed).unwrap();
+    assert_ne!(
+        ino(&t, "alice"),
+        before,
+        "rewritten, never appended after a torn line"
+    );
+    let text = String::from_utf8(state_bytes(&t, "alice")).unwrap();
+    assert_eq!(
+        text,
+        format!("{}{}", state::JOURNAL_HEADER, step(3).to_entry())
+    );
+}
+
+#[test]
+fn given_toml_state_then_read_and_converted_by_the_next_write() {
+    let t = TempDir::new();
+    let s = t.store();
+    let old = State {
+        failures: 2,
+        ..step(7)
+    };
+    fs::write(t.users().join("alice.state"), old.to_toml()).unwrap();
+    chmod(&t.users().join("alice.state"), 0o600);
+    assert_eq!(s.state("alice").unwrap(), old);
+    s.lock("alice")
+        .unwrap()
+        .write_state(&step(8), Durability::Relaxed)
+        .unwrap();
+    assert!(state_bytes(&t, "alice").starts_with(state::JOURNAL_HEADER.as_bytes()));
+    assert_eq!(s.state("alice").unwrap(), step(8));
+}
+
+#[test]
+fn given_unchanged_record_then_read_again_reuses_it_and_changed_record_is_parsed() {
+    let t = TempDir::new();
+    let s = t.store();
+    let mut r = record("alice");
+    save(&s, &r);
+    let lock = s.lock("alice").unwrap();
+    let first = s.record_read("alice").unwrap().unwrap();
+    assert_eq!(lock.record_again(first).unwrap(), Some(r.clone()));
+    let first = s.record_read("alice").unwrap().unwrap();
+    r.recovery.clear();
+    lock.write_record(&r).unwrap();
+    assert_eq!(lock.record_again(first).unwrap(), Some(r));
+    let first = s.record_read("alice").unwrap().unwrap();
+    lock.remove().unwrap();
+    assert_eq!(lock.record_again(first).unwrap(), None);
+}

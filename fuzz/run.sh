@@ -3,7 +3,9 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]      run each target SECONDS (default 30)
 #   fuzz/run.sh --minimize [TARGET...]     shrink the committed corpus (libFuzzer set-cover merge
-#                                          of corpus/TARGET and seeds/TARGET)
+#                                          of corpus/TARGET and seeds/TARGET, plus
+#                                          FUZZ_MERGE_FROM/TARGET if set: the new inputs a run
+#                                          kept with FUZZ_KEEP_NEW)
 #
 # The committed corpus (fuzz/corpus/TARGET, found by fuzzing) and the hand-written seeds
 # (fuzz/seeds/TARGET) seed each run and are left untouched: new inputs go
@@ -44,7 +46,9 @@ if [[ "${1:-}" == --minimize ]]; then
         before=$(find "corpus/$t" -type f | wc -l)
         new=$(mktemp -d /tmp/pam-totp-cmin.XXXXXX)
         # set_cover_merge keeps every coverage feature with fewer inputs than cmin's merge.
-        nice -n 10 "$bin_dir/$t" -set_cover_merge=1 "$new" "corpus/$t" "seeds/$t" >/dev/null 2>&1
+        from=("corpus/$t" "seeds/$t")
+        [[ -n "${FUZZ_MERGE_FROM:-}" && -d "$FUZZ_MERGE_FROM/$t" ]] && from+=("$FUZZ_MERGE_FROM/$t")
+        nice -n 10 "$bin_dir/$t" -set_cover_merge=1 "$new" "${from[@]}" >/dev/null 2>&1
         rm -rf "corpus/$t"
         mkdir -p "corpus/$t"
         cp "$new"/* "corpus/$t/"

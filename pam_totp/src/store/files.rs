@@ -110,20 +110,10 @@ pub fn read_trusted(
     exposure: Exposure,
     max: u64,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(open_flags())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(untrusted(path, "is a symbolic link"))
-        }
-        Err(e) => return Err(io_err(path, e)),
+    let Some((file, meta)) = open_existing(path, OpenOptions::new().read(true), owner, exposure)?
+    else {
+        return Ok(None);
     };
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    check_file_meta(path, &meta, owner, exposure)?;
     if meta.len() > max {
         return Err(untrusted(
             path,
@@ -141,6 +131,28 @@ pub fn read_trusted(
         ));
     }
     Ok(Some(buf))
+}
+
+/// Opens an existing file without following a symbolic link (and without blocking on a FIFO)
+/// and checks what it is: a regular file owned by `owner` (or root) with the permissions
+/// `exposure` demands. `Ok(None)` if it does not exist.
+fn open_existing(
+    path: &Path,
+    options: &OpenOptions,
+    owner: u32,
+    exposure: Exposure,
+) -> Result<Option<(File, fs::Metadata)>, StoreError> {
+    let file = match options.clone().custom_flags(open_flags()).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(untrusted(path, "is a symbolic link"))
+        }
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    check_file_meta(path, &meta, owner, exposure)?;
+    Ok(Some((file, meta)))
 }
 
 fn check_file_meta(
@@ -265,21 +277,11 @@ pub fn append_entry(
     limit: u64,
 ) -> Result<bool, StoreError> {
     use std::os::unix::fs::FileExt;
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .append(true)
-        .custom_flags(open_flags())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(untrusted(path, "is a symbolic link"))
-        }
-        Err(e) => return Err(io_err(path, e)),
+    let mut options = OpenOptions::new();
+    options.read(true).append(true);
+    let Some((mut file, meta)) = open_existing(path, &options, owner, Exposure::Private)? else {
+        return Ok(false);
     };
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    check_file_meta(path, &meta, owner, Exposure::Private)?;
     let len = meta.len();
     if len <= header.len() as u64 || len.saturating_add(entry.len() as u64) > limit {
         return Ok(false);

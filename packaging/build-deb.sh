@@ -72,6 +72,9 @@ so=$target_dir/release/libpam_totp.so
 cli=$target_dir/release/pam-totp
 [[ -f "$so" ]] || die "$so is missing (cargo build --release --workspace)"
 [[ -x "$cli" ]] || die "$cli is missing (cargo build --release --workspace)"
+# A test build (feature fault-injection: module option fault=panic) must never be shipped.
+! grep -q "fault injected by the module option" "$so" ||
+    die "$so is a test build (feature fault-injection): cargo build --release --workspace"
 
 # ---- staging tree ------------------------------------------------------------------------
 umask 022

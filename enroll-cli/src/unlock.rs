@@ -5,7 +5,7 @@ use crate::cli::UserArg;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
 use crate::output::time;
-use pam_totp::store::{Durability, State, StoreError};
+use pam_totp::store::{State, StoreError};
 use pam_totp::throttle::is_locked;
 
 pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
@@ -39,14 +39,23 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
             };
             (s, msg)
         }
-        // Unparsable: write a fresh state (that is what the admin runs after "corrupt state").
-        Err(StoreError::Parse { path, msg }) => (
-            State::default(),
-            format!(
+        // Unparsable: write a fresh state (that is what the admin runs after "corrupt state"),
+        // keeping the highest step any intact journal line still shows: a repair must never
+        // make an already used code valid again.
+        Err(StoreError::Parse { path, msg }) => {
+            let salvaged = lock
+                .salvage_last_step()
+                .map_err(|e| CliError::store(&format!("cannot read {user}'s login state"), e))?;
+            let state = State {
+                last_step: salvaged,
+                ..State::default()
+            };
+            let message = format!(
                 "Repaired {user}'s login state: {} could not be parsed ({msg}) and was replaced.",
                 path.display()
-            ),
-        ),
+            );
+            (state, message)
+        }
         Err(e) => {
             return Err(CliError::store(
                 &format!("cannot read {user}'s login state"),
@@ -57,7 +66,7 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
     state.failures = 0;
     state.locked_until = 0;
     state.last_step = Some(state.last_step.map_or(step, |last| last.max(step)));
-    lock.write_state(&state, Durability::Durable)
+    lock.replace_state(&state)
         .map_err(|e| CliError::store(&format!("cannot write {user}'s login state"), e))?;
     println!("{message}");
     println!("Codes up to the current one count as used: {user} logs in with the next code the app shows.");

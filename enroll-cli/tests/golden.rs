@@ -583,6 +583,26 @@ fn unlock_clears_the_lock_and_burns_steps_up_to_now() {
     let st = t.state_text("alice").unwrap();
     assert!(st.contains("last_step = "), "{st}");
     t.run(&["status", "alice"]).ok();
+
+    // A journal whose last line is damaged (a power cut mid-append): the repair keeps the
+    // highest step an intact line shows, even ahead of now, so no used code becomes valid.
+    use pam_totp::store::{State, JOURNAL_HEADER};
+    let ahead = now() / 30 + 7;
+    let intact = State {
+        last_step: Some(ahead),
+        ..State::default()
+    };
+    let damaged = intact.to_entry().replace(&format!("s={ahead}"), "s=1");
+    write_state(
+        &t,
+        "alice",
+        &format!("{JOURNAL_HEADER}{}{damaged}", intact.to_entry()),
+    );
+    t.run(&["unlock", "alice"]).ok();
+    assert!(t
+        .state_text("alice")
+        .unwrap()
+        .contains(&format!("last_step = {ahead}")));
 }
 
 #[test]

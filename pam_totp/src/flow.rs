@@ -167,29 +167,26 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
         Err(e) => return Verdict::unavailable(&e),
     };
     match record {
-        Some(r) if r.record.status == Status::Active => {
+        Some(r) if r.record().status == Status::Active => {
             verify_enrolled(conv, sys, req, &store, &policy, r)
         }
-        Some(r) if r.record.replaces_active => {
+        Some(r) if r.record().replaces_active => {
             if conv.prompt_hidden(&req.options.prompt).is_err() {
                 return Verdict::conv_failed();
             }
             Verdict::deny("re-enrolment pending activation")
         }
-        _ => {
-            if let Err(v) = check_canonical_name(sys, req.user) {
-                return v;
-            }
-            unenrolled(conv, sys, req, &store, &policy)
-        }
+        _ => unenrolled(conv, sys, req, &store, &policy),
     }
 }
 
 /// Records are found by the exact name. A user database that also answers to other spellings
-/// (case-insensitive LDAP/AD) would let "ALICE" log in as alice without alice's record, so a
-/// user without a record must be known under exactly this name (or not at all). A user with a
-/// record is asked for that record's code whatever NSS says, so the lookup (costly when it
-/// misses: files, then systemd's userdb) is made only on this path.
+/// (case-insensitive LDAP/AD) would let "ALICE" in as alice without alice's record, or with
+/// the code of a stale "ALICE" record (an import's spelling, a typo) after alice's was
+/// revoked. So every outcome that lets a user in — a right code, a recovery code, PAM_IGNORE,
+/// enrolment at login — first checks that the user database knows the user under exactly this
+/// name (or not at all). Denials skip the lookup: they need no check, and a wrong code for an
+/// enrolled user and a login of an unenrolled user that policy requires then do the same work.
 fn check_canonical_name<S: System>(sys: &S, user: &str) -> Result<(), Verdict> {
     match sys.canonical_name(user) {
         Ok(Some(name)) if name != user => Err(Verdict::deny(format!(
@@ -247,7 +244,13 @@ fn verify_enrolled<C: Conversation, S: System>(
             rhost: req.rhost.map(stored_rhost),
         });
     };
-    match classify(&answer, &record, &state, now, req.options.window) {
+    let answer = classify(&answer, &record, &state, now, req.options.window);
+    if matches!(answer, Answer::Totp(_) | Answer::Recovery(_)) {
+        if let Err(v) = check_canonical_name(sys, req.user) {
+            return v;
+        }
+    }
+    match answer {
         Answer::Totp(step) => {
             state.last_step = Some(step);
             success(&mut state);
@@ -334,10 +337,18 @@ fn unenrolled<C: Conversation, S: System>(
         None
     };
     let Some(by) = policy.required_by(req.user, groups.as_deref()) else {
+        if let Err(v) = check_canonical_name(sys, req.user) {
+            return v;
+        }
         return Verdict::new(Code::Ignore, Level::Info, "not enrolled, not required");
     };
     let now = sys.now();
     let grace = policy.grace_at(now);
+    if grace.is_some() || (policy.enroll_at_login && groups.is_some()) {
+        if let Err(v) = check_canonical_name(sys, req.user) {
+            return v;
+        }
+    }
     if policy.enroll_at_login && groups.is_some() {
         return enroll_at_login(conv, sys, req, policy, &by, grace);
     }

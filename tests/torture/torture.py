@@ -129,6 +129,16 @@ def recovery_entry(code):
     return f"sha256:{salt.hex()}:{hashlib.sha256(salt + norm.encode()).hexdigest()}"
 
 
+def journal_state(steps):
+    """A state journal as the module writes it (pam_totp/src/store/state.rs): the header, then
+    one checksummed line per update; the last one is the state."""
+    out = "pam-totp state journal 1\n"
+    for s in steps:
+        body = f"s={s} f=0 l=0 t=- r=-"
+        out += f"{body} c={hashlib.sha256(body.encode()).digest()[:8].hex()}\n"
+    return out
+
+
 def write_file(path, data, mode=0o600):
     path = Path(path)
     tmp = path.with_name(path.name + ".writing")
@@ -772,6 +782,17 @@ def group_fulldisk():
         site = Site("site", base=mnt, policy=NO_THROTTLE)
         f1 = site.add("f1", recovery=3)
         f2 = site.add("f2", recovery=3)  # never logged in: no lock file, no state
+        # A journal just under its compaction size: its next update would be a rewrite, which a
+        # full disk has no room for; the module appends past the soft limit instead.
+        f3 = site.add("f3")
+        f3.accepted = now_step() - 40
+        lines = [f3.accepted - 60 + i for i in range(60)] + [f3.accepted]
+        j = journal_state(lines)
+        while len(j) > 2040:  # any entry (45+ bytes) takes it past 2048
+            lines = lines[1:]
+            j = journal_state(lines)
+        write_file(site.users / "f3.state", j)
+        write_file(site.users / "f3.lock", "")
         o = site.login("f1", f1.fresh_code()[1])
         f1.accepted = f1.presented if o.result == "PAM_SUCCESS" else 0
         before, _ = site.inspect()
@@ -780,6 +801,11 @@ def group_fulldisk():
              + subprocess.run(["df", "-k", str(mnt)], capture_output=True, text=True).stdout.split("\n")[1])
 
         denied = []
+        s3, c3 = f3.fresh_code()
+        o = site.login("f3", c3)
+        p = full_verdict(site, f3, s3, o)
+        check("fulldisk.journal-at-its-limit-still-records-an-accepted-step",
+              p is None and o.result == "PAM_SUCCESS", p or o)
         s, c = f1.fresh_code()
         o = site.login("f1", c)
         p = full_verdict(site, f1, s, o)
@@ -808,7 +834,7 @@ def group_fulldisk():
               "every login found room: the filesystem was not full")
         after, extra = site.inspect()
         probs = []
-        for u in (f1, f2):
+        for u in (f1, f2, f3):
             probs += verify_user(site, u, after.get(u.name))
             for k in ("record", "secret"):
                 if after.get(u.name, {}).get(k) != before.get(u.name, {}).get(k):

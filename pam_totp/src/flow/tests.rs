@@ -629,13 +629,37 @@ fn given_untrusted_state_directory_then_still_unavailable() {
 }
 
 #[test]
-fn given_a_record_under_the_typed_name_then_its_code_is_asked_whatever_the_user_database_says() {
-    // The user database maps "ALICE" to alice, but an admin enrolled "ALICE" itself: that
-    // record's code is what the login needs (no bypass either way), so no lookup is needed.
+fn given_a_record_under_another_spelling_of_a_user_then_even_its_right_code_is_denied() {
+    // The user database maps "ALICE" to alice; a stale "ALICE" record (an import's spelling, a
+    // typo) must not become a second way into alice's account, e.g. after her own record was
+    // revoked and re-enrolled.
     let w = World::new();
     w.enrol("ALICE");
     let (v, conv) = w.login("ALICE", &[&w.code(0)]);
-    assert_eq!(v.code, Code::Success, "{v:?}");
+    assert_eq!(v.code, Code::AuthErr, "{v:?}");
+    assert!(v.reason.contains("\"alice\""), "{}", v.reason);
     assert_eq!(conv.prompts.len(), 1);
-    assert_eq!(w.login("ALICE", &["000000"]).0.code, Code::AuthErr);
+    let code = w.code(1);
+    assert_eq!(
+        w.login("alice", &[&code]).0.code,
+        Code::Ignore,
+        "alice has no record"
+    );
+    // Nothing was used up by the denied login: the state has no accepted step.
+    assert_eq!(w.state("ALICE").last_step, None);
+}
+
+#[test]
+fn given_another_spelling_of_a_user_then_no_policy_path_lets_it_in() {
+    let w = World::new();
+    for policy in [
+        "version = 1\n",
+        "version = 1\nrequire_all = true\ngrace_until = 2027-02-01\n",
+        "version = 1\nrequire_all = true\nenroll_at_login = true\n",
+        "version = 1\nrequire_all = true\n",
+    ] {
+        w.policy(policy);
+        let (v, _) = w.login("ALICE", &["123456"]);
+        assert_eq!(v.code, Code::AuthErr, "{policy}: {v:?}");
+    }
 }

@@ -218,8 +218,16 @@ impl Store {
 
 /// A record as read: parsed, and the file's bytes (wiped on drop: they hold the secret).
 pub struct RecordRead {
-    pub record: Record,
+    record: Record,
     bytes: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl RecordRead {
+    /// The record as parsed (read-only: [`UserLock::record_again`] hands it back unchanged
+    /// when the file still holds the same bytes).
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
 }
 
 /// A held per-user lock (released on drop). Read–verify–write happens under it.
@@ -283,14 +291,48 @@ impl UserLock<'_> {
         if appended {
             return Ok(());
         }
-        let text = format!("{}{entry}", state::JOURNAL_HEADER);
+        match self.replace_state(state) {
+            // A full disk has no room for the rewrite's new file, but may have room in the
+            // journal's last block: append past the soft limit rather than fail.
+            Err(e) if e.is_no_space() => {
+                let appended = files::append_entry(
+                    &self.store.users.join(&name),
+                    self.store.owner,
+                    state::JOURNAL_HEADER.as_bytes(),
+                    entry.as_bytes(),
+                    durability == Durability::Durable,
+                    MAX_STATE_BYTES,
+                )?;
+                if appended {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces the state file with a journal holding just `state` (atomic, durable): for a
+    /// repair, which must not build on what is there.
+    pub fn replace_state(&self, state: &State) -> Result<(), StoreError> {
+        let text = format!("{}{}", state::JOURNAL_HEADER, state.to_entry());
         files::replace(
             &self.store.users,
-            &name,
+            &format!("{}.state", self.user),
             text.as_bytes(),
             0o600,
             Durability::Durable,
         )
+    }
+
+    /// For a state that does not parse: the highest `last_step` in any intact journal line
+    /// (see [`State::highest_intact_step`]), so that a repair never makes a used code valid.
+    pub fn salvage_last_step(&self) -> Result<Option<u64>, StoreError> {
+        let path = self.store.users.join(format!("{}.state", self.user));
+        let bytes =
+            files::read_trusted(&path, self.store.owner, Exposure::Private, MAX_STATE_BYTES)?;
+        Ok(bytes.and_then(|b| State::highest_intact_step(&b)))
     }
 
     /// Removes the record and state; true if there was a record.

@@ -77,6 +77,17 @@ impl State {
         State::parse_entry(line)
     }
 
+    /// The highest `last_step` of any intact line (checksum verified) of a journal, whatever
+    /// else it holds: what a repair of a state that does not parse must not go below.
+    pub fn highest_intact_step(bytes: &[u8]) -> Option<u64> {
+        let body = bytes.strip_prefix(JOURNAL_HEADER.as_bytes())?;
+        body.split(|&b| b == b'\n')
+            .filter_map(|line| std::str::from_utf8(line).ok())
+            .filter_map(|line| State::parse_entry(line).ok())
+            .filter_map(|s| s.last_step)
+            .max()
+    }
+
     /// One journal line, newline included: the whole state and its checksum.
     pub fn to_entry(&self) -> String {
         fn opt(v: Option<u64>) -> String {
@@ -266,6 +277,23 @@ mod tests {
             let j = format!("{JOURNAL_HEADER}{body} c={}\n", checksum(body));
             assert!(State::parse_file(j.as_bytes()).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn given_damaged_journal_then_highest_intact_step_is_found() {
+        let e = sample(9, 0).to_entry();
+        let j = format!(
+            "{}{}{}",
+            journal(&[&sample(3, 0)]),
+            e,
+            e.replace("s=9", "s=99")
+        );
+        assert!(State::parse_file(j.as_bytes()).is_err());
+        assert_eq!(State::highest_intact_step(j.as_bytes()), Some(9));
+        assert_eq!(
+            State::highest_intact_step(b"version = 1\nlast_step = 5\n"),
+            None
+        );
     }
 
     #[test]

@@ -213,13 +213,32 @@ fn verify_enrolled<C: Conversation, S: System>(
     first_read: store::RecordRead,
 ) -> Verdict {
     // A corrupt or untrusted state denies before anything is asked.
-    if let Err(e) = store.state(req.user) {
-        return Verdict::unavailable(&e);
-    }
+    let state_before = match store.state(req.user) {
+        Ok(s) => s,
+        Err(e) => return Verdict::unavailable(&e),
+    };
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Verdict::conv_failed();
     };
     let now = sys.now();
+    // An answer that looks right has its user name checked now, before the lock: the lookup
+    // may wait on a directory server, and the lock must not (other logins of the user wait on
+    // it). Under the lock the answer is classified again; the check follows there only if the
+    // record changed in between and the answer became right.
+    let lets_in = |a: &Answer| matches!(a, Answer::Totp(_) | Answer::Recovery(_));
+    let before = classify(
+        &answer,
+        first_read.record(),
+        &state_before,
+        now,
+        req.options.window,
+    );
+    let name_checked = lets_in(&before);
+    if name_checked {
+        if let Err(v) = check_canonical_name(sys, req.user) {
+            return v;
+        }
+    }
     let lock = match store.lock(req.user) {
         Ok(l) => l,
         Err(e) => return Verdict::unavailable(&e),
@@ -245,7 +264,7 @@ fn verify_enrolled<C: Conversation, S: System>(
         });
     };
     let answer = classify(&answer, &record, &state, now, req.options.window);
-    if matches!(answer, Answer::Totp(_) | Answer::Recovery(_)) {
+    if lets_in(&answer) && !name_checked {
         if let Err(v) = check_canonical_name(sys, req.user) {
             return v;
         }

@@ -142,6 +142,7 @@ fn classify(answer: &[u8], record: &Record, state: &store::State, now: u64, wind
 
 /// The whole decision for one login (SPEC §3 steps 1–5).
 pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Request) -> Verdict {
+    #[cfg(feature = "fault-injection")]
     if req.options.fault_panic {
         panic!("fault injected by the module option fault=panic");
     }

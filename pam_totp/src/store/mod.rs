@@ -278,32 +278,26 @@ impl UserLock<'_> {
     /// `Durable` — the one flush of an accepted step. Creating, converting (older TOML form),
     /// repairing or compacting the journal is an atomic, durable rewrite.
     pub fn write_state(&self, state: &State, durability: Durability) -> Result<(), StoreError> {
-        let name = format!("{}.state", self.user);
+        let path = self.store.users.join(format!("{}.state", self.user));
         let entry = state.to_entry();
-        let appended = files::append_entry(
-            &self.store.users.join(&name),
-            self.store.owner,
-            state::JOURNAL_HEADER.as_bytes(),
-            entry.as_bytes(),
-            durability == Durability::Durable,
-            JOURNAL_LIMIT,
-        )?;
-        if appended {
+        let append = |limit| {
+            files::append_entry(
+                &path,
+                self.store.owner,
+                state::JOURNAL_HEADER.as_bytes(),
+                entry.as_bytes(),
+                durability == Durability::Durable,
+                limit,
+            )
+        };
+        if append(JOURNAL_LIMIT)? {
             return Ok(());
         }
         match self.replace_state(state) {
             // A full disk has no room for the rewrite's new file, but may have room in the
             // journal's last block: append past the soft limit rather than fail.
             Err(e) if e.is_no_space() => {
-                let appended = files::append_entry(
-                    &self.store.users.join(&name),
-                    self.store.owner,
-                    state::JOURNAL_HEADER.as_bytes(),
-                    entry.as_bytes(),
-                    durability == Durability::Durable,
-                    MAX_STATE_BYTES,
-                )?;
-                if appended {
+                if append(MAX_STATE_BYTES)? {
                     Ok(())
                 } else {
                     Err(e)

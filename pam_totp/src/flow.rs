@@ -245,8 +245,8 @@ fn verify_enrolled<C: Conversation, S: System>(
         Err(e) => return Verdict::unavailable(&e),
     };
     // Read again under the lock: the record may have changed while the user typed.
-    let (mut record, mut state) = match (lock.record_again(first_read), lock.state()) {
-        (Ok(Some(r)), Ok(s)) if r.status == Status::Active => (r, s),
+    let (mut record, unchanged, mut state) = match (lock.record_again(first_read), lock.state()) {
+        (Ok(Some((r, same))), Ok(s)) if r.status == Status::Active => (r, same, s),
         (Ok(_), Ok(_)) => return Verdict::deny("record changed during login"),
         (Err(e), _) | (_, Err(e)) => return Verdict::unavailable(&e),
     };
@@ -264,7 +264,12 @@ fn verify_enrolled<C: Conversation, S: System>(
             rhost: req.rhost.map(stored_rhost),
         });
     };
-    let answer = classify(&answer, &record, &state, now, req.options.window);
+    // Same record, same state: the answer classified before the lock stands.
+    let answer = if unchanged && state == state_before {
+        before
+    } else {
+        classify(&answer, &record, &state, now, req.options.window)
+    };
     if lets_in(&answer) && !name_checked {
         if let Err(v) = check_canonical_name(sys, req.user) {
             return v;
@@ -356,20 +361,21 @@ fn unenrolled<C: Conversation, S: System>(
     } else {
         None
     };
-    let Some(by) = policy.required_by(req.user, groups.as_deref()) else {
-        if let Err(v) = check_canonical_name(sys, req.user) {
-            return v;
-        }
-        return Verdict::new(Code::Ignore, Level::Info, "not enrolled, not required");
-    };
+    let required = policy.required_by(req.user, groups.as_deref());
     let now = sys.now();
     let grace = policy.grace_at(now);
-    if grace.is_some() || (policy.enroll_at_login && groups.is_some()) {
+    let enrol_now = policy.enroll_at_login && groups.is_some();
+    // Every way on from here but the last (required, no grace: prompt and deny) lets the user
+    // in, or may.
+    if required.is_none() || grace.is_some() || enrol_now {
         if let Err(v) = check_canonical_name(sys, req.user) {
             return v;
         }
     }
-    if policy.enroll_at_login && groups.is_some() {
+    let Some(by) = required else {
+        return Verdict::new(Code::Ignore, Level::Info, "not enrolled, not required");
+    };
+    if enrol_now {
         return enroll_at_login(conv, sys, req, policy, &by, grace);
     }
     if let Some(grace) = grace {

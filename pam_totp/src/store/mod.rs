@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const MAX_STATE_BYTES: u64 = 4 * 1024;
@@ -115,15 +116,16 @@ impl Store {
     /// lock ([`UserLock::record_again`]) can skip parsing the same bytes again.
     pub fn record_read(&self, user: &str) -> Result<Option<RecordRead>, StoreError> {
         self.record_path(user)?;
-        self.record_named(user, None)
+        Ok(self.record_named(user, None)?.map(|(r, _)| r))
     }
 
-    /// Reads the record; when its bytes equal `earlier`'s, `earlier`'s parse is reused.
+    /// Reads the record; when its bytes equal `earlier`'s, `earlier` is returned as it is, and
+    /// the flag says so.
     fn record_named(
         &self,
         user: &str,
         earlier: Option<RecordRead>,
-    ) -> Result<Option<RecordRead>, StoreError> {
+    ) -> Result<Option<(RecordRead, bool)>, StoreError> {
         let path = self.users.join(format!("{user}.toml"));
         let Some(bytes) =
             files::read_trusted(&path, self.owner, Exposure::Private, MAX_RECORD_BYTES)?
@@ -131,7 +133,7 @@ impl Store {
             return Ok(None);
         };
         if let Some(earlier) = earlier.filter(|e| e.bytes == bytes) {
-            return Ok(Some(earlier));
+            return Ok(Some((earlier, true)));
         }
         let parse_err = |msg: String| StoreError::Parse {
             path: path.clone(),
@@ -145,7 +147,7 @@ impl Store {
                 log_safe(&record.user)
             )));
         }
-        Ok(Some(RecordRead { record, bytes }))
+        Ok(Some((RecordRead { record, bytes }, false)))
     }
 
     /// The user's login state; a missing file means "no login yet".
@@ -155,13 +157,20 @@ impl Store {
     }
 
     fn state_named(&self, user: &str) -> Result<State, StoreError> {
-        let path = self.users.join(format!("{user}.state"));
-        let Some(bytes) =
-            files::read_trusted(&path, self.owner, Exposure::Private, MAX_STATE_BYTES)?
-        else {
+        let path = self.state_file(user);
+        let Some(bytes) = self.state_bytes(&path)? else {
             return Ok(State::default());
         };
         State::parse_file(&bytes).map_err(|msg| StoreError::Parse { path, msg })
+    }
+
+    fn state_file(&self, user: &str) -> PathBuf {
+        self.users.join(format!("{user}.state"))
+    }
+
+    /// The state file's trusted contents (`None`: no file).
+    fn state_bytes(&self, path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        files::read_trusted(path, self.owner, Exposure::Private, MAX_STATE_BYTES)
     }
 
     /// Takes the user's exclusive lock (blocking); all writes go through the guard.
@@ -219,7 +228,7 @@ impl Store {
 /// A record as read: parsed, and the file's bytes (wiped on drop: they hold the secret).
 pub struct RecordRead {
     record: Record,
-    bytes: zeroize::Zeroizing<Vec<u8>>,
+    bytes: Zeroizing<Vec<u8>>,
 }
 
 impl RecordRead {
@@ -243,16 +252,20 @@ impl UserLock<'_> {
     }
 
     pub fn record(&self) -> Result<Option<Record>, StoreError> {
-        Ok(self.store.record_named(&self.user, None)?.map(|r| r.record))
+        Ok(self
+            .store
+            .record_named(&self.user, None)?
+            .map(|(r, _)| r.record))
     }
 
     /// The record, read again under the lock; `earlier` (read before the lock) is reused
-    /// without parsing when the file still holds exactly the same bytes.
-    pub fn record_again(&self, earlier: RecordRead) -> Result<Option<Record>, StoreError> {
+    /// without parsing when the file still holds exactly the same bytes. The flag says whether
+    /// it was (the record is then `earlier`'s, unchanged).
+    pub fn record_again(&self, earlier: RecordRead) -> Result<Option<(Record, bool)>, StoreError> {
         Ok(self
             .store
             .record_named(&self.user, Some(earlier))?
-            .map(|r| r.record))
+            .map(|(r, reused)| (r.record, reused)))
     }
 
     pub fn state(&self) -> Result<State, StoreError> {
@@ -278,7 +291,7 @@ impl UserLock<'_> {
     /// `Durable` — the one flush of an accepted step. Creating, converting (older TOML form),
     /// repairing or compacting the journal is an atomic, durable rewrite.
     pub fn write_state(&self, state: &State, durability: Durability) -> Result<(), StoreError> {
-        let path = self.store.users.join(format!("{}.state", self.user));
+        let path = self.store.state_file(&self.user);
         let entry = state.to_entry();
         let append = |limit| {
             files::append_entry(
@@ -323,9 +336,7 @@ impl UserLock<'_> {
     /// For a state that does not parse: the highest `last_step` in any intact journal line
     /// (see [`State::highest_intact_step`]), so that a repair never makes a used code valid.
     pub fn salvage_last_step(&self) -> Result<Option<u64>, StoreError> {
-        let path = self.store.users.join(format!("{}.state", self.user));
-        let bytes =
-            files::read_trusted(&path, self.store.owner, Exposure::Private, MAX_STATE_BYTES)?;
+        let bytes = self.store.state_bytes(&self.store.state_file(&self.user))?;
         Ok(bytes.and_then(|b| State::highest_intact_step(&b)))
     }
 

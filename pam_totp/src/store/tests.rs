@@ -400,11 +400,11 @@ fn given_unchanged_record_then_read_again_reuses_it_and_changed_record_is_parsed
     save(&s, &r);
     let lock = s.lock("alice").unwrap();
     let first = s.record_read("alice").unwrap().unwrap();
-    assert_eq!(lock.record_again(first).unwrap(), Some(r.clone()));
+    assert_eq!(lock.record_again(first).unwrap(), Some((r.clone(), true)));
     let first = s.record_read("alice").unwrap().unwrap();
-    r.recovery.clear();
+    r.issuer = "another issuer".into();
     lock.write_record(&r).unwrap();
-    assert_eq!(lock.record_again(first).unwrap(), Some(r));
+    assert_eq!(lock.record_again(first).unwrap(), Some((r, false)));
     let first = s.record_read("alice").unwrap().unwrap();
     lock.remove().unwrap();
     assert_eq!(lock.record_again(first).unwrap(), None);

@@ -34,7 +34,15 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    store::files::replace(dir, name, bytes, mode, Durability::Durable).map_err(|e| match e {
+    store::files::replace(
+        dir,
+        name,
+        bytes,
+        mode,
+        Durability::Durable,
+        store::TempName::Unique,
+    )
+    .map_err(|e| match e {
         StoreError::Io { source, .. } => CliError::io("cannot write", path, &source),
         other => CliError::new(other.to_string()),
     })

@@ -463,16 +463,22 @@ impl Editor {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| CliError::new(format!("{path} is not a file name")))?;
-        files::replace(dir, name, text.as_bytes(), 0o644, Durability::Durable).map_err(
-            |e| match e {
-                StoreError::Io { path, source } => CliError::new(format!(
-                    "cannot write {}: {}; the policy was not changed",
-                    path.display(),
-                    plain_io(&source)
-                )),
-                other => CliError::store("cannot write the policy", other),
-            },
-        )?;
+        files::replace(
+            dir,
+            name,
+            text.as_bytes(),
+            0o644,
+            Durability::Durable,
+            files::TempName::Unique,
+        )
+        .map_err(|e| match e {
+            StoreError::Io { path, source } => CliError::new(format!(
+                "cannot write {}: {}; the policy was not changed",
+                path.display(),
+                plain_io(&source)
+            )),
+            other => CliError::store("cannot write the policy", other),
+        })?;
         let verb = if original.is_some() {
             "Updated"
         } else {

@@ -9,6 +9,7 @@
 //! with the pure helpers [`totp`], [`recovery`], [`throttle`], [`policy`] and [`options`].
 #![deny(unsafe_code)]
 
+pub mod clock;
 pub mod enroll;
 pub mod flow;
 pub mod hex;

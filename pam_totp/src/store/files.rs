@@ -217,12 +217,38 @@ pub enum Durability {
     Relaxed,
 }
 
-fn temp_name(dir: &Path, name: &str) -> PathBuf {
-    let mut r = [0u8; 6];
-    // A name clash only makes create_new fail; the randomness is not security-relevant.
-    let _ = crate::secret::fill_random(&mut r);
-    let tag = crate::hex::encode(&r);
-    dir.join(format!(".{name}.tmp-{}-{tag}", std::process::id()))
+/// How the temp file of a replacement is named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TempName {
+    /// `.NAME.tmp`, for files written only under their user's lock: one writer at a time, so
+    /// one fixed name serves, and whatever a killed writer left there is removed by the next
+    /// write instead of piling up.
+    Locked,
+    /// `.NAME.tmp-PID-RANDOM`, for files with no lock of their own (the policy, the CLI's image
+    /// outputs): concurrent writers never share a temp file.
+    Unique,
+}
+
+/// Prefix every temp file of `name` starts with (both kinds of [`TempName`]).
+pub fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp")
+}
+
+fn temp_name(dir: &Path, name: &str, kind: TempName) -> PathBuf {
+    match kind {
+        TempName::Locked => dir.join(temp_prefix(name)),
+        TempName::Unique => {
+            let mut r = [0u8; 6];
+            // A name clash only makes create_new fail; the randomness is not security-relevant.
+            let _ = crate::secret::fill_random(&mut r);
+            let tag = crate::hex::encode(&r);
+            dir.join(format!(
+                "{}-{}-{tag}",
+                temp_prefix(name),
+                std::process::id()
+            ))
+        }
+    }
 }
 
 /// Replaces `dir/name` with `bytes` atomically: temp file in the same directory, fsync, rename,
@@ -234,9 +260,14 @@ pub fn replace(
     bytes: &[u8],
     mode: u32,
     durability: Durability,
+    kind: TempName,
 ) -> Result<(), StoreError> {
     let target = dir.join(name);
-    let tmp = temp_name(dir, name);
+    let tmp = temp_name(dir, name, kind);
+    if kind == TempName::Locked {
+        // Left by a writer that died between create and rename (we hold the lock it held).
+        remove_if_exists(&tmp)?;
+    }
     let result = (|| -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)

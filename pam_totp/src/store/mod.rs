@@ -6,7 +6,7 @@ pub mod files;
 pub mod record;
 pub mod state;
 
-pub use files::Durability;
+pub use files::{Durability, TempName};
 pub use record::{Record, Status};
 pub use state::{LastSuccess, State, JOURNAL_HEADER};
 
@@ -215,6 +215,17 @@ impl Store {
         })
     }
 
+    /// Temp files in `users/` that a writer killed between create and rename left behind
+    /// (never at a final name, so harmless, but they take inodes and blocks). A user's own are
+    /// removed by the next write under that user's lock, and by [`UserLock::remove_stray_temps`].
+    pub fn stray_temp_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        Ok(files::list_dir(&self.users)?
+            .into_iter()
+            .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+            .map(|n| self.users.join(n))
+            .collect())
+    }
+
     /// Users with a record file, sorted.
     pub fn users(&self) -> Result<Vec<String>, StoreError> {
         Ok(files::list_dir(&self.users)?
@@ -284,6 +295,7 @@ impl UserLock<'_> {
             text.as_bytes(),
             0o600,
             Durability::Durable,
+            files::TempName::Locked,
         )
     }
 
@@ -330,6 +342,7 @@ impl UserLock<'_> {
             text.as_bytes(),
             0o600,
             Durability::Durable,
+            files::TempName::Locked,
         )
     }
 
@@ -338,6 +351,23 @@ impl UserLock<'_> {
     pub fn salvage_last_step(&self) -> Result<Option<u64>, StoreError> {
         let bytes = self.store.state_bytes(&self.store.state_file(&self.user))?;
         Ok(bytes.and_then(|b| State::highest_intact_step(&b)))
+    }
+
+    /// Removes every temp file of this user's record and state (see
+    /// [`Store::stray_temp_files`]); under the lock, no write of the user is under way. Returns
+    /// how many were removed.
+    pub fn remove_stray_temps(&self) -> Result<usize, StoreError> {
+        let prefixes = [
+            files::temp_prefix(&format!("{}.toml", self.user)),
+            files::temp_prefix(&format!("{}.state", self.user)),
+        ];
+        let mut removed = 0;
+        for name in files::list_dir(&self.store.users)? {
+            if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                removed += usize::from(files::remove_if_exists(&self.store.users.join(&name))?);
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes the record and state; true if there was a record.

@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod enroll;
+pub mod escape;
 pub mod flow;
 pub mod hex;
 pub mod names;

@@ -110,6 +110,8 @@ enum Answer {
     Totp(u64),
     Replay(u64),
     Recovery(usize),
+    /// A recovery code that matched before the lock and was burned meanwhile.
+    RecoveryReplay,
     Wrong,
 }
 
@@ -268,7 +270,15 @@ fn verify_enrolled<C: Conversation, S: System>(
     let answer = if unchanged && state == state_before {
         before
     } else {
-        classify(&answer, &record, &state, now, req.options.window)
+        match (
+            before,
+            classify(&answer, &record, &state, now, req.options.window),
+        ) {
+            // The recovery code matched before the lock, and a concurrent login burned it
+            // meanwhile: a double submit, not a guess.
+            (Answer::Recovery(_), Answer::Wrong) => Answer::RecoveryReplay,
+            (_, again) => again,
+        }
     };
     if lets_in(&answer) && !name_checked {
         if let Err(v) = check_canonical_name(sys, req.user) {
@@ -276,34 +286,63 @@ fn verify_enrolled<C: Conversation, S: System>(
         }
     }
     match answer {
+        Answer::Replay(step) => {
+            return Verdict::new(
+                Code::AuthErr,
+                Level::Warning,
+                format!(
+                    "replayed code (step {step}, last accepted {})",
+                    state.last_step.unwrap_or(0)
+                ),
+            )
+        }
+        Answer::RecoveryReplay => {
+            return Verdict::new(
+                Code::AuthErr,
+                Level::Warning,
+                "replayed recovery code (burned by a concurrent login; not counted)",
+            )
+        }
+        Answer::Empty => return Verdict::deny("empty code (not counted)"),
+        Answer::Totp(_) | Answer::Recovery(_) | Answer::Wrong => {}
+    }
+    // Every answer that is judged is first counted as a failure, with the same entry whatever
+    // the answer is: no answer is judged unless its failure is on disk, so the throttle holds
+    // even where writes fail (a full disk, the caller's limits), and a right code whose
+    // success cannot be stored is denied like a wrong one, already counted.
+    let mut failed = state.clone();
+    failed.failures = failed.failures.saturating_add(1);
+    failed.locked_until = policy.throttle.locked_until_after(failed.failures, now);
+    if let Err(e) = lock.write_state(&failed, Durability::Relaxed) {
+        return Verdict::new(
+            Code::AuthErr,
+            Level::Err,
+            format!("code not checked: cannot count the attempt: {e}"),
+        );
+    }
+    let cannot_store = |what: &str, e: StoreError| {
+        Verdict::new(
+            Code::AuthErr,
+            Level::Err,
+            format!(
+                "denied: {what}: {e} (counted as failure {})",
+                failed.failures
+            ),
+        )
+    };
+    match answer {
         Answer::Totp(step) => {
             state.last_step = Some(step);
             success(&mut state);
             match lock.write_state(&state, Durability::Durable) {
                 Ok(()) => Verdict::new(Code::Success, Level::Info, format!("accepted step {step}")),
-                Err(e) => Verdict::new(
-                    Code::AuthInfoUnavail,
-                    Level::Err,
-                    format!("denied: cannot record the accepted step: {e}"),
-                ),
+                Err(e) => cannot_store("cannot record the accepted step", e),
             }
         }
-        Answer::Replay(step) => Verdict::new(
-            Code::AuthErr,
-            Level::Warning,
-            format!(
-                "replayed code (step {step}, last accepted {})",
-                state.last_step.unwrap_or(0)
-            ),
-        ),
         Answer::Recovery(i) => {
             record.recovery.remove(i);
             if let Err(e) = lock.write_record(&record) {
-                return Verdict::new(
-                    Code::AuthInfoUnavail,
-                    Level::Err,
-                    format!("denied: cannot burn the recovery code: {e}"),
-                );
+                return cannot_store("cannot burn the recovery code", e);
             }
             success(&mut state);
             match lock.write_state(&state, Durability::Durable) {
@@ -312,26 +351,16 @@ fn verify_enrolled<C: Conversation, S: System>(
                     Level::Notice,
                     format!("accepted recovery code ({} left)", record.recovery.len()),
                 ),
-                Err(e) => Verdict::new(
-                    Code::AuthInfoUnavail,
-                    Level::Err,
-                    format!("denied: recovery code burned but state not written: {e}"),
-                ),
+                Err(e) => cannot_store("recovery code burned but state not written", e),
             }
         }
-        Answer::Empty => Verdict::deny("empty code (not counted)"),
-        Answer::Wrong => {
-            state.failures = state.failures.saturating_add(1);
-            state.locked_until = policy.throttle.locked_until_after(state.failures, now);
-            let mut reason = format!("wrong code (failure {})", state.failures);
-            if state.locked_until > 0 {
+        _ => {
+            let mut reason = format!("wrong code (failure {})", failed.failures);
+            if failed.locked_until > 0 {
                 reason.push_str(&format!(
                     "; locked until {}",
-                    timefmt::rfc3339(state.locked_until)
+                    timefmt::rfc3339(failed.locked_until)
                 ));
-            }
-            if let Err(e) = lock.write_state(&state, Durability::Relaxed) {
-                reason.push_str(&format!("; failure not recorded: {e}"));
             }
             Verdict::deny(reason)
         }
@@ -498,10 +527,11 @@ fn enroll_at_login<C: Conversation, S: System>(
             Level::Notice,
             format!("enrolled at login ({by}), accepted step {step}"),
         ),
+        // After the code was judged, a failed write must look like a wrong code.
         Err(enroll::ConfirmError::Store(e)) => Verdict::new(
-            Code::AuthInfoUnavail,
+            Code::AuthErr,
             Level::Err,
-            format!("enrolment at login: {e}"),
+            format!("enrolment at login failed: {e}"),
         ),
         Err(e) => Verdict::deny(format!("enrolment at login failed: {e}")),
     }

@@ -847,18 +847,12 @@ fn given_garbage_answers_then_denied_without_crash() {
 // Concurrency
 // ---------------------------------------------------------------------------
 
-#[test]
-fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
-    let env = test_env!("parallel");
-    let rec = Record::new("alice");
-    env.write_record(&rec);
-    settle_margin(rec.period, 12.0);
-    let code = code_offset(&rec, 0);
-
-    // Start 16 logins and let each reach the prompt, then answer all at once.
+/// Sixteen logins of `user` reach the prompt, then all answer `answer` at once: each one's
+/// result, and the syslog lines.
+fn sixteen_parallel_answers(env: &TestEnv, user: &str, answer: &str) -> (Vec<String>, Vec<String>) {
     let mut started = Vec::new();
     for _ in 0..16 {
-        let mut child = env.command("alice").spawn().expect("spawn sandbox");
+        let mut child = env.command(user).spawn().expect("spawn sandbox");
         let stdin = child.stdin.take().expect("stdin");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut head = Vec::new();
@@ -879,19 +873,22 @@ fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
     let mut waiting = Vec::new();
     for (child, mut stdin, head) in started {
         stdin
-            .write_all(format!("{code}\n").as_bytes())
+            .write_all(format!("{answer}\n").as_bytes())
             .expect("answer");
         drop(stdin);
         waiting.push((child, head));
     }
-    let outcomes: Vec<Outcome> = waiting
+    let results = waiting
         .into_iter()
-        .map(|(child, head)| finish(child, head))
+        .map(|(child, head)| finish(child, head).result)
         .collect();
-    let logs = env.new_logs();
+    (results, env.new_logs())
+}
 
-    let results: Vec<&str> = outcomes.iter().map(|o| o.result.as_str()).collect();
-    let successes = results.iter().filter(|r| **r == "PAM_SUCCESS").count();
+/// Exactly one success, the others denied as replays (never counted as failures).
+#[track_caller]
+fn expect_one_success_and_replays(env: &TestEnv, results: &[String], logs: &[String]) {
+    let successes = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
     assert_eq!(
         successes,
         1,
@@ -901,7 +898,7 @@ fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
     assert!(
         results
             .iter()
-            .all(|r| *r == "PAM_SUCCESS" || *r == "PAM_AUTH_ERR"),
+            .all(|r| r == "PAM_SUCCESS" || r == "PAM_AUTH_ERR"),
         "{results:?}"
     );
     let replays = logs
@@ -914,6 +911,35 @@ fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
         "the others are replays\n  {}",
         logs.join("\n  ")
     );
+    let state = fs::read_to_string(env.state_path("alice")).expect("state");
+    assert!(
+        state.lines().last().is_some_and(|l| l.contains(" f=0 ")),
+        "a double submit must not count as a failure:\n{state}"
+    );
+}
+
+#[test]
+fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
+    let env = test_env!("parallel");
+    let rec = Record::new("alice");
+    env.write_record(&rec);
+    settle_margin(rec.period, 12.0);
+    let (results, logs) = sixteen_parallel_answers(&env, "alice", &code_offset(&rec, 0));
+    expect_one_success_and_replays(&env, &results, &logs);
+}
+
+#[test]
+fn given_sixteen_parallel_logins_with_same_recovery_code_then_one_succeeds_and_none_counts() {
+    let env = test_env!("parallel_recovery");
+    let mut rec = Record::new("alice");
+    let code = new_recovery_code();
+    rec.recovery = vec![recovery_entry(&code), recovery_entry(&new_recovery_code())];
+    env.write_record(&rec);
+    let (results, logs) = sixteen_parallel_answers(&env, "alice", &code);
+    expect_one_success_and_replays(&env, &results, &logs);
+    // Not locked: the app's code still works.
+    env.login("alice", &[&code_offset(&rec, 0)])
+        .expect_result("PAM_SUCCESS");
 }
 
 // ---------------------------------------------------------------------------
@@ -978,4 +1004,34 @@ fn given_any_login_then_syslog_holds_no_secret_or_code() {
             );
         }
     }
+}
+
+#[test]
+fn given_rhost_and_user_with_spaces_then_each_stays_one_quoted_log_field() {
+    let mut env = test_env!("log_fields");
+    env.rhost = Some("10.0.0.9 accepted step 1 user=bob".to_string());
+    let rec = Record::new("alice");
+    env.write_record(&rec);
+    settle(rec.period);
+    let o = env.login("alice", &[&wrong_code(&rec, 3)]);
+    o.expect_denied();
+    let line = o
+        .logs
+        .iter()
+        .find(|l| l.contains("wrong code"))
+        .unwrap_or_else(|| panic!("no wrong-code line\n{}", o.describe()));
+    assert!(
+        line.contains("user=alice rhost=\"10.0.0.9 accepted step 1 user=bob\" wrong code"),
+        "{line}"
+    );
+    // A naive `rhost=(\S+) accepted step` parser finds no acceptance.
+    assert!(!line.contains("rhost=10.0.0.9 accepted"), "{line}");
+    // A user name with a space is invalid, and is logged quoted too.
+    let o = env.login("eve accepted", &["123456"]);
+    o.expect_result("PAM_AUTH_ERR");
+    assert!(
+        o.logs.iter().any(|l| l.contains("user=\"eve accepted\" ")),
+        "{}",
+        o.describe()
+    );
 }

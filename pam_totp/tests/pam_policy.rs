@@ -1063,3 +1063,28 @@ fn given_require_all_then_unknown_unenrolled_and_wrong_code_logins_look_identica
         );
     }
 }
+
+#[test]
+fn given_caller_file_size_limit_0_then_enrolment_at_login_still_stores_record_and_step() {
+    let f = fixture!("enroll_fsize0");
+    f.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
+    // As `su` run by a user who set `ulimit -S -f 0` and ignored SIGXFSZ (issue 12, F1).
+    *f.launcher.lock().expect("launcher lock") = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "trap '' XFSZ; exec prlimit --fsize=0:unlimited -- \"$@\"".into(),
+        "sh".into(),
+    ];
+    settle(30);
+    let mut s = f.start("carol");
+    let setup = parse_setup(&s.read_until_prompt());
+    let mut rec = Record::new("carol");
+    rec.secret = setup.key.clone();
+    let code = code_offset(&rec, 0);
+    s.answer(&code);
+    s.finish(&f).expect_result("PAM_SUCCESS");
+    let text = fs::read_to_string(f.record_path("carol")).expect("the record exists");
+    assert!(text.contains("state = \"active\""), "{text}");
+    f.launcher.lock().expect("launcher lock").clear();
+    f.login("carol", &[&code]).expect_result("PAM_AUTH_ERR");
+}

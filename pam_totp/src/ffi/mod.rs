@@ -5,8 +5,8 @@
 //! them, catches any panic (a panic never unwinds into libpam), and maps the outcome to a PAM
 //! code. Only this module reads the clock (through [`crate::sys::RealSystem`]).
 
+use crate::escape::log_field;
 use crate::flow::{self, Code, ConvError, Conversation, Level, Request};
-use crate::names::log_safe;
 use crate::options::Options;
 use crate::sys::RealSystem;
 use std::cell::Cell;
@@ -15,6 +15,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Once, OnceLock};
 use zeroize::Zeroizing;
+
+mod limits;
 
 /// Opaque `pam_handle_t`.
 #[repr(C)]
@@ -290,6 +292,8 @@ fn trampoline(
         return PAM_SERVICE_ERR;
     }
     let handle = Handle(pamh);
+    // Restored when this call returns, after everything below (also after a caught panic).
+    let _limits = limits::CallLimits::lift();
     install_quiet_panic_hook();
     IN_MODULE.with(|f| f.set(true));
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -334,7 +338,7 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
     let mut conv = match h.conversation() {
         Ok(c) => c,
         Err(e) => {
-            h.log(LOG_ERR, &format!("user={} denied: {e}", log_safe(&user)));
+            h.log(LOG_ERR, &format!("user={} denied: {e}", log_field(&user)));
             return PAM_CONV_ERR;
         }
     };
@@ -349,8 +353,11 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
         level_priority(verdict.level),
         &format!(
             "user={} rhost={} {}",
-            log_safe(&user),
-            rhost.as_deref().map(log_safe).unwrap_or_else(|| "-".into()),
+            log_field(&user),
+            rhost
+                .as_deref()
+                .map(log_field)
+                .unwrap_or_else(|| "-".into()),
             verdict.reason
         ),
     );
@@ -360,7 +367,7 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
             LOG_DEBUG,
             &format!(
                 "debug: service={} dir={} policy={} window={} result={:?}",
-                log_safe(&service),
+                log_field(&service),
                 opts.dir.display(),
                 opts.policy.display(),
                 opts.window,

@@ -364,6 +364,9 @@ pub struct TestEnv {
     pub policy: Mutex<PathBuf>,
     /// `src:dst` bind mounts (sandbox.sh `EXTRA_BINDS`) for every login.
     pub binds: Mutex<Vec<String>>,
+    /// A command line that runs the harness (appended to it) inside the sandbox: the caller's
+    /// limits and signal dispositions (`prlimit`, `setpriv`, a shell's `trap`). Empty: none.
+    pub launcher: Mutex<Vec<String>>,
 }
 
 /// Everything one login showed.
@@ -514,6 +517,7 @@ impl TestEnv {
             rhost: Some(RHOST.to_string()),
             policy: Mutex::new(no_policy),
             binds: Mutex::new(Vec::new()),
+            launcher: Mutex::new(Vec::new()),
         };
         symlink(module_so(), env.module()).expect("symlink the module");
         // libpam also reads "other"; a deny-all fallback keeps its logs quiet.
@@ -624,7 +628,15 @@ impl TestEnv {
     }
 
     pub fn command(&self, user: &str) -> Command {
-        let mut cmd = self.sandboxed(harness_bin());
+        let launcher = self.launcher.lock().expect("launcher lock").clone();
+        let mut cmd = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut cmd = self.sandboxed(Path::new(program));
+                cmd.args(args).arg(harness_bin());
+                cmd
+            }
+            None => self.sandboxed(harness_bin()),
+        };
         cmd.arg(&self.pamd)
             .arg(SERVICE)
             .arg(user)

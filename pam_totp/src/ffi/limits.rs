@@ -1,0 +1,118 @@
+//! The caller's resource limits and signal dispositions must not change what the module
+//! decides (`su` and `sudo` run PAM with the invoking user's limits, and an ignored or default
+//! `SIGXFSZ` survives their setuid exec). For the length of one `pam_sm_*` call the limits that
+//! would make our own work fail or die are lifted as far as the process may lift them, and
+//! `SIGXFSZ` is ignored (a write past a limit that could not be lifted then fails with `EFBIG`
+//! and the login is denied, instead of the process dying half-way); both are restored before
+//! the call returns. `SIGPIPE` needs nothing: the module writes only to files, and libpam's
+//! syslog sends with `MSG_NOSIGNAL`.
+
+use std::mem::MaybeUninit;
+
+/// Limits lifted for the call, and the floor each is lifted to (`RLIM_INFINITY`: no limit).
+const LIFTED: [(libc::__rlimit_resource_t, libc::rlim_t); 5] = [
+    (libc::RLIMIT_FSIZE, libc::RLIM_INFINITY),
+    (libc::RLIMIT_CPU, libc::RLIM_INFINITY),
+    (libc::RLIMIT_AS, libc::RLIM_INFINITY),
+    (libc::RLIMIT_DATA, libc::RLIM_INFINITY),
+    (libc::RLIMIT_NOFILE, 1024),
+];
+
+/// What [`CallLimits::lift`] changed; dropping it puts everything back.
+pub(super) struct CallLimits {
+    saved: [Option<libc::rlimit>; LIFTED.len()],
+    xfsz: Option<libc::sigaction>,
+}
+
+/// `limit` raised to at least `floor` (RLIM_INFINITY is the largest value).
+fn raised(limit: libc::rlim_t, floor: libc::rlim_t) -> libc::rlim_t {
+    if limit == libc::RLIM_INFINITY || (floor != libc::RLIM_INFINITY && limit >= floor) {
+        limit
+    } else {
+        floor
+    }
+}
+
+impl CallLimits {
+    pub(super) fn lift() -> CallLimits {
+        let mut saved = [None; LIFTED.len()];
+        for (slot, (resource, floor)) in saved.iter_mut().zip(LIFTED) {
+            let mut old = MaybeUninit::<libc::rlimit>::uninit();
+            // SAFETY: getrlimit writes one rlimit into the pointer we own; read only on success.
+            if unsafe { libc::getrlimit(resource, old.as_mut_ptr()) } != 0 {
+                continue;
+            }
+            // SAFETY: initialised by the successful getrlimit above.
+            let old = unsafe { old.assume_init() };
+            let new = libc::rlimit {
+                rlim_cur: raised(old.rlim_cur, floor),
+                rlim_max: raised(old.rlim_max, floor),
+            };
+            if new.rlim_cur == old.rlim_cur && new.rlim_max == old.rlim_max {
+                continue;
+            }
+            // SAFETY: setrlimit reads one valid rlimit. Raising a hard limit needs privilege
+            // (root under su/sudo/sshd); without it, at least the soft limit goes to the hard.
+            let ok = unsafe { libc::setrlimit(resource, &new) } == 0 || {
+                let soft_only = libc::rlimit {
+                    rlim_cur: old.rlim_max,
+                    rlim_max: old.rlim_max,
+                };
+                // SAFETY: as above.
+                unsafe { libc::setrlimit(resource, &soft_only) == 0 }
+            };
+            if ok {
+                *slot = Some(old);
+            }
+        }
+        CallLimits {
+            saved,
+            xfsz: set_disposition(libc::SIGXFSZ, libc::SIG_IGN),
+        }
+    }
+}
+
+/// Sets `signal`'s handler to `handler` (no flags, nothing masked); the previous action, if
+/// it could be read and replaced.
+fn set_disposition(signal: libc::c_int, handler: libc::sighandler_t) -> Option<libc::sigaction> {
+    // SAFETY: a zeroed sigaction is a valid value (empty mask, no flags, SIG_DFL).
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = handler;
+    let mut old = MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: both pointers are valid for the call; the kernel fills `old` on success.
+    if unsafe { libc::sigaction(signal, &new, old.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful sigaction above.
+    Some(unsafe { old.assume_init() })
+}
+
+impl Drop for CallLimits {
+    fn drop(&mut self) {
+        if let Some(old) = self.xfsz.take() {
+            // SAFETY: restores the action sigaction handed us; `old` is a valid sigaction.
+            unsafe { libc::sigaction(libc::SIGXFSZ, &old, std::ptr::null_mut()) };
+        }
+        for (old, (resource, _)) in self.saved.iter().zip(LIFTED) {
+            if let Some(old) = old {
+                // SAFETY: restores the limits getrlimit gave us (lowering needs no privilege).
+                unsafe { libc::setrlimit(resource, old) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raised;
+
+    #[test]
+    fn given_limits_then_raised_to_the_floor_and_never_lowered() {
+        let inf = libc::RLIM_INFINITY;
+        assert_eq!(raised(0, inf), inf);
+        assert_eq!(raised(inf, inf), inf);
+        assert_eq!(raised(3, 1024), 1024);
+        assert_eq!(raised(4096, 1024), 4096);
+        assert_eq!(raised(inf, 1024), inf);
+    }
+}

@@ -1144,6 +1144,11 @@ def _(c):
 
 
 # ---------------------------------------------------------------------------------------------
+# Scenarios kept in files of their own register through `scenario` above.
+
+sys.modules.setdefault("test_e2e", sys.modules[__name__])
+sys.path.insert(0, HERE)
+import scenarios_limits  # noqa: E402,F401
 
 
 def main(argv):

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     assert!(
-        !verdict.reason.contains("panic"),
+        !verdict.reason.to_string().contains("panic"),
         "internal error: {verdict:?}"
     );
 });

@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 use crate::enroll;
-use crate::names::{is_valid_user_name, log_safe};
+use crate::names::is_valid_user_name;
+use crate::next_login::{next_login, Enrolment, NextLogin};
 use crate::options::Options;
 use crate::policy::{Policy, RequiredBy};
+use crate::reason::{Reason, Unstored};
 use crate::recovery;
 use crate::secret::Secret;
 use crate::store::{self, Durability, LastSuccess, Record, Status, Store, StoreError};
@@ -69,30 +71,45 @@ pub enum Level {
 pub struct Verdict {
     pub code: Code,
     pub level: Level,
-    pub reason: String,
+    pub reason: Reason,
 }
 
-impl Verdict {
-    fn new(code: Code, level: Level, reason: impl Into<String>) -> Self {
+impl From<Reason> for Verdict {
+    /// The PAM code and log priority of each reason (SPEC §3's return codes).
+    fn from(reason: Reason) -> Verdict {
+        use Reason::*;
+        let (code, level) = match &reason {
+            AcceptedStep(_) => (Code::Success, Level::Info),
+            AcceptedRecovery { .. } | EnrolledAtLogin { .. } => (Code::Success, Level::Notice),
+            NotRequired => (Code::Ignore, Level::Info),
+            Grace { .. } | EnrolmentSkipped { .. } => (Code::Ignore, Level::Notice),
+            Replay { .. } | RecoveryReplay => (Code::AuthErr, Level::Warning),
+            NotCounted { .. } | NotStored { .. } => (Code::AuthErr, Level::Err),
+            WrongCode { .. }
+            | EmptyCode
+            | Locked { .. }
+            | ReenrolmentPending
+            | RecordChanged
+            | RequiredNotEnrolled(_)
+            | EnrolmentFailed(_)
+            | InvalidUserName(_)
+            | NotCanonicalName { .. } => (Code::AuthErr, Level::Notice),
+            PolicyUnusable(_) => (Code::ServiceErr, Level::Err),
+            Store(_) | UserLookup(_) | GroupLookup(_) | Enrolment(_) => {
+                (Code::AuthInfoUnavail, Level::Err)
+            }
+            ConvFailed => (Code::ConvErr, Level::Notice),
+        };
         Verdict {
             code,
             level,
-            reason: reason.into(),
+            reason,
         }
     }
-    fn deny(reason: impl Into<String>) -> Self {
-        Verdict::new(Code::AuthErr, Level::Notice, reason)
-    }
-    fn unavailable(e: &StoreError) -> Self {
-        Verdict::new(Code::AuthInfoUnavail, Level::Err, e.to_string())
-    }
-    fn conv_failed() -> Self {
-        Verdict::new(
-            Code::ConvErr,
-            Level::Notice,
-            "conversation failed (no answer)",
-        )
-    }
+}
+
+fn unavailable(e: &StoreError) -> Verdict {
+    Reason::Store(e.to_string()).into()
 }
 
 /// One login attempt.
@@ -150,34 +167,29 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
     }
     let policy = match store::load_policy(&req.options.policy, req.owner) {
         Ok(p) => p.unwrap_or_default(),
-        Err(e) => {
-            return Verdict::new(
-                Code::ServiceErr,
-                Level::Err,
-                format!("policy unusable, denying: {e}"),
-            )
-        }
+        Err(e) => return Reason::PolicyUnusable(e.to_string()).into(),
     };
     if !is_valid_user_name(req.user) {
-        return Verdict::deny(format!("invalid user name \"{}\"", log_safe(req.user)));
+        return Reason::InvalidUserName(req.user.to_string()).into();
     }
     let store = match Store::open(&req.options.dir, req.owner) {
         Ok(s) => s,
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
     let record = match store.record_read(req.user) {
         Ok(r) => r,
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
-    match record {
-        Some(r) if r.record().status == Status::Active => {
-            verify_enrolled(conv, sys, req, &store, &policy, r)
-        }
-        Some(r) if r.record().replaces_active => {
+    match (
+        Enrolment::of(record.as_ref().map(store::RecordRead::record)),
+        record,
+    ) {
+        (Enrolment::Active, Some(r)) => verify_enrolled(conv, sys, req, &store, &policy, r),
+        (Enrolment::ReplacementPending, _) => {
             if conv.prompt_hidden(&req.options.prompt).is_err() {
-                return Verdict::conv_failed();
+                return Reason::ConvFailed.into();
             }
-            Verdict::deny("re-enrolment pending activation")
+            Reason::ReenrolmentPending.into()
         }
         _ => unenrolled(conv, sys, req, &store, &policy),
     }
@@ -192,21 +204,18 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
 /// enrolled user and a login of an unenrolled user that policy requires then do the same work.
 fn check_canonical_name<S: System>(sys: &S, user: &str) -> Result<(), Verdict> {
     match sys.canonical_name(user) {
-        Ok(Some(name)) if name != user => Err(Verdict::deny(format!(
-            "user name \"{}\" is not the user database's \"{}\"; log in with the latter",
-            log_safe(user),
-            log_safe(&name)
-        ))),
+        Ok(Some(name)) if name != user => Err(Reason::NotCanonicalName {
+            typed: user.to_string(),
+            canonical: name,
+        }
+        .into()),
         Ok(_) => Ok(()),
-        Err(e) => Err(Verdict::new(
-            Code::AuthInfoUnavail,
-            Level::Err,
-            format!("cannot look up the user: {e}"),
-        )),
+        Err(e) => Err(Reason::UserLookup(e).into()),
     }
 }
 
-/// Step 2: an active record. Prompt, then verify under the user's lock.
+/// Step 2: an active record. Prompt, classify the answer, check the name of an answer that
+/// lets the user in, then judge and store under the user's lock.
 fn verify_enrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
@@ -218,25 +227,19 @@ fn verify_enrolled<C: Conversation, S: System>(
     // A corrupt or untrusted state denies before anything is asked.
     let state_before = match store.state(req.user) {
         Ok(s) => s,
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
-        return Verdict::conv_failed();
+        return Reason::ConvFailed.into();
     };
     let now = sys.now();
     // An answer that looks right has its user name checked now, before the lock: the lookup
     // may wait on a directory server, and the lock must not (other logins of the user wait on
     // it). Under the lock the answer is classified again; the check follows there only if the
     // record changed in between and the answer became right.
-    let lets_in = |a: &Answer| matches!(a, Answer::Totp(_) | Answer::Recovery(_));
-    let before = classify(
-        &answer,
-        first_read.record(),
-        &state_before,
-        now,
-        req.options.window,
-    );
-    let name_checked = lets_in(&before);
+    let window = req.options.window;
+    let before = classify(&answer, first_read.record(), &state_before, now, window);
+    let name_checked = before.lets_in();
     if name_checked {
         if let Err(v) = check_canonical_name(sys, req.user) {
             return v;
@@ -244,130 +247,123 @@ fn verify_enrolled<C: Conversation, S: System>(
     }
     let lock = match store.lock(req.user) {
         Ok(l) => l,
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
     // Read again under the lock: the record may have changed while the user typed.
-    let (mut record, unchanged, mut state) = match (lock.record_again(first_read), lock.state()) {
+    let (record, unchanged, state) = match (lock.record_again(first_read), lock.state()) {
         (Ok(Some((r, same))), Ok(s)) if r.status == Status::Active => (r, same, s),
-        (Ok(_), Ok(_)) => return Verdict::deny("record changed during login"),
-        (Err(e), _) | (_, Err(e)) => return Verdict::unavailable(&e),
+        (Ok(_), Ok(_)) => return Reason::RecordChanged.into(),
+        (Err(e), _) | (_, Err(e)) => return unavailable(&e),
     };
     if is_locked(state.locked_until, now) {
-        return Verdict::deny(format!(
-            "locked until {}",
-            timefmt::rfc3339(state.locked_until)
-        ));
+        return Reason::Locked {
+            until: state.locked_until,
+        }
+        .into();
     }
-    let success = |state: &mut store::State| {
-        state.failures = 0;
-        state.locked_until = 0;
-        state.last_success = Some(LastSuccess {
-            time: now,
-            rhost: req.rhost.map(stored_rhost),
-        });
-    };
     // Same record, same state: the answer classified before the lock stands.
     let answer = if unchanged && state == state_before {
         before
     } else {
-        match (
-            before,
-            classify(&answer, &record, &state, now, req.options.window),
-        ) {
+        match (before, classify(&answer, &record, &state, now, window)) {
             // The recovery code matched before the lock, and a concurrent login burned it
             // meanwhile: a double submit, not a guess.
             (Answer::Recovery(_), Answer::Wrong) => Answer::RecoveryReplay,
             (_, again) => again,
         }
     };
-    if lets_in(&answer) && !name_checked {
+    if answer.lets_in() && !name_checked {
         if let Err(v) = check_canonical_name(sys, req.user) {
             return v;
         }
     }
+    commit(&lock, policy, record, state, answer, now, req.rhost).into()
+}
+
+impl Answer {
+    fn lets_in(&self) -> bool {
+        matches!(self, Answer::Totp(_) | Answer::Recovery(_))
+    }
+}
+
+/// Judges a classified answer under the user's lock and stores what it means.
+///
+/// Every answer that is judged is first counted as a failure, with the same entry whatever the
+/// answer is: no answer is judged unless its failure is on disk, so the throttle holds even
+/// where writes fail (a full disk, the caller's limits), and a right code whose success cannot
+/// be stored is denied like a wrong one, already counted. Replays and empty answers are not
+/// counted.
+fn commit(
+    lock: &store::UserLock,
+    policy: &Policy,
+    mut record: Record,
+    mut state: store::State,
+    answer: Answer,
+    now: u64,
+    rhost: Option<&str>,
+) -> Reason {
     match answer {
         Answer::Replay(step) => {
-            return Verdict::new(
-                Code::AuthErr,
-                Level::Warning,
-                format!(
-                    "replayed code (step {step}, last accepted {})",
-                    state.last_step.unwrap_or(0)
-                ),
-            )
+            return Reason::Replay {
+                step,
+                last: state.last_step.unwrap_or(0),
+            }
         }
-        Answer::RecoveryReplay => {
-            return Verdict::new(
-                Code::AuthErr,
-                Level::Warning,
-                "replayed recovery code (burned by a concurrent login; not counted)",
-            )
-        }
-        Answer::Empty => return Verdict::deny("empty code (not counted)"),
+        Answer::RecoveryReplay => return Reason::RecoveryReplay,
+        Answer::Empty => return Reason::EmptyCode,
         Answer::Totp(_) | Answer::Recovery(_) | Answer::Wrong => {}
     }
-    // Every answer that is judged is first counted as a failure, with the same entry whatever
-    // the answer is: no answer is judged unless its failure is on disk, so the throttle holds
-    // even where writes fail (a full disk, the caller's limits), and a right code whose
-    // success cannot be stored is denied like a wrong one, already counted.
     let mut failed = state.clone();
     failed.failures = failed.failures.saturating_add(1);
     failed.locked_until = policy.throttle.locked_until_after(failed.failures, now);
     if let Err(e) = lock.write_state(&failed, Durability::Relaxed) {
-        return Verdict::new(
-            Code::AuthErr,
-            Level::Err,
-            format!("code not checked: cannot count the attempt: {e}"),
-        );
+        return Reason::NotCounted {
+            error: e.to_string(),
+        };
     }
-    let cannot_store = |what: &str, e: StoreError| {
-        Verdict::new(
-            Code::AuthErr,
-            Level::Err,
-            format!(
-                "denied: {what}: {e} (counted as failure {})",
-                failed.failures
-            ),
-        )
+    let unstored = |what, e: StoreError| Reason::NotStored {
+        what,
+        error: e.to_string(),
+        failures: failed.failures,
+    };
+    let success = |state: &mut store::State| {
+        state.failures = 0;
+        state.locked_until = 0;
+        state.last_success = Some(LastSuccess {
+            time: now,
+            rhost: rhost.map(stored_rhost),
+        });
     };
     match answer {
         Answer::Totp(step) => {
             state.last_step = Some(step);
             success(&mut state);
             match lock.write_state(&state, Durability::Durable) {
-                Ok(()) => Verdict::new(Code::Success, Level::Info, format!("accepted step {step}")),
-                Err(e) => cannot_store("cannot record the accepted step", e),
+                Ok(()) => Reason::AcceptedStep(step),
+                Err(e) => unstored(Unstored::AcceptedStep, e),
             }
         }
         Answer::Recovery(i) => {
             record.recovery.remove(i);
             if let Err(e) = lock.write_record(&record) {
-                return cannot_store("cannot burn the recovery code", e);
+                return unstored(Unstored::RecoveryBurn, e);
             }
             success(&mut state);
             match lock.write_state(&state, Durability::Durable) {
-                Ok(()) => Verdict::new(
-                    Code::Success,
-                    Level::Notice,
-                    format!("accepted recovery code ({} left)", record.recovery.len()),
-                ),
-                Err(e) => cannot_store("recovery code burned but state not written", e),
+                Ok(()) => Reason::AcceptedRecovery {
+                    left: record.recovery.len(),
+                },
+                Err(e) => unstored(Unstored::RecoveryState, e),
             }
         }
-        _ => {
-            let mut reason = format!("wrong code (failure {})", failed.failures);
-            if failed.locked_until > 0 {
-                reason.push_str(&format!(
-                    "; locked until {}",
-                    timefmt::rfc3339(failed.locked_until)
-                ));
-            }
-            Verdict::deny(reason)
-        }
+        _ => Reason::WrongCode {
+            failures: failed.failures,
+            locked_until: failed.locked_until,
+        },
     }
 }
 
-/// Steps 3–5: no active record.
+/// Steps 3–5: no active record. What happens is [`next_login`]'s to say.
 fn unenrolled<C: Conversation, S: System>(
     conv: &mut C,
     sys: &S,
@@ -379,54 +375,42 @@ fn unenrolled<C: Conversation, S: System>(
     let groups = if policy.needs_groups() || policy.enroll_at_login {
         match sys.groups_of(req.user) {
             Ok(g) => g,
-            Err(e) => {
-                return Verdict::new(
-                    Code::AuthInfoUnavail,
-                    Level::Err,
-                    format!("cannot look up groups: {e}"),
-                )
-            }
+            Err(e) => return Reason::GroupLookup(e).into(),
         }
     } else {
         None
     };
-    let required = policy.required_by(req.user, groups.as_deref());
-    let now = sys.now();
-    let grace = policy.grace_at(now);
-    let enrol_now = policy.enroll_at_login && groups.is_some();
-    // Every way on from here but the last (required, no grace: prompt and deny) lets the user
-    // in, or may.
-    if required.is_none() || grace.is_some() || enrol_now {
+    let next = next_login(
+        req.user,
+        Enrolment::None,
+        policy,
+        groups.as_deref(),
+        sys.now(),
+    );
+    if next.may_let_in_unenrolled() {
         if let Err(v) = check_canonical_name(sys, req.user) {
             return v;
         }
     }
-    let Some(by) = required else {
-        return Verdict::new(Code::Ignore, Level::Info, "not enrolled, not required");
-    };
-    if enrol_now {
-        return enroll_at_login(conv, sys, req, policy, &by, grace);
-    }
-    if let Some(grace) = grace {
-        let notice = format!(
-            "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
-             (pam-totp enroll {}).",
-            timefmt::date(grace),
-            req.user
-        );
-        if conv.info(&notice).is_err() {
-            return Verdict::conv_failed();
+    match next {
+        NextLogin::NoCode => Reason::NotRequired.into(),
+        NextLogin::EnrolAtLogin { by, grace } => enroll_at_login(conv, sys, req, policy, by, grace),
+        NextLogin::Grace { by, until } => {
+            let notice = format!(
+                "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
+                 (pam-totp enroll {}).",
+                timefmt::date(until),
+                req.user
+            );
+            if conv.info(&notice).is_err() {
+                return Reason::ConvFailed.into();
+            }
+            Reason::Grace { by, until }.into()
         }
-        return Verdict::new(
-            Code::Ignore,
-            Level::Notice,
-            format!(
-                "not enrolled, required by {by}, grace until {}",
-                timefmt::rfc3339(grace)
-            ),
-        );
+        NextLogin::Denied { by } => required_but_unenrolled(conv, sys, req, store, by),
+        // Not for a user without an active record; deny rather than trust that.
+        NextLogin::AskCode | NextLogin::DeniedUntilActivated => Reason::RecordChanged.into(),
     }
-    required_but_unenrolled(conv, sys, req, store, &by)
 }
 
 /// Step 4 with `enroll_at_login`: show a new key, ask for a code from the app, and only on a
@@ -436,7 +420,7 @@ fn enroll_at_login<C: Conversation, S: System>(
     sys: &S,
     req: &Request,
     policy: &Policy,
-    by: &RequiredBy,
+    by: RequiredBy,
     grace: Option<u64>,
 ) -> Verdict {
     let issuer = policy.issuer.clone().unwrap_or_else(|| sys.hostname());
@@ -448,23 +432,11 @@ fn enroll_at_login<C: Conversation, S: System>(
         recovery::DEFAULT_COUNT,
     ) {
         Ok(e) => e,
-        Err(e) => {
-            return Verdict::new(
-                Code::AuthInfoUnavail,
-                Level::Err,
-                format!("enrolment at login: cannot make a key: {e}"),
-            )
-        }
+        Err(e) => return Reason::Enrolment(format!("cannot make a key: {e}")).into(),
     };
     let setup = match enroll::setup_text(&enrolment, false) {
         Ok(t) => t,
-        Err(e) => {
-            return Verdict::new(
-                Code::AuthInfoUnavail,
-                Level::Err,
-                format!("enrolment at login: {e}"),
-            )
-        }
+        Err(e) => return Reason::Enrolment(e.to_string()).into(),
     };
     let mut intro = String::from(
         "Two-factor login is required for this account. Set up your authenticator app now.\n",
@@ -477,64 +449,50 @@ fn enroll_at_login<C: Conversation, S: System>(
         None => intro.push_str("Then enter the code the app shows to finish.\n"),
     }
     if conv.info(&intro).is_err() || conv.info(&setup).is_err() {
-        return Verdict::conv_failed();
+        return Reason::ConvFailed.into();
     }
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
-        return Verdict::conv_failed();
+        return Reason::ConvFailed.into();
     };
     let typed = String::from_utf8_lossy(&answer);
     if typed.trim().is_empty() {
-        if let Some(g) = grace {
+        if let Some(until) = grace {
             let _ = conv.info(&format!(
                 "Enrolment skipped. Two-factor login becomes mandatory on {}.",
-                timefmt::date(g)
+                timefmt::date(until)
             ));
-            return Verdict::new(
-                Code::Ignore,
-                Level::Notice,
-                format!(
-                    "not enrolled, enrolment skipped, grace until {}",
-                    timefmt::rfc3339(g)
-                ),
-            );
+            return Reason::EnrolmentSkipped { until }.into();
         }
     }
     let store = match Store::open(&req.options.dir, req.owner) {
         Ok(s) => s,
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
     let lock = match store.lock(req.user) {
         Ok(l) => l,
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     };
     match lock.record() {
         Ok(Some(r)) if r.status == Status::Active || r.replaces_active => {
-            return Verdict::deny("enrolment at login: record changed during login")
+            return Reason::EnrolmentFailed("record changed during login".into()).into()
         }
         Ok(_) => {}
-        Err(e) => return Verdict::unavailable(&e),
+        Err(e) => return unavailable(&e),
     }
     let now = sys.now();
-    match enroll::confirm(
+    let reason = match enroll::confirm(
         &lock,
         enrolment.record.clone(),
         &typed,
         now,
         req.options.window,
     ) {
-        Ok(step) => Verdict::new(
-            Code::Success,
-            Level::Notice,
-            format!("enrolled at login ({by}), accepted step {step}"),
-        ),
-        // After the code was judged, a failed write must look like a wrong code.
-        Err(enroll::ConfirmError::Store(e)) => Verdict::new(
-            Code::AuthErr,
-            Level::Err,
-            format!("enrolment at login failed: {e}"),
-        ),
-        Err(e) => Verdict::deny(format!("enrolment at login failed: {e}")),
-    }
+        Ok(step) => Reason::EnrolledAtLogin { by, step },
+        // After the code was judged, a failed write must look like a wrong code: it is one
+        // of the EnrolmentFailed denials.
+        Err(e) => Reason::EnrolmentFailed(e.to_string()),
+    };
+    reason.into()
 }
 
 /// Denies the way a wrong code for an enrolled user is denied: same prompt, same work (lock,
@@ -545,10 +503,10 @@ fn required_but_unenrolled<C: Conversation, S: System>(
     sys: &S,
     req: &Request,
     store: &Store,
-    by: &RequiredBy,
+    by: RequiredBy,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
-        return Verdict::conv_failed();
+        return Reason::ConvFailed.into();
     };
     if let (Ok(lock), Ok(dummy)) = (store.decoy_lock(), Secret::generate(20)) {
         let _ = lock.record();
@@ -559,7 +517,7 @@ fn required_but_unenrolled<C: Conversation, S: System>(
         state.failures = state.failures.wrapping_add(1) % 1000;
         let _ = lock.write_state(&state, Durability::Relaxed);
     }
-    Verdict::deny(format!("not enrolled, required by {by}"))
+    Reason::RequiredNotEnrolled(by).into()
 }
 
 #[cfg(test)]

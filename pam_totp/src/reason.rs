@@ -1,0 +1,196 @@
+//! Why a login ended as it did: the log wording of SPEC §3, one variant per case. The module
+//! logs it (`Display`), tests match on the variant, and nothing parses the text back.
+#![forbid(unsafe_code)]
+
+use crate::escape::log_field;
+use crate::names::log_safe;
+use crate::policy::RequiredBy;
+use crate::timefmt::rfc3339;
+use std::fmt;
+
+/// What could not be written after an answer was judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unstored {
+    AcceptedStep,
+    RecoveryBurn,
+    /// The recovery code was burned, the state not written.
+    RecoveryState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    // -- let in
+    AcceptedStep(u64),
+    AcceptedRecovery {
+        left: usize,
+    },
+    EnrolledAtLogin {
+        by: RequiredBy,
+        step: u64,
+    },
+    NotRequired,
+    Grace {
+        by: RequiredBy,
+        until: u64,
+    },
+    EnrolmentSkipped {
+        until: u64,
+    },
+    // -- denied, counted
+    WrongCode {
+        failures: u32,
+        locked_until: u64,
+    },
+    NotStored {
+        what: Unstored,
+        error: String,
+        failures: u32,
+    },
+    // -- denied, not counted
+    Replay {
+        step: u64,
+        last: u64,
+    },
+    RecoveryReplay,
+    EmptyCode,
+    Locked {
+        until: u64,
+    },
+    NotCounted {
+        error: String,
+    },
+    ReenrolmentPending,
+    RecordChanged,
+    RequiredNotEnrolled(RequiredBy),
+    EnrolmentFailed(String),
+    InvalidUserName(String),
+    NotCanonicalName {
+        typed: String,
+        canonical: String,
+    },
+    // -- cannot decide
+    PolicyUnusable(String),
+    Store(String),
+    UserLookup(String),
+    GroupLookup(String),
+    Enrolment(String),
+    ConvFailed,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
+        match self {
+            AcceptedStep(step) => write!(f, "accepted step {step}"),
+            AcceptedRecovery { left } => write!(f, "accepted recovery code ({left} left)"),
+            EnrolledAtLogin { by, step } => {
+                write!(f, "enrolled at login ({by}), accepted step {step}")
+            }
+            NotRequired => f.write_str("not enrolled, not required"),
+            Grace { by, until } => write!(
+                f,
+                "not enrolled, required by {by}, grace until {}",
+                rfc3339(*until)
+            ),
+            EnrolmentSkipped { until } => write!(
+                f,
+                "not enrolled, enrolment skipped, grace until {}",
+                rfc3339(*until)
+            ),
+            WrongCode {
+                failures,
+                locked_until,
+            } => {
+                write!(f, "wrong code (failure {failures})")?;
+                if *locked_until > 0 {
+                    write!(f, "; locked until {}", rfc3339(*locked_until))?;
+                }
+                Ok(())
+            }
+            NotStored {
+                what,
+                error,
+                failures,
+            } => {
+                let what = match what {
+                    Unstored::AcceptedStep => "cannot record the accepted step",
+                    Unstored::RecoveryBurn => "cannot burn the recovery code",
+                    Unstored::RecoveryState => "recovery code burned but state not written",
+                };
+                write!(f, "denied: {what}: {error} (counted as failure {failures})")
+            }
+            Replay { step, last } => {
+                write!(f, "replayed code (step {step}, last accepted {last})")
+            }
+            RecoveryReplay => {
+                f.write_str("replayed recovery code (burned by a concurrent login; not counted)")
+            }
+            EmptyCode => f.write_str("empty code (not counted)"),
+            Locked { until } => write!(f, "locked until {}", rfc3339(*until)),
+            NotCounted { error } => {
+                write!(f, "code not checked: cannot count the attempt: {error}")
+            }
+            ReenrolmentPending => f.write_str("re-enrolment pending activation"),
+            RecordChanged => f.write_str("record changed during login"),
+            RequiredNotEnrolled(by) => write!(f, "not enrolled, required by {by}"),
+            EnrolmentFailed(e) => write!(f, "enrolment at login failed: {e}"),
+            InvalidUserName(name) => write!(f, "invalid user name {}", quoted(name)),
+            NotCanonicalName { typed, canonical } => write!(
+                f,
+                "user name {} is not the user database's {}; log in with the latter",
+                quoted(typed),
+                quoted(canonical)
+            ),
+            PolicyUnusable(e) => write!(f, "policy unusable, denying: {e}"),
+            Store(e) => f.write_str(e),
+            UserLookup(e) => write!(f, "cannot look up the user: {e}"),
+            GroupLookup(e) => write!(f, "cannot look up groups: {e}"),
+            Enrolment(e) => write!(f, "enrolment at login: {e}"),
+            ConvFailed => f.write_str("conversation failed (no answer)"),
+        }
+    }
+}
+
+/// An untrusted name in double quotes, escaped so that it cannot close them.
+fn quoted(name: &str) -> String {
+    let field = log_field(name);
+    if field.starts_with('"') {
+        field
+    } else {
+        format!("\"{}\"", log_safe(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_reasons_then_the_wording_is_specs() {
+        assert_eq!(Reason::AcceptedStep(7).to_string(), "accepted step 7");
+        assert_eq!(
+            Reason::WrongCode {
+                failures: 5,
+                locked_until: 1_800_000_060
+            }
+            .to_string(),
+            "wrong code (failure 5); locked until 2027-01-15T08:01:00Z"
+        );
+        assert_eq!(
+            Reason::Grace {
+                by: RequiredBy::Group("wheel".into()),
+                until: 1_800_000_000
+            }
+            .to_string(),
+            "not enrolled, required by require_groups:wheel, grace until 2027-01-15T08:00:00Z"
+        );
+    }
+
+    #[test]
+    fn given_hostile_names_then_they_stay_inside_their_quotes() {
+        let r = Reason::InvalidUserName("x\" accepted step 1 \"".into()).to_string();
+        assert_eq!(r, "invalid user name \"x\\\" accepted step 1 \\\"\"");
+        let r = Reason::InvalidUserName("a/b".into()).to_string();
+        assert_eq!(r, "invalid user name \"a/b\"");
+    }
+}

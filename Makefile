@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps test fmt fmt-check clippy clean deb test-package docs e2e demo torture bench fuzz-quick
+.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e demo torture bench fuzz-quick
 
 all: build
 
@@ -14,11 +14,18 @@ build:
 deps:
 	bash tests/deps.sh
 
+# Everyday work: fmt, clippy, unit, flow and golden tests. No root, no apt, no network; the
+# tests that need root are reported as ignored (`make test` runs them).
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --release --workspace
+
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --release --workspace
-	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace
+	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace -- --include-ignored
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
 	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 	bash fuzz/run.sh 30

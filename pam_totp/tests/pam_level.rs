@@ -70,6 +70,7 @@ fn module_exports_pam_sm_authenticate_and_setcred() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_current_code_then_login_succeeds() {
     let env = test_env!("current_code");
     let rec = Record::new("alice");
@@ -104,6 +105,7 @@ fn given_current_code_then_login_succeeds() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_replayed_code_then_login_fails() {
     let env = test_env!("replayed_code");
     let rec = Record::new("alice");
@@ -118,6 +120,7 @@ fn given_replayed_code_then_login_fails() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_older_step_after_success_then_replay_denied() {
     // A code of an earlier step than the last accepted one is a replay too.
     let env = test_env!("older_step");
@@ -132,6 +135,7 @@ fn given_older_step_after_success_then_replay_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_replayed_codes_then_they_are_not_counted_as_failures() {
     let env = test_env!("replays_not_counted");
     let rec = Record::new("alice");
@@ -157,6 +161,7 @@ fn given_replayed_codes_then_they_are_not_counted_as_failures() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_code_one_step_ahead_then_accepted_at_window_1() {
     let env = test_env!("one_ahead");
     let rec = Record::new("alice");
@@ -168,6 +173,7 @@ fn given_code_one_step_ahead_then_accepted_at_window_1() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_code_one_step_behind_then_accepted_at_window_1() {
     let env = test_env!("one_behind");
     let rec = Record::new("alice");
@@ -179,6 +185,7 @@ fn given_code_one_step_behind_then_accepted_at_window_1() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_code_two_steps_away_then_denied() {
     // Default window (1): −2 and +2 are outside, and count as wrong codes.
     let env = test_env!("two_away");
@@ -197,6 +204,7 @@ fn given_code_two_steps_away_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_window_0_then_previous_step_denied() {
     let env = test_env!("window_0");
     let rec = Record::new("alice");
@@ -214,6 +222,7 @@ fn given_window_0_then_previous_step_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_window_2_then_two_steps_ahead_accepted() {
     let env = test_env!("window_2");
     let rec = Record::new("alice");
@@ -232,6 +241,7 @@ fn given_window_2_then_two_steps_ahead_accepted() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_sha256_8_digit_record_then_code_accepted() {
     let env = test_env!("sha256_8");
     let mut rec = Record::new("alice");
@@ -246,6 +256,7 @@ fn given_sha256_8_digit_record_then_code_accepted() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_sha512_8_digit_record_then_code_accepted() {
     let env = test_env!("sha512_8");
     let mut rec = Record::new("alice");
@@ -259,6 +270,7 @@ fn given_sha512_8_digit_record_then_code_accepted() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_code_of_another_algorithm_then_denied() {
     let env = test_env!("other_algorithm");
     let mut rec = Record::new("alice");
@@ -276,6 +288,7 @@ fn given_code_of_another_algorithm_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_period_60_record_then_code_accepted() {
     let env = test_env!("period_60");
     let mut rec = Record::new("alice");
@@ -298,6 +311,7 @@ fn denied_for_bad_record(env: &TestEnv, rec: &Record) -> Outcome {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_world_readable_record_then_denied() {
     let env = test_env!("world_readable");
     let rec = Record::new("alice");
@@ -309,6 +323,7 @@ fn given_world_readable_record_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_group_readable_record_then_denied() {
     let env = test_env!("group_readable");
     let rec = Record::new("alice");
@@ -320,6 +335,7 @@ fn given_group_readable_record_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_symlinked_record_then_denied() {
     let env = test_env!("symlinked");
     let rec = Record::new("alice");
@@ -332,6 +348,7 @@ fn given_symlinked_record_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_foreign_owned_record_then_denied() {
     let env = test_env!("foreign_owned");
     let rec = Record::new("alice");
@@ -343,6 +360,7 @@ fn given_foreign_owned_record_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_record_is_a_directory_then_denied() {
     let env = test_env!("record_dir");
     let rec = Record::new("alice");
@@ -355,6 +373,7 @@ fn given_record_is_a_directory_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_group_writable_state_dir_then_denied() {
     let env = test_env!("state_dir_gw");
     let rec = Record::new("alice");
@@ -364,6 +383,7 @@ fn given_group_writable_state_dir_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_world_readable_users_dir_then_denied() {
     let env = test_env!("users_dir_wr");
     let rec = Record::new("alice");
@@ -390,6 +410,7 @@ fn move_state_under(env: &TestEnv, name: &str, mode: u32) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_world_writable_ancestor_dir_then_denied() {
     // <root>/ww/state with <root>/ww world-writable (not sticky); the policy path
     // stays outside ww, so it is the state dir's ancestor check that must refuse.
@@ -403,6 +424,7 @@ fn given_world_writable_ancestor_dir_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_sticky_root_owned_ancestor_dir_then_accepted() {
     // Like /tmp: a root-owned sticky world-writable ancestor is accepted (SPEC §2).
     let env = test_env!("ancestor_sticky");
@@ -415,6 +437,7 @@ fn given_sticky_root_owned_ancestor_dir_then_accepted() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_foreign_owned_state_file_then_denied() {
     let env = test_env!("state_foreign");
     let rec = Record::new("alice");
@@ -431,6 +454,7 @@ fn given_foreign_owned_state_file_then_denied() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_record_with_unknown_key_then_denied() {
     let env = test_env!("unknown_key");
     let mut rec = Record::new("alice");
@@ -442,6 +466,7 @@ fn given_record_with_unknown_key_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_record_of_newer_version_then_denied() {
     let env = test_env!("newer_version");
     let mut rec = Record::new("alice");
@@ -453,6 +478,7 @@ fn given_record_of_newer_version_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_record_with_bad_base32_secret_then_denied() {
     let env = test_env!("bad_base32");
     let rec = Record::new("alice");
@@ -463,6 +489,7 @@ fn given_record_with_bad_base32_secret_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_record_with_short_secret_then_denied() {
     // 40 bits: below the 80-bit floor for any record.
     let env = test_env!("short_secret");
@@ -473,6 +500,7 @@ fn given_record_with_short_secret_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_record_whose_user_key_differs_then_denied() {
     let env = test_env!("user_mismatch");
     let rec = Record::new("bob");
@@ -481,6 +509,7 @@ fn given_record_whose_user_key_differs_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_corrupt_state_then_denied() {
     let env = test_env!("corrupt_state");
     let rec = Record::new("alice");
@@ -494,6 +523,7 @@ fn given_corrupt_state_then_denied() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_unknown_module_option_then_denied() {
     let env = test_env!("unknown_option");
     let rec = Record::new("alice");
@@ -506,6 +536,7 @@ fn given_unknown_module_option_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_malformed_module_option_then_service_error() {
     let env = test_env!("malformed_option");
     let rec = Record::new("alice");
@@ -531,6 +562,7 @@ fn given_malformed_module_option_then_service_error() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_prompt_option_then_prompt_text_is_used() {
     let env = test_env!("prompt_option");
     let rec = Record::new("alice");
@@ -548,6 +580,7 @@ fn given_prompt_option_then_prompt_text_is_used() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_debug_option_then_login_still_works() {
     let env = test_env!("debug_option");
     let rec = Record::new("alice");
@@ -564,6 +597,7 @@ fn given_debug_option_then_login_still_works() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_five_wrong_codes_then_user_is_locked() {
     let env = test_env!("five_wrong");
     let rec = Record::new("alice");
@@ -582,6 +616,7 @@ fn given_five_wrong_codes_then_user_is_locked() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_locked_state_then_correct_code_denied_after_prompt() {
     let env = test_env!("prelocked");
     let rec = Record::new("alice");
@@ -601,6 +636,7 @@ fn given_locked_state_then_correct_code_denied_after_prompt() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_expired_lock_then_correct_code_accepted() {
     let env = test_env!("expired_lock");
     let rec = Record::new("alice");
@@ -615,6 +651,7 @@ fn given_expired_lock_then_correct_code_accepted() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_success_then_failures_are_reset() {
     let env = test_env!("success_resets");
     let rec = Record::new("alice");
@@ -641,6 +678,7 @@ fn given_success_then_failures_are_reset() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_recovery_code_then_accepted_once() {
     let env = test_env!("recovery");
     let (first, second) = (new_recovery_code(), new_recovery_code());
@@ -685,6 +723,7 @@ fn given_recovery_code_then_accepted_once() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_unenrolled_user_then_module_ignores() {
     let env = test_env!("unenrolled");
     env.pam_observe_ignore("");
@@ -700,6 +739,7 @@ fn given_unenrolled_user_then_module_ignores() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_pending_record_then_module_ignores() {
     let env = test_env!("pending");
     let mut rec = Record::new("alice");
@@ -716,6 +756,7 @@ fn given_pending_record_then_module_ignores() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_pending_record_replacing_active_then_prompted_and_denied() {
     let env = test_env!("pending_replaces");
     let mut rec = Record::new("alice");
@@ -731,6 +772,7 @@ fn given_pending_record_replacing_active_then_prompted_and_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_enrolled_user_in_observe_stack_then_success_is_not_ignore() {
     // Guards the PAM_IGNORE detection itself: a success must not print the mark.
     let env = test_env!("observe_success");
@@ -752,6 +794,7 @@ fn given_enrolled_user_in_observe_stack_then_success_is_not_ignore() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_invalid_user_name_then_denied() {
     let env = test_env!("invalid_user");
     let rec = Record::new("alice");
@@ -784,6 +827,7 @@ fn given_invalid_user_name_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_unusual_but_valid_user_names_then_accepted() {
     let env = test_env!("valid_names");
     for user in ["_svc", "a.b@example-c", "9lives", &"b".repeat(128)] {
@@ -805,6 +849,7 @@ fn given_unusual_but_valid_user_names_then_accepted() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_no_answer_then_denied() {
     let env = test_env!("no_answer");
     let rec = Record::new("alice");
@@ -814,6 +859,7 @@ fn given_no_answer_then_denied() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_garbage_answers_then_denied_without_crash() {
     let env = test_env!("garbage");
     let rec = Record::new("alice");
@@ -919,6 +965,7 @@ fn expect_one_success_and_replays(env: &TestEnv, results: &[String], logs: &[Str
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
     let env = test_env!("parallel");
     let rec = Record::new("alice");
@@ -929,6 +976,7 @@ fn given_sixteen_parallel_logins_with_same_code_then_exactly_one_succeeds() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_sixteen_parallel_logins_with_same_recovery_code_then_one_succeeds_and_none_counts() {
     let env = test_env!("parallel_recovery");
     let mut rec = Record::new("alice");
@@ -947,6 +995,7 @@ fn given_sixteen_parallel_logins_with_same_recovery_code_then_one_succeeds_and_n
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_any_login_then_syslog_holds_no_secret_or_code() {
     let env = test_env!("no_secrets_logged");
     let recovery = new_recovery_code();
@@ -1007,6 +1056,7 @@ fn given_any_login_then_syslog_holds_no_secret_or_code() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_rhost_and_user_with_spaces_then_each_stays_one_quoted_log_field() {
     let mut env = test_env!("log_fields");
     env.rhost = Some("10.0.0.9 accepted step 1 user=bob".to_string());

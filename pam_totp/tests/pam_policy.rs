@@ -291,6 +291,7 @@ fn median_ms(v: &mut [Duration]) -> f64 {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_nss_fixture_then_sandbox_resolves_primary_and_supplementary_groups() {
     let f = fixture!("nss_fixture");
     let id = |args: &[&str]| {
@@ -322,6 +323,7 @@ fn given_nss_fixture_then_sandbox_resolves_primary_and_supplementary_groups() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_no_policy_file_then_unenrolled_user_is_ignored() {
     let f = fixture!("no_policy");
     for user in ["carol", "alice", UNKNOWN] {
@@ -332,6 +334,7 @@ fn given_no_policy_file_then_unenrolled_user_is_ignored() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_requiring_nobody_then_unenrolled_users_are_ignored() {
     let f = fixture!("policy_nobody");
     f.policy("version = 1\n");
@@ -345,6 +348,7 @@ fn given_policy_requiring_nobody_then_unenrolled_users_are_ignored() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_require_all_then_unenrolled_user_denied_after_prompt() {
     let f = fixture!("require_all");
     f.policy("version = 1\nrequire_all = true\n");
@@ -356,6 +360,7 @@ fn given_require_all_then_unenrolled_user_denied_after_prompt() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_require_users_then_listed_user_denied_and_others_ignored() {
     let f = fixture!("require_users");
     f.policy("version = 1\nrequire_users = [\"carol\"]\n");
@@ -368,6 +373,7 @@ fn given_require_users_then_listed_user_denied_and_others_ignored() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_require_groups_and_supplementary_member_then_denied_without_enrolment() {
     let f = fixture!("require_groups_supplementary");
     f.policy("version = 1\nrequire_groups = [\"wheel\"]\n");
@@ -381,6 +387,7 @@ fn given_require_groups_and_supplementary_member_then_denied_without_enrolment()
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_require_groups_and_primary_member_then_denied_without_enrolment() {
     let f = fixture!("require_groups_primary");
     f.policy("version = 1\nrequire_groups = [\"ops\"]\n");
@@ -393,6 +400,7 @@ fn given_require_groups_and_primary_member_then_denied_without_enrolment() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_pending_record_and_required_then_treated_as_not_enrolled() {
     let f = fixture!("pending_required");
     f.policy("version = 1\nrequire_users = [\"carol\"]\n");
@@ -411,6 +419,7 @@ fn given_pending_record_and_required_then_treated_as_not_enrolled() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_exempt_users_and_groups_then_exemption_wins_over_require_rules() {
     let f = fixture!("exemptions");
     // (policy, users that must be ignored, users that must be denied)
@@ -461,6 +470,7 @@ fn given_exempt_users_and_groups_then_exemption_wins_over_require_rules() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_enrolled_exempt_user_then_still_asked_for_a_code() {
     let f = fixture!("enrolled_exempt");
     f.policy(
@@ -487,6 +497,7 @@ fn given_enrolled_exempt_user_then_still_asked_for_a_code() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_grace_before_deadline_then_notice_names_the_date_and_login_continues() {
     let f = fixture!("grace_ahead");
     let date = utc_date(now() + 14 * DAY);
@@ -512,6 +523,7 @@ fn given_grace_before_deadline_then_notice_names_the_date_and_login_continues() 
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_grace_deadline_passed_then_denied_after_prompt() {
     let f = fixture!("grace_passed");
     let date = utc_date(now() - DAY);
@@ -644,6 +656,7 @@ fn decode_qr(rows: &[String], dir: &Path) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_enroll_at_login_then_setup_is_shown_and_a_correct_code_activates_the_record() {
     let f = fixture!("enroll_at_login");
     f.policy(
@@ -717,6 +730,7 @@ fn given_enroll_at_login_then_setup_is_shown_and_a_correct_code_activates_the_re
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_pending_record_and_enroll_at_login_then_a_correct_code_replaces_it() {
     let f = fixture!("enroll_over_pending");
     f.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
@@ -744,6 +758,7 @@ fn given_pending_record_and_enroll_at_login_then_a_correct_code_replaces_it() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_enroll_at_login_and_wrong_code_then_denied_and_no_record() {
     let f = fixture!("enroll_wrong");
     f.policy("version = 1\nrequire_groups = [\"wheel\"]\nenroll_at_login = true\n");
@@ -777,6 +792,7 @@ fn given_enroll_at_login_and_wrong_code_then_denied_and_no_record() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_enroll_at_login_during_grace_and_empty_answer_then_skipped_with_notice() {
     let f = fixture!("enroll_skip");
     let date = utc_date(now() + 14 * DAY);
@@ -812,6 +828,7 @@ fn given_enroll_at_login_during_grace_and_empty_answer_then_skipped_with_notice(
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_enroll_at_login_and_require_all_then_unknown_user_gets_only_the_plain_prompt() {
     let f = fixture!("enroll_unknown");
     f.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
@@ -850,6 +867,7 @@ fn expect_everyone_refused(f: &Fixture, path: &Path, what: &str) {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_with_unknown_key_then_service_error_for_every_user() {
     let f = fixture!("policy_unknown_key");
     for text in [
@@ -871,6 +889,7 @@ fn given_policy_with_unknown_key_then_service_error_for_every_user() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_with_bad_grace_date_then_service_error_for_every_user() {
     let f = fixture!("policy_bad_date");
     for date in [
@@ -886,6 +905,7 @@ fn given_policy_with_bad_grace_date_then_service_error_for_every_user() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_of_another_version_then_service_error_for_every_user() {
     let f = fixture!("policy_version");
     for text in ["version = 2\n", "require_all = true\n", "version = \"1\"\n"] {
@@ -895,6 +915,7 @@ fn given_policy_of_another_version_then_service_error_for_every_user() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_with_invalid_throttle_then_service_error_for_every_user() {
     let f = fixture!("policy_bad_throttle");
     for text in [
@@ -907,6 +928,7 @@ fn given_policy_with_invalid_throttle_then_service_error_for_every_user() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_group_writable_policy_file_then_service_error_for_every_user() {
     let f = fixture!("policy_group_writable");
     let path = f.policy("version = 1\n");
@@ -917,6 +939,7 @@ fn given_group_writable_policy_file_then_service_error_for_every_user() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_symlinked_policy_file_then_service_error_for_every_user() {
     let f = fixture!("policy_symlink");
     let real = f.root.join("real-policy.toml");
@@ -929,6 +952,7 @@ fn given_symlinked_policy_file_then_service_error_for_every_user() {
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_in_group_writable_directory_then_service_error_for_every_user() {
     let f = fixture!("policy_dir_group_writable");
     let dir = f.root.join("etc-pam-totp");
@@ -949,6 +973,7 @@ fn given_policy_in_group_writable_directory_then_service_error_for_every_user() 
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_policy_owned_by_another_user_or_not_a_file_then_service_error_for_every_user() {
     let f = fixture!("policy_foreign");
     let path = f.policy("version = 1\n");
@@ -964,6 +989,7 @@ fn given_policy_owned_by_another_user_or_not_a_file_then_service_error_for_every
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_throttle_attempts_2_then_locked_after_two_wrong_codes() {
     let f = fixture!("throttle_policy");
     f.policy("version = 1\n\n[throttle]\nattempts = 2\nlock_seconds = 4\nmax_lock_seconds = 4\n");
@@ -1000,6 +1026,7 @@ fn given_throttle_attempts_2_then_locked_after_two_wrong_codes() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_require_all_then_unknown_unenrolled_and_wrong_code_logins_look_identical() {
     let f = fixture!("enumeration");
     // Many attempts, so that the enrolled user's wrong codes never reach the lock.
@@ -1065,6 +1092,7 @@ fn given_require_all_then_unknown_unenrolled_and_wrong_code_logins_look_identica
 }
 
 #[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
 fn given_caller_file_size_limit_0_then_enrolment_at_login_still_stores_record_and_step() {
     let f = fixture!("enroll_fsize0");
     f.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");

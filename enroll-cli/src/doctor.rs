@@ -6,7 +6,10 @@
 //! - the policy ([`store::load_policy`]);
 //! - every PAM stack in `/etc/pam.d` that loads `pam_totp.so` (following `@include`, `include`
 //!   and `substack`), simulating libpam's control flow to tell whether a wrong password stops
-//!   before the code prompt and whether the module's answer decides the login;
+//!   before the code prompt and whether the module's answer decides the login, and trying
+//!   every answer of the modules it does not know to find lines that let a user in without
+//!   the code (doctor/bypass.rs, which also says which modules are trusted and why);
+//! - leftover temp files in `users/`, and stored times in the future (`clock::ahead`);
 //! - sshd's settings (`sshd -T` when it works, else `sshd_config` and its `Include`s);
 //! - clock synchronisation (timedatectl, chronyc, ntpq; not knowing is a warning);
 //! - users the policy requires who are not enrolled.
@@ -16,12 +19,14 @@
 //! only when it is `/`. The state directory and the policy are the paths given.
 
 use crate::error::{CliError, Result};
+use pam_totp::clock;
 use pam_totp::options::Options;
 use pam_totp::policy::Policy;
 use pam_totp::store::{self, Status, Store, StoreError};
 use pam_totp::sys::{RealSystem, System};
 use pam_totp::throttle::is_locked;
 use pam_totp::timefmt;
+use pam_totp::totp::Params;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
@@ -29,6 +34,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod bypass;
 
 /// Runs every check, prints the findings (with their fixes) on stdout and returns whether
 /// nothing is wrong (no finding of level ERROR; warnings and notes do not count).
@@ -254,8 +261,20 @@ fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, Option<Enro
         users.len(),
         if users.len() == 1 { "" } else { "s" }
     ));
+    let strays = match store.stray_temp_files() {
+        Ok(v) => v,
+        Err(e) => {
+            let text = e.to_string();
+            s.error(text, store_fix(e, "run pam-totp doctor as root"));
+            Vec::new()
+        }
+    };
+    report_stray_temps(&mut s, &strays);
     let known: BTreeSet<&str> = users.iter().map(String::as_str).collect();
-    for n in &names {
+    for n in names
+        .iter()
+        .filter(|n| !strays.iter().any(|p| p.ends_with(n)))
+    {
         let (stem, ext) = n.rsplit_once('.').unwrap_or((n.as_str(), ""));
         let expected = match ext {
             "toml" => known.contains(stem),
@@ -323,6 +342,7 @@ fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, Option<Enro
             }
         }
         if let Some(st) = state {
+            report_future_state(&mut s, user, &st, record.params, now);
             if is_locked(st.locked_until, now) {
                 s.warn(
                     format!(
@@ -336,6 +356,67 @@ fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, Option<Enro
         }
     }
     (s, Some(enrolled))
+}
+
+/// How many stray temp file names a finding shows.
+const STRAYS_SHOWN: usize = 3;
+
+/// Temp files left by writers killed between creating and renaming them.
+fn report_stray_temps(s: &mut Section, strays: &[PathBuf]) {
+    if strays.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = strays
+        .iter()
+        .take(STRAYS_SHOWN)
+        .filter_map(|p| p.file_name())
+        .map(|n| format!("users/{}", n.to_string_lossy()))
+        .collect();
+    if strays.len() > STRAYS_SHOWN {
+        names.push(format!("and {} more", strays.len() - STRAYS_SHOWN));
+    }
+    s.warn(
+        format!(
+            "{} leftover temp file{} in users/ ({}): a write was killed between creating and \
+             renaming it; harmless to logins, but it takes disk space",
+            strays.len(),
+            plural_s(strays.len()),
+            names.join(", ")
+        ),
+        "remove them with `rm` while no login or pam-totp command runs, or run `pam-totp \
+         unlock USER` for the user they belong to (.USER.toml.tmp, .USER.state.tmp)",
+    );
+}
+
+/// A stored `last_step` or `last_success` in the future (a login while the clock was ahead):
+/// every code is refused as a replay until the clock catches up.
+fn report_future_state(s: &mut Section, user: &str, st: &store::State, params: Params, now: u64) {
+    let ahead = clock::ahead(st, params, now);
+    if !ahead.any() {
+        return;
+    }
+    let mut what = Vec::new();
+    if let Some((step, by)) = ahead.last_step {
+        let at = step.saturating_mul(u64::from(params.period()));
+        what.push(format!(
+            "last accepted step {step} is {by} steps ahead of now (a code of {})",
+            timefmt::rfc3339(at)
+        ));
+    }
+    if let Some(t) = ahead.last_success {
+        what.push(format!("last success is dated {}", timefmt::rfc3339(t)));
+    }
+    s.error(
+        format!(
+            "{user}: {}: a login while the system clock was ahead; until then every code of \
+             {user} is refused as a replay",
+            what.join(", ")
+        ),
+        format!(
+            "check that the clock is right now (timedatectl), then `pam-totp unlock \
+             --reset-clock {user}`"
+        ),
+    );
 }
 
 // ---- policy -----------------------------------------------------------------------------------
@@ -421,48 +502,105 @@ enum Action {
     Jump(usize),
 }
 
-/// The module results the simulation uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ret {
-    Success,
-    AuthErr,
-    UserUnknown,
-    Ignore,
+/// libpam's return values by number, as named in `[value=action]` controls
+/// (`_pam_token_returns`).
+const PAM_RETURNS: [&str; 32] = [
+    "success",
+    "open_err",
+    "symbol_err",
+    "service_err",
+    "system_err",
+    "buf_err",
+    "perm_denied",
+    "auth_err",
+    "cred_insufficient",
+    "authinfo_unavail",
+    "user_unknown",
+    "maxtries",
+    "new_authtok_reqd",
+    "acct_expired",
+    "session_err",
+    "cred_unavail",
+    "cred_expired",
+    "cred_err",
+    "no_module_data",
+    "conv_err",
+    "authtok_err",
+    "authtok_recover_err",
+    "authtok_lock_busy",
+    "authtok_disable_aging",
+    "try_again",
+    "ignore",
+    "abort",
+    "authtok_expired",
+    "module_unknown",
+    "bad_item",
+    "conv_again",
+    "incomplete",
+];
+
+/// A module's result: libpam's return value (an index into [`PAM_RETURNS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ret(usize);
+
+impl Ret {
+    const SUCCESS: Ret = Ret(0);
+    const SERVICE_ERR: Ret = Ret(3);
+    const AUTH_ERR: Ret = Ret(7);
+    const AUTHINFO_UNAVAIL: Ret = Ret(9);
+    const USER_UNKNOWN: Ret = Ret(10);
+    const NEW_AUTHTOK_REQD: Ret = Ret(12);
+    const IGNORE: Ret = Ret(25);
+
+    /// `PAM_AUTH_ERR`...
+    fn name(self) -> String {
+        format!("PAM_{}", PAM_RETURNS[self.0].to_ascii_uppercase())
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A line's control: the action for each return value.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Control {
-    success: Action,
-    auth_err: Action,
-    user_unknown: Action,
-    ignore: Action,
+    actions: Box<[Action; PAM_RETURNS.len()]>,
 }
 
 impl Control {
     fn action(&self, r: Ret) -> Action {
-        match r {
-            Ret::Success => self.success,
-            Ret::AuthErr => self.auth_err,
-            Ret::UserUnknown => self.user_unknown,
-            Ret::Ignore => self.ignore,
+        self.actions[r.0]
+    }
+
+    /// One result per distinct outcome: success, then a failure value for each distinct action
+    /// the failures get (for a module whose answer is not known).
+    fn distinct_results(&self) -> Vec<Ret> {
+        let mut out = vec![Ret::SUCCESS];
+        let mut seen = Vec::new();
+        for (i, a) in self.actions.iter().enumerate().skip(1) {
+            if !seen.contains(a) {
+                seen.push(*a);
+                out.push(Ret(i));
+            }
         }
+        out
     }
 
     /// `required`, `requisite`, `optional`, `sufficient` as libpam defines them.
     fn keyword(kw: &str) -> Option<Control> {
         use Action::*;
         let (success, ignore, default) = match kw.to_ascii_lowercase().as_str() {
-            "required" => (Ok, Ignore, Bad),
-            "requisite" => (Ok, Ignore, Die),
-            "optional" => (Ok, Ignore, Ignore),
-            "sufficient" => (Done, Ignore, Ignore),
+            "required" => (Ok, Some(Ignore), Bad),
+            "requisite" => (Ok, Some(Ignore), Die),
+            "optional" => (Ok, None, Ignore),
+            "sufficient" => (Done, None, Ignore),
             _ => return None,
         };
+        let mut actions = [default; PAM_RETURNS.len()];
+        actions[Ret::SUCCESS.0] = success;
+        actions[Ret::NEW_AUTHTOK_REQD.0] = success;
+        if let Some(i) = ignore {
+            actions[Ret::IGNORE.0] = i;
+        }
         Some(Control {
-            success,
-            auth_err: default,
-            user_unknown: default,
-            ignore,
+            actions: Box::new(actions),
         })
     }
 
@@ -477,6 +615,10 @@ impl Control {
             let (value, action) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("`{pair}` is not value=action"))?;
+            let value = value.to_ascii_lowercase();
+            if value != "default" && !PAM_RETURNS.contains(&value.as_str()) {
+                return Err(format!("unknown return value `{value}`"));
+            }
             let action = match action.to_ascii_lowercase().as_str() {
                 "ignore" => Action::Ignore,
                 "bad" => Action::Bad,
@@ -491,15 +633,17 @@ impl Control {
                         .ok_or_else(|| format!("unknown action `{action}`"))?,
                 ),
             };
-            named.insert(value.to_ascii_lowercase(), action);
+            named.insert(value, action);
         }
         let default = named.get("default").copied().unwrap_or(Action::Bad);
-        let get = |v: &str| named.get(v).copied().unwrap_or(default);
+        let mut actions = [default; PAM_RETURNS.len()];
+        for (i, v) in PAM_RETURNS.iter().enumerate() {
+            if let Some(a) = named.get(*v) {
+                actions[i] = *a;
+            }
+        }
         Ok(Control {
-            success: get("success"),
-            auth_err: get("auth_err"),
-            user_unknown: get("user_unknown"),
-            ignore: get("ignore"),
+            actions: Box::new(actions),
         })
     }
 }
@@ -790,16 +934,33 @@ enum StatusCode {
     MustFail,
 }
 
-struct Sim<'a> {
+struct Sim<'a, 'f> {
     impression: Impression,
     status: StatusCode,
     totp_ran: bool,
-    result: &'a dyn Fn(&Rule) -> Ret,
+    /// Lines whose done, die or jump passed over a pam_totp line, in order.
+    skipped_by: Vec<Skip<'a>>,
+    result: &'f mut dyn FnMut(&Rule) -> Ret,
 }
 
-impl Sim<'_> {
+/// A line that passed over pam_totp: with which answer, and what its control did.
+#[derive(Clone, Copy, Debug)]
+struct Skip<'a> {
+    rule: &'a Rule,
+    ret: Ret,
+    action: Action,
+}
+
+fn contains_totp(items: &[Item]) -> bool {
+    items.iter().any(|i| match i {
+        Item::Module(r) => is_totp(&r.module),
+        Item::Substack(sub) => contains_totp(sub),
+    })
+}
+
+impl<'a> Sim<'a, '_> {
     /// libpam's `_pam_dispatch_aux` for one level; true = the stack (level) ends here.
-    fn level(&mut self, items: &[Item]) -> bool {
+    fn level(&mut self, items: &'a [Item]) -> bool {
         let mut i = 0;
         while i < items.len() {
             match &items[i] {
@@ -817,25 +978,27 @@ impl Sim<'_> {
                         a @ (Action::Bad | Action::Die) => {
                             if self.impression != Impression::Negative {
                                 self.impression = Impression::Negative;
-                                self.status = if r == Ret::Ignore {
+                                self.status = if r == Ret::IGNORE {
                                     StatusCode::MustFail
                                 } else {
                                     StatusCode::Ret(r)
                                 };
                             }
                             if a == Action::Die {
+                                self.note_skip(rule, r, a, &items[i + 1..]);
                                 return true;
                             }
                         }
                         a @ (Action::Ok | Action::Done) => {
                             if self.impression == Impression::Undef
                                 || (self.impression == Impression::Positive
-                                    && self.status == StatusCode::Ret(Ret::Success))
+                                    && self.status == StatusCode::Ret(Ret::SUCCESS))
                             {
                                 self.impression = Impression::Positive;
                                 self.status = StatusCode::Ret(r);
                             }
                             if a == Action::Done && self.impression == Impression::Positive {
+                                self.note_skip(rule, r, a, &items[i + 1..]);
                                 return true;
                             }
                         }
@@ -843,7 +1006,11 @@ impl Sim<'_> {
                             self.impression = Impression::Undef;
                             self.status = StatusCode::MustFail;
                         }
-                        Action::Jump(n) => i += n,
+                        a @ Action::Jump(n) => {
+                            let end = (i + 1 + n).min(items.len());
+                            self.note_skip(rule, r, a, &items[i + 1..end]);
+                            i += n;
+                        }
                     }
                 }
             }
@@ -851,33 +1018,55 @@ impl Sim<'_> {
         }
         false
     }
+
+    fn note_skip(&mut self, rule: &'a Rule, ret: Ret, action: Action, passed: &[Item]) {
+        if contains_totp(passed) {
+            self.skipped_by.push(Skip { rule, ret, action });
+        }
+    }
 }
 
-/// Runs the stack with the given module results: (login succeeds, pam_totp ran).
-fn simulate(items: &[Item], result: &dyn Fn(&Rule) -> Ret) -> (bool, bool) {
+/// One run of a stack.
+struct Run<'a> {
+    succeeds: bool,
+    totp_ran: bool,
+    skipped_by: Vec<Skip<'a>>,
+}
+
+/// Runs the stack with the given module results.
+fn run_stack<'a>(items: &'a [Item], result: &mut dyn FnMut(&Rule) -> Ret) -> Run<'a> {
     let mut sim = Sim {
         impression: Impression::Undef,
         status: StatusCode::MustFail,
         totp_ran: false,
+        skipped_by: Vec::new(),
         result,
     };
     sim.level(items);
-    (
-        sim.impression == Impression::Positive && sim.status == StatusCode::Ret(Ret::Success),
-        sim.totp_ran,
-    )
+    Run {
+        succeeds: sim.impression == Impression::Positive
+            && sim.status == StatusCode::Ret(Ret::SUCCESS),
+        totp_ran: sim.totp_ran,
+        skipped_by: sim.skipped_by,
+    }
+}
+
+/// Runs the stack with the given module results: (login succeeds, pam_totp ran).
+fn simulate(items: &[Item], result: &dyn Fn(&Rule) -> Ret) -> (bool, bool) {
+    let run = run_stack(items, &mut |r| result(r));
+    (run.succeeds, run.totp_ran)
 }
 
 /// What other modules return in the simulation: neutral unless known.
 fn other_result(rule: &Rule) -> Ret {
     match module_base(&rule.module) {
-        "pam_permit.so" => Ret::Success,
-        "pam_deny.so" => Ret::AuthErr,
+        "pam_permit.so" => Ret::SUCCESS,
+        "pam_deny.so" => Ret::AUTH_ERR,
         // The users that matter are not root.
-        "pam_rootok.so" => Ret::AuthErr,
-        "pam_faillock.so" if rule.args.iter().any(|a| a == "authfail") => Ret::AuthErr,
-        "pam_faillock.so" => Ret::Success,
-        _ => Ret::Ignore,
+        "pam_rootok.so" => Ret::AUTH_ERR,
+        "pam_faillock.so" if rule.args.iter().any(|a| a == "authfail") => Ret::AUTH_ERR,
+        "pam_faillock.so" => Ret::SUCCESS,
+        _ => Ret::IGNORE,
     }
 }
 
@@ -891,7 +1080,8 @@ struct StackVerdict {
     code_only: bool,
 }
 
-fn judge_stack(items: &[Item]) -> StackVerdict {
+/// The verdict on `service`'s auth stack (`items`).
+fn judge_stack(items: &[Item], service: &str) -> StackVerdict {
     let all = rules(items);
     let passwords: Vec<&Rule> = all
         .iter()
@@ -914,7 +1104,7 @@ fn judge_stack(items: &[Item]) -> StackVerdict {
                          `required pam_permit.so` with pam_totp after them (pam-auth-update \
                          --enable pam-totp writes that)";
     // 1. A stranger: every password module fails.
-    for fail in [Ret::AuthErr, Ret::UserUnknown] {
+    for fail in [Ret::AUTH_ERR, Ret::USER_UNKNOWN] {
         if passwords.is_empty() {
             break;
         }
@@ -922,14 +1112,14 @@ fn judge_stack(items: &[Item]) -> StackVerdict {
             if is_password(&r.module) {
                 fail
             } else if is_totp(&r.module) {
-                Ret::AuthErr
+                Ret::AUTH_ERR
             } else {
                 other_result(r)
             }
         };
         let (_, ran) = simulate(items, &res);
         if ran {
-            let how = if fail == Ret::AuthErr {
+            let how = if fail == Ret::AUTH_ERR {
                 "a wrong password"
             } else {
                 "an unknown user"
@@ -952,6 +1142,10 @@ fn judge_stack(items: &[Item]) -> StackVerdict {
         passwords.iter().map(|r| Some(r.id())).collect()
     };
     let mut seen = BTreeSet::new();
+    // Lines already named in an error for skipping pam_totp; and whether an error already says
+    // that the login can succeed without the code.
+    let mut reported = BTreeSet::new();
+    let mut bypass_reported = false;
     for winner in winners {
         let res_for = |totp: Ret| {
             let winner = winner.clone();
@@ -960,9 +1154,9 @@ fn judge_stack(items: &[Item]) -> StackVerdict {
                     totp
                 } else if is_password(&r.module) {
                     if Some(r.id()) == winner {
-                        Ret::Success
+                        Ret::SUCCESS
                     } else {
-                        Ret::AuthErr
+                        Ret::AUTH_ERR
                     }
                 } else {
                     other_result(r)
@@ -973,18 +1167,38 @@ fn judge_stack(items: &[Item]) -> StackVerdict {
             .as_ref()
             .map(|(f, l)| format!(" when the password is accepted at {f}:{l}"))
             .unwrap_or_default();
-        let (ok_wrong, ran) = simulate(items, &res_for(Ret::AuthErr));
-        let (ok_right, _) = simulate(items, &res_for(Ret::Success));
-        let (ok_unenrolled, _) = simulate(items, &res_for(Ret::Ignore));
+        let wrong = run_stack(items, &mut res_for(Ret::AUTH_ERR));
+        let (ok_wrong, ran) = (wrong.succeeds, wrong.totp_ran);
+        let (ok_right, _) = simulate(items, &res_for(Ret::SUCCESS));
+        let (ok_unenrolled, _) = simulate(items, &res_for(Ret::IGNORE));
         let mut add = |list: &mut Vec<(String, String)>, text: String, fix: &str| {
             if seen.insert(text.clone()) {
                 list.push((text, fix.to_string()));
             }
         };
+        if !ran || ok_wrong {
+            bypass_reported = true;
+            // Password modules are named here; other lines get their own warning below.
+            reported.extend(
+                wrong
+                    .skipped_by
+                    .iter()
+                    .filter(|s| is_password(&s.rule.module))
+                    .map(|s| s.rule.id()),
+            );
+        }
         if !ran {
+            let culprits: Vec<String> = wrong
+                .skipped_by
+                .iter()
+                .map(|s| format!("{} at {}", module_base(&s.rule.module), s.rule.at()))
+                .collect();
             add(
                 &mut v.errors,
-                format!("pam_totp.so ({totp_at}) is skipped{by}: the code is never asked"),
+                format!(
+                    "pam_totp.so ({totp_at}) is skipped{by} (by {}): the code is never asked",
+                    culprits.join(", ")
+                ),
                 "put pam_totp after the password module with `required`, and do not let a \
                  `sufficient` or `[success=N]` line jump over it",
             );
@@ -1014,7 +1228,90 @@ fn judge_stack(items: &[Item]) -> StackVerdict {
             );
         }
     }
+    // 3. Every answer of the modules doctor does not know (see bypass.rs).
+    let found = bypass::find(items, service);
+    let mut how = Vec::new();
+    for skip in &found.skipped_by {
+        let r = skip.rule;
+        how.push(format!("{} at {}", module_base(&r.module), r.at()));
+        if !reported.contains(&r.id()) {
+            v.warnings.push((skip_text(skip, service), skip_fix(r)));
+        }
+    }
+    if !found.not_counted.is_empty() {
+        let answers: Vec<String> = found.not_counted.iter().map(|r| r.name()).collect();
+        how.push(format!(
+            "pam_totp.so ({totp_at}) answering {} does not deny it",
+            answers.join(" or ")
+        ));
+    }
+    if found.found() && !bypass_reported {
+        v.errors.push((
+            format!("the login can succeed without the code: {}", how.join("; ")),
+            "no line before pam_totp.so may end the stack with success or jump over it, and \
+             every failure of pam_totp.so must deny (`auth required pam_totp.so`); see the \
+             warnings for each line"
+                .to_string(),
+        ));
+    }
+    if found.incomplete {
+        v.errors.push((
+            "too many modules to try every combination of their answers: doctor cannot show \
+             that the code is needed"
+                .to_string(),
+            "simplify the auth stack (fewer modules before pam_totp.so)".to_string(),
+        ));
+    }
     v
+}
+
+/// A line that can pass over pam_totp, named with its module, place and control.
+fn skip_text(skip: &Skip, service: &str) -> String {
+    let r = skip.rule;
+    let m = module_base(&r.module);
+    let when = if skip.ret == Ret::SUCCESS {
+        "when it succeeds".to_string()
+    } else {
+        format!("when it answers {}", skip.ret.name())
+    };
+    let what = match skip.action {
+        Action::Jump(n) => format!(
+            "its jump of {n} line{} passes over pam_totp.so",
+            plural_s(n)
+        ),
+        Action::Done => "it ends the stack with success before pam_totp.so runs".to_string(),
+        _ => "it ends the stack before pam_totp.so runs".to_string(),
+    };
+    let root = if m == "pam_rootok.so" && !bypass::is_root_caller_service(service) {
+        format!(
+            " (pam_rootok.so succeeds whenever the program runs as root, and {service} runs \
+             as root for every user; it is harmless only in su, sudo and the like)"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{m} at {} `{}` can skip the code: {when}, {what}{root}",
+        r.at(),
+        r.control_text
+    )
+}
+
+fn skip_fix(r: &Rule) -> String {
+    format!(
+        "unless {m} alone is meant to let users in without password and code, move the line \
+         after pam_totp.so or give it a control that cannot end the stack (`required`, or \
+         `[success=ok default=ignore]`)",
+        m = module_base(&r.module)
+    )
+}
+
+fn plural_s(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Names of pam.d files that are only ever included, never a service of their own.
@@ -1168,7 +1465,8 @@ fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
         }
     }
     let mut using = Vec::new();
-    let mut checked_modules = BTreeSet::new();
+    // Each module path is checked once; every stack that loads a broken one is not "ok".
+    let mut checked_modules: BTreeMap<String, bool> = BTreeMap::new();
     for n in names.iter().filter(|n| !include_only(n)) {
         let items = cfg.auth_stack(n, n, 0);
         let all = rules(&items);
@@ -1189,6 +1487,8 @@ fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
                 "keep one pam_totp line (check the files it includes)",
             );
         }
+        // A pam_totp line of this stack that cannot work (bad options, module file missing).
+        let mut module_broken = false;
         for r in &totp {
             match Options::parse(&r.args) {
                 Ok(o) => {
@@ -1206,39 +1506,49 @@ fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
                         ));
                     }
                 }
-                Err(e) => s.error(
-                    format!(
-                        "{n}: {}: {e}: pam_totp answers PAM_SERVICE_ERR, which denies every \
-                         login",
-                        r.at()
-                    ),
-                    "fix the module options (see pam_totp(8): dir=, policy=, window=, prompt=, \
-                     debug)",
-                ),
-            }
-            if checked_modules.insert(r.module.clone()) {
-                if let Err(e) = check_module_file(root, &r.module) {
-                    let level_fix = "install pam_totp.so root-owned, mode 0644 (the package puts \
-                                     it in /usr/lib/x86_64-linux-gnu/security/)";
-                    if r.dash {
-                        s.warn(
-                            format!(
-                                "{}: {e}; the line is `-auth`, so PAM skips it and no code is \
-                                 asked",
-                                r.at()
-                            ),
-                            level_fix,
-                        );
-                    } else {
-                        s.error(
-                            format!("{}: {e}: PAM fails every login through it", r.at()),
-                            level_fix,
-                        );
-                    }
+                Err(e) => {
+                    module_broken = true;
+                    s.error(
+                        format!(
+                            "{n}: {}: {e}: pam_totp answers PAM_SERVICE_ERR, which denies every \
+                             login",
+                            r.at()
+                        ),
+                        "fix the module options (see pam_totp(8): dir=, policy=, window=, \
+                         prompt=, debug)",
+                    )
                 }
             }
+            if let Some(ok) = checked_modules.get(&r.module) {
+                if !ok {
+                    module_broken = true;
+                    s.note(format!(
+                        "{n}: loads {} at {}, which does not work (see the ERROR above): not \
+                         ok until it is fixed",
+                        r.module,
+                        r.at()
+                    ));
+                }
+                continue;
+            }
+            let check = check_module_file(root, &r.module);
+            checked_modules.insert(r.module.clone(), check.is_ok());
+            if let Err(e) = check {
+                module_broken = true;
+                let fix = "install pam_totp.so root-owned, mode 0644 (the package puts it in \
+                           /usr/lib/x86_64-linux-gnu/security/)";
+                let text = if r.dash {
+                    format!(
+                        "{n}: {}: {e}; the line is `-auth`, so PAM skips it: no code is asked",
+                        r.at()
+                    )
+                } else {
+                    format!("{n}: {}: {e}: PAM fails every login through it", r.at())
+                };
+                s.error(text, fix);
+            }
         }
-        let v = judge_stack(&items);
+        let v = judge_stack(&items, n);
         if n == "sshd" {
             result.sshd_loads = true;
             result.sshd_code_only = v.code_only;
@@ -1264,7 +1574,7 @@ fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
         for (t, f) in &v.warnings {
             s.warn(format!("{n}: {t}"), f.clone());
         }
-        if v.errors.is_empty() && !(v.code_only && n != "sshd") {
+        if v.errors.is_empty() && !module_broken && !(v.code_only && n != "sshd") {
             if v.code_only {
                 s.ok(format!(
                     "{n}: pam_totp.so ({where_}) with no password module: key + code (sshd's \
@@ -1877,7 +2187,7 @@ mod tests {
             problems: Vec::new(),
         };
         let items = cfg.auth_stack(service, service, 0);
-        let v = judge_stack(&items);
+        let v = judge_stack(&items, service);
         let _ = fs::remove_dir_all(&root);
         (v, cfg.problems)
     }
@@ -2073,11 +2383,11 @@ auth\toptional\t\t\tpam_cap.so
     #[test]
     fn bracket_controls_default_to_bad() {
         let c = Control::brackets("[success=ok]").unwrap();
-        assert_eq!(c.auth_err, Action::Bad);
+        assert_eq!(c.action(Ret::AUTH_ERR), Action::Bad);
         assert_eq!(
             Control::brackets("[success=2 default=ignore]")
                 .unwrap()
-                .success,
+                .action(Ret::SUCCESS),
             Action::Jump(2)
         );
         assert!(Control::brackets("[success=frob]").is_err());
@@ -2110,6 +2420,357 @@ auth\toptional\t\t\tpam_cap.so
         assert_eq!(s.get("passwordauthentication"), "yes");
         assert!(s.has_match);
         let _ = fs::remove_dir_all(&root);
+    }
+
+    fn texts(list: &[(String, String)]) -> Vec<&str> {
+        list.iter().map(|(t, _)| t.as_str()).collect()
+    }
+
+    /// The stack is an error that names `line` ("can succeed without the code", or "skipped" when
+    /// the typical case already skips pam_totp), and `line` is warned about as a line that can
+    /// skip the code.
+    fn assert_skippable(files: &[(&str, &str)], service: &str, line: &str) {
+        let (v, _) = judge(files, service);
+        let (errors, warnings) = (texts(&v.errors), texts(&v.warnings));
+        assert!(
+            errors.iter().any(|t| t.contains(line)
+                && (t.contains("can succeed without the code") || t.contains("skipped"))),
+            "{service}: {errors:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|t| t.contains(line) && t.contains("can skip the code")),
+            "{service}: {warnings:?}"
+        );
+    }
+
+    /// Neither an error nor a warning for the stack.
+    fn assert_no_finding(files: &[(&str, &str)], service: &str) {
+        let (v, _) = judge(files, service);
+        assert!(v.errors.is_empty(), "{service}: {:?}", v.errors);
+        assert!(v.warnings.is_empty(), "{service}: {:?}", v.warnings);
+    }
+
+    #[test]
+    fn given_sufficient_pam_succeed_if_before_the_code_then_the_stack_can_skip_it() {
+        assert_skippable(
+            &[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                (
+                    "sudo",
+                    "auth sufficient pam_succeed_if.so user ingroup sudo
+@include common-auth
+",
+                ),
+            ],
+            "sudo",
+            "pam_succeed_if.so at sudo:1",
+        );
+    }
+
+    #[test]
+    fn given_a_success_done_bracket_on_pam_exec_before_the_code_then_the_stack_can_skip_it() {
+        assert_skippable(
+            &[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                (
+                    "login",
+                    "auth [success=done default=ignore] pam_exec.so /usr/local/bin/check
+                     @include common-auth
+",
+                ),
+            ],
+            "login",
+            "pam_exec.so at login:1",
+        );
+    }
+
+    #[test]
+    fn given_real_world_alternatives_as_sufficient_in_sudo_then_each_can_skip_the_code() {
+        for m in [
+            "pam_u2f.so cue",
+            "pam_ssh_agent_auth.so file=/etc/keys",
+            "pam_fprintd.so",
+        ] {
+            let sudo = format!(
+                "auth sufficient {m}
+@include common-auth
+"
+            );
+            let name = m.split(' ').next().unwrap();
+            assert_skippable(
+                &[("common-auth", DEBIAN_COMMON_AUTH), ("sudo", &sudo)],
+                "sudo",
+                &format!("{name} at sudo:1"),
+            );
+        }
+    }
+
+    #[test]
+    fn given_sufficient_pam_permit_before_the_code_then_the_stack_can_skip_it() {
+        assert_skippable(
+            &[(
+                "login",
+                "auth sufficient pam_permit.so
+auth requisite pam_unix.so
+                 auth required pam_totp.so
+",
+            )],
+            "login",
+            "pam_permit.so at login:1",
+        );
+    }
+
+    #[test]
+    fn given_a_jump_over_the_code_by_another_module_then_the_stack_can_skip_it() {
+        // Password and U2F key, and the key's success jumps over the code.
+        assert_skippable(
+            &[(
+                "sshd",
+                "auth requisite pam_unix.so
+auth [success=1 default=ignore] pam_u2f.so
+                 auth required pam_totp.so
+auth required pam_permit.so
+",
+            )],
+            "sshd",
+            "pam_u2f.so at sshd:2",
+        );
+        // A failure that jumps (here: whatever pam_foo answers but success).
+        assert_skippable(
+            &[(
+                "login",
+                "auth requisite pam_unix.so
+auth [success=ok default=1] pam_foo.so
+                 auth required pam_totp.so
+",
+            )],
+            "login",
+            "pam_foo.so at login:2",
+        );
+    }
+
+    #[test]
+    fn given_sufficient_pam_rootok_in_su_then_no_finding() {
+        assert_no_finding(
+            &[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                (
+                    "su",
+                    "auth sufficient pam_rootok.so\n@include common-auth\n",
+                ),
+                ("su-l", "auth include su\n"),
+            ],
+            "su-l",
+        );
+    }
+
+    #[test]
+    fn given_sufficient_pam_rootok_in_sshd_then_the_stack_can_skip_the_code() {
+        // sshd runs PAM as root for every user: pam_rootok succeeds for everyone.
+        assert_skippable(
+            &[
+                ("common-auth", DEBIAN_COMMON_AUTH),
+                (
+                    "sshd",
+                    "auth sufficient pam_rootok.so
+@include common-auth
+",
+                ),
+            ],
+            "sshd",
+            "pam_rootok.so at sshd:1",
+        );
+    }
+
+    #[test]
+    fn given_optional_and_required_helpers_around_the_code_then_no_finding() {
+        assert_no_finding(
+            &[(
+                "login",
+                "auth optional pam_faildelay.so delay=3000000
+                 auth required pam_env.so
+auth requisite pam_unix.so
+                 auth required pam_succeed_if.so uid >= 1000
+auth required pam_totp.so
+                 auth optional pam_gnome_keyring.so
+auth optional pam_cap.so
+",
+            )],
+            "login",
+        );
+    }
+
+    #[test]
+    fn given_pam_totp_failure_mapped_to_ignore_then_the_stack_can_succeed_without_the_code() {
+        let (v, _) = judge(
+            &[(
+                "login",
+                "auth requisite pam_unix.so
+                 auth [success=ok authinfo_unavail=ignore default=die] pam_totp.so
+",
+            )],
+            "login",
+        );
+        assert!(
+            texts(&v.errors)
+                .iter()
+                .any(|t| t.contains("can succeed without the code")
+                    && t.contains("PAM_AUTHINFO_UNAVAIL")),
+            "{:?}",
+            v.errors
+        );
+    }
+
+    /// The findings of `check_pam` on a root with these pam.d files (no module installed).
+    fn pam_findings(files: &[(&str, &str)]) -> Vec<Finding> {
+        let root = root_with(files);
+        let r = check_pam(
+            &root,
+            Path::new("/var/lib/pam-totp"),
+            Path::new("/nonexistent"),
+        );
+        let _ = fs::remove_dir_all(&root);
+        r.section.findings
+    }
+
+    #[test]
+    fn given_dash_auth_with_pam_totp_missing_then_an_error_and_no_ok_for_the_stack() {
+        let f = pam_findings(&[(
+            "login",
+            "auth requisite pam_unix.so
+-auth required pam_totp.so
+",
+        )]);
+        assert!(
+            f.iter().any(|f| f.level == Level::Error
+                && f.text.contains("login:2")
+                && f.text.contains("no code is asked")),
+            "{f:?}"
+        );
+        assert!(!f.iter().any(|f| f.level == Level::Ok), "{f:?}");
+    }
+
+    #[test]
+    fn given_a_stack_that_can_skip_the_code_then_doctor_fails() {
+        let f = pam_findings(&[(
+            "login",
+            "auth sufficient pam_u2f.so
+auth requisite pam_unix.so
+auth required pam_totp.so
+",
+        )]);
+        assert!(f.iter().any(|f| f.level == Level::Error), "{f:?}");
+        assert!(!f.iter().any(|f| f.level == Level::Ok), "{f:?}");
+    }
+
+    /// A private state directory with alice's active record and this state.
+    fn state_dir_with(state: &store::State) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "pam-totp-doctor-state-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        let st = Store::create(&dir, 0).unwrap();
+        let lock = st.lock("alice").unwrap();
+        lock.write_record(&store::Record {
+            user: "alice".into(),
+            status: Status::Active,
+            replaces_active: false,
+            secret: pam_totp::secret::Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+                .unwrap(),
+            params: Params::default(),
+            issuer: "test".into(),
+            created: Some(1_700_000_000),
+            recovery: vec![format!("sha256:0011223344556677:{}", "ab".repeat(32))],
+        })
+        .unwrap();
+        lock.replace_state(state).unwrap();
+        dir
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn given_a_state_from_a_clock_a_day_ahead_then_an_error_with_reset_clock() {
+        let later = NOW + 86_400;
+        let dir = state_dir_with(&store::State {
+            last_step: Some(Params::default().step_at(later)),
+            last_success: Some(store::LastSuccess {
+                time: later,
+                rhost: None,
+            }),
+            ..Default::default()
+        });
+        let (s, _) = check_state(&dir, NOW, true);
+        let _ = fs::remove_dir_all(&dir);
+        let hit = s
+            .findings
+            .iter()
+            .find(|f| {
+                f.level == Level::Error && f.text.contains("alice") && f.text.contains("ahead")
+            })
+            .unwrap_or_else(|| panic!("{:?}", s.findings));
+        assert!(hit.text.contains("last success"), "{}", hit.text);
+        assert!(
+            hit.fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("pam-totp unlock --reset-clock alice"),
+            "{hit:?}"
+        );
+    }
+
+    #[test]
+    fn given_a_state_of_now_then_no_clock_finding() {
+        let dir = state_dir_with(&store::State {
+            last_step: Some(Params::default().step_at(NOW)),
+            ..Default::default()
+        });
+        let (s, _) = check_state(&dir, NOW, true);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            !s.findings.iter().any(|f| f.level >= Level::Warn),
+            "{:?}",
+            s.findings
+        );
+    }
+
+    #[test]
+    fn given_stray_temp_files_then_a_warning_with_count_names_and_fix() {
+        let dir = state_dir_with(&store::State::default());
+        for n in [
+            ".alice.toml.tmp",
+            ".alice.state.tmp",
+            ".bob.state.tmp",
+            ".carol.toml.tmp",
+        ] {
+            fs::write(dir.join("users").join(n), "x").unwrap();
+        }
+        let (s, _) = check_state(&dir, NOW, true);
+        let _ = fs::remove_dir_all(&dir);
+        let hit = s
+            .findings
+            .iter()
+            .find(|f| f.level == Level::Warn && f.text.contains("4 leftover temp files"))
+            .unwrap_or_else(|| panic!("{:?}", s.findings));
+        assert!(hit.text.contains("users/.alice.state.tmp"), "{}", hit.text);
+        assert!(hit.text.contains("and 1 more"), "{}", hit.text);
+        let fix = hit.fix.as_deref().unwrap_or("");
+        assert!(
+            fix.contains("rm") && fix.contains("pam-totp unlock"),
+            "{fix}"
+        );
+        // Reported once, not again as unknown files.
+        assert!(
+            !s.findings
+                .iter()
+                .any(|f| f.text.contains("is not a record")),
+            "{:?}",
+            s.findings
+        );
     }
 
     #[test]

@@ -1047,6 +1047,31 @@ def _(c):
           f"expected the code prompt after a wrong password with this stack: {s}")
 
 
+@scenario("doctor_flags_a_sufficient_module_before_the_code_that_lets_users_skip_it",
+          needs_cli=True)
+def _(c):
+    c.install_stacks()
+    c.write_pam("sshd", "auth  sufficient  pam_succeed_if.so user = alice\n"
+                        "@include common-auth\n"
+                        "account  required  pam_unix.so\nsession  required  pam_unix.so\n")
+    c.start_sshd()
+    c.add_user("alice")
+    c.enrol("alice")
+    c.fake_command("timedatectl", "#!/bin/sh\necho yes\n")
+    rc, out = c.doctor()
+    warn = finding(out, "warn", "pam_succeed_if.so at sshd:1", "can skip the code")
+    check(rc == 1 and warn, f"doctor did not flag the sufficient line (exit {rc}):\n{out}")
+    check(finding(out, "ERROR", "sshd:", "can succeed without the code"),
+          f"no ERROR for the sshd stack:\n{out}")
+    check(not finding(out, "ok", "sshd:"), f"the sshd stack is still called ok:\n{out}")
+    check(finding(out, "ok", "su:", "wrong password stops") and not finding(out, "warn", "su:"),
+          f"su's `sufficient pam_rootok.so` (root only) was flagged:\n{out}")
+    # And it is real: alice logs in with neither password nor code.
+    s = c.ssh("alice")
+    check(s.prompts == [] and s.ran("LOGGED-IN-alice"),
+          f"expected a login without password and code with this stack: {s}")
+
+
 @scenario("doctor_flags_bad_permissions_and_an_untrusted_policy_with_their_fixes",
           needs_cli=True)
 def _(c):

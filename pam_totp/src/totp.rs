@@ -26,13 +26,11 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm named exactly as a record spells it (`SHA1`, `SHA256`, `SHA512`).
     pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_uppercase().as_str() {
-            "SHA1" => Some(Algorithm::Sha1),
-            "SHA256" => Some(Algorithm::Sha256),
-            "SHA512" => Some(Algorithm::Sha512),
-            _ => None,
-        }
+        [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512]
+            .into_iter()
+            .find(|a| a.as_str() == s)
     }
 
     /// Key length for newly generated secrets: the hash's output size.

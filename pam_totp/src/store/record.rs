@@ -145,16 +145,9 @@ impl Record {
         let secret = Secret::from_base32(&raw.secret).map_err(|e| format!("key `secret`: {e}"))?;
         let algorithm = match raw.algorithm.as_deref() {
             None => Algorithm::Sha1,
-            Some(a) => match a {
-                "SHA1" => Algorithm::Sha1,
-                "SHA256" => Algorithm::Sha256,
-                "SHA512" => Algorithm::Sha512,
-                _ => {
-                    return Err(format!(
-                        "key `algorithm` must be SHA1, SHA256 or SHA512, not {a:?}"
-                    ))
-                }
-            },
+            Some(a) => Algorithm::parse(a).ok_or_else(|| {
+                format!("key `algorithm` must be SHA1, SHA256 or SHA512, not {a:?}")
+            })?,
         };
         let params = Params::new(algorithm, raw.digits.unwrap_or(6), raw.period.unwrap_or(30))
             .map_err(|e| format!("key `digits`/`period`: {e}"))?;

@@ -107,7 +107,8 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let mut images: Vec<(PathBuf, &str)> = Vec::new();
     let written = (|| -> Result<()> {
         if let Some(p) = &a.qr_png {
-            output::write_file_atomic(p, &images::png(&matrix, images::SCALE), 0o600)?;
+            let png = images::png(&matrix, images::SCALE).map_err(CliError::new)?;
+            output::write_file_atomic(p, &png, 0o600)?;
             images.push((p.clone(), "PNG"));
         }
         if let Some(p) = &a.qr_svg {

@@ -6,7 +6,7 @@
 use crate::qr;
 use crate::recovery;
 use crate::secret::Secret;
-use crate::store::{Durability, Record, Status, StoreError, UserLock};
+use crate::store::{HeldUser, Record, Status, StoreError};
 use crate::totp::{otpauth_uri, Generator, Params};
 use zeroize::Zeroizing;
 
@@ -89,7 +89,7 @@ pub enum ConfirmError {
 /// and makes it the user's active record, the step counting as consumed. The state is written
 /// before the record, so a crash in between leaves a pending record and a consumed step.
 pub fn confirm(
-    lock: &UserLock,
+    lock: &impl HeldUser,
     mut record: Record,
     code: &str,
     now: u64,
@@ -110,10 +110,10 @@ pub fn confirm(
     state.last_step = Some(step);
     state.failures = 0;
     state.locked_until = 0;
-    lock.write_state(&state, Durability::Durable)?;
+    lock.accept(&state)?;
     record.status = Status::Active;
     record.replaces_active = false;
-    lock.write_record(&record)?;
+    lock.put_record(&record)?;
     Ok(step)
 }
 

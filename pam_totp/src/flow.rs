@@ -11,7 +11,9 @@ use crate::policy::{Policy, RequiredBy};
 use crate::reason::{Reason, Unstored};
 use crate::recovery;
 use crate::secret::Secret;
-use crate::store::{self, Durability, LastSuccess, Record, Status, Store, StoreError};
+use crate::store::{
+    self, HeldUser, LastSuccess, Record, RecordRead, Status, Store, StoreError, UserStore,
+};
 use crate::sys::System;
 use crate::throttle::is_locked;
 use crate::timefmt;
@@ -172,11 +174,22 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
     if !is_valid_user_name(req.user) {
         return Reason::InvalidUserName(req.user.to_string()).into();
     }
-    let store = match Store::open(&req.options.dir, req.owner) {
-        Ok(s) => s,
-        Err(e) => return unavailable(&e),
-    };
-    let record = match store.record_read(req.user) {
+    match Store::open(&req.options.dir, req.owner) {
+        Ok(store) => decide(conv, sys, req, &policy, &store),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The decision for a valid user name once the policy is read, over any store: the
+/// conformance tests run it against every store there is.
+pub fn decide<C: Conversation, S: System, St: UserStore>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    policy: &Policy,
+    store: &St,
+) -> Verdict {
+    let record = match store.read_record(req.user) {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
@@ -184,14 +197,14 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
         Enrolment::of(record.as_ref().map(store::RecordRead::record)),
         record,
     ) {
-        (Enrolment::Active, Some(r)) => verify_enrolled(conv, sys, req, &store, &policy, r),
+        (Enrolment::Active, Some(r)) => verify_enrolled(conv, sys, req, store, policy, r),
         (Enrolment::ReplacementPending, _) => {
             if conv.prompt_hidden(&req.options.prompt).is_err() {
                 return Reason::ConvFailed.into();
             }
             Reason::ReenrolmentPending.into()
         }
-        _ => unenrolled(conv, sys, req, &store, &policy),
+        _ => unenrolled(conv, sys, req, store, policy),
     }
 }
 
@@ -216,16 +229,16 @@ fn check_canonical_name<S: System>(sys: &S, user: &str) -> Result<(), Verdict> {
 
 /// Step 2: an active record. Prompt, classify the answer, check the name of an answer that
 /// lets the user in, then judge and store under the user's lock.
-fn verify_enrolled<C: Conversation, S: System>(
+fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: &Store,
+    store: &St,
     policy: &Policy,
-    first_read: store::RecordRead,
+    first_read: RecordRead,
 ) -> Verdict {
     // A corrupt or untrusted state denies before anything is asked.
-    let state_before = match store.state(req.user) {
+    let state_before = match store.read_state(req.user) {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };
@@ -245,7 +258,7 @@ fn verify_enrolled<C: Conversation, S: System>(
             return v;
         }
     }
-    let lock = match store.lock(req.user) {
+    let lock = match store.hold(req.user) {
         Ok(l) => l,
         Err(e) => return unavailable(&e),
     };
@@ -294,7 +307,7 @@ impl Answer {
 /// be stored is denied like a wrong one, already counted. Replays and empty answers are not
 /// counted.
 fn commit(
-    lock: &store::UserLock,
+    lock: &impl HeldUser,
     policy: &Policy,
     mut record: Record,
     mut state: store::State,
@@ -316,7 +329,7 @@ fn commit(
     let mut failed = state.clone();
     failed.failures = failed.failures.saturating_add(1);
     failed.locked_until = policy.throttle.locked_until_after(failed.failures, now);
-    if let Err(e) = lock.write_state(&failed, Durability::Relaxed) {
+    if let Err(e) = lock.count_failure(&failed) {
         return Reason::NotCounted {
             error: e.to_string(),
         };
@@ -338,18 +351,18 @@ fn commit(
         Answer::Totp(step) => {
             state.last_step = Some(step);
             success(&mut state);
-            match lock.write_state(&state, Durability::Durable) {
+            match lock.accept(&state) {
                 Ok(()) => Reason::AcceptedStep(step),
                 Err(e) => unstored(Unstored::AcceptedStep, e),
             }
         }
         Answer::Recovery(i) => {
             record.recovery.remove(i);
-            if let Err(e) = lock.write_record(&record) {
+            if let Err(e) = lock.put_record(&record) {
                 return unstored(Unstored::RecoveryBurn, e);
             }
             success(&mut state);
-            match lock.write_state(&state, Durability::Durable) {
+            match lock.accept(&state) {
                 Ok(()) => Reason::AcceptedRecovery {
                     left: record.recovery.len(),
                 },
@@ -364,11 +377,11 @@ fn commit(
 }
 
 /// Steps 3–5: no active record. What happens is [`next_login`]'s to say.
-fn unenrolled<C: Conversation, S: System>(
+fn unenrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: &Store,
+    store: &St,
     policy: &Policy,
 ) -> Verdict {
     // Enrolment at login is offered only to users NSS knows; so it needs the lookup too.
@@ -394,7 +407,9 @@ fn unenrolled<C: Conversation, S: System>(
     }
     match next {
         NextLogin::NoCode => Reason::NotRequired.into(),
-        NextLogin::EnrolAtLogin { by, grace } => enroll_at_login(conv, sys, req, policy, by, grace),
+        NextLogin::EnrolAtLogin { by, grace } => {
+            enroll_at_login(conv, sys, req, store, policy, by, grace)
+        }
         NextLogin::Grace { by, until } => {
             let notice = format!(
                 "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
@@ -415,10 +430,11 @@ fn unenrolled<C: Conversation, S: System>(
 
 /// Step 4 with `enroll_at_login`: show a new key, ask for a code from the app, and only on a
 /// correct code store the active record. During grace an empty answer skips for now.
-fn enroll_at_login<C: Conversation, S: System>(
+fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    store: &St,
     policy: &Policy,
     by: RequiredBy,
     grace: Option<u64>,
@@ -464,11 +480,7 @@ fn enroll_at_login<C: Conversation, S: System>(
             return Reason::EnrolmentSkipped { until }.into();
         }
     }
-    let store = match Store::open(&req.options.dir, req.owner) {
-        Ok(s) => s,
-        Err(e) => return unavailable(&e),
-    };
-    let lock = match store.lock(req.user) {
+    let lock = match store.hold(req.user) {
         Ok(l) => l,
         Err(e) => return unavailable(&e),
     };
@@ -498,24 +510,24 @@ fn enroll_at_login<C: Conversation, S: System>(
 /// Denies the way a wrong code for an enrolled user is denied: same prompt, same work (lock,
 /// read, HMAC over the window, state rewrite — on the decoy), same answer, so that nothing
 /// tells which case it was.
-fn required_but_unenrolled<C: Conversation, S: System>(
+fn required_but_unenrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
-    store: &Store,
+    store: &St,
     by: RequiredBy,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Reason::ConvFailed.into();
     };
-    if let (Ok(lock), Ok(dummy)) = (store.decoy_lock(), Secret::generate(20)) {
+    if let (Ok(lock), Ok(dummy)) = (store.hold_decoy(), Secret::generate(20)) {
         let _ = lock.record();
         let mut state = lock.state().unwrap_or_default();
         let g = Generator::new(&dummy, Params::default());
         let typed = String::from_utf8_lossy(&answer);
         let _ = g.matching_step(typed.trim(), sys.now(), req.options.window);
         state.failures = state.failures.wrapping_add(1) % 1000;
-        let _ = lock.write_state(&state, Durability::Relaxed);
+        let _ = lock.count_failure(&state);
     }
     Reason::RequiredNotEnrolled(by).into()
 }

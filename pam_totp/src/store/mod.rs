@@ -418,5 +418,89 @@ pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError
     Policy::parse(text).map(Some).map_err(parse_err)
 }
 
+/// What the decision (`flow`) and the verbs need of a store, whatever keeps the data: today's
+/// files ([`Store`]); a database later (SPEC §11). A user's read–judge–write happens while the
+/// user is held ([`UserStore::hold`]); nothing else writes that user meanwhile.
+pub trait UserStore {
+    type Held<'s>: HeldUser
+    where
+        Self: 's;
+    /// The user's record as read, if any (its `user` key names the user).
+    fn read_record(&self, user: &str) -> Result<Option<RecordRead>, StoreError>;
+    /// The user's login state; "no login yet" when there is none.
+    fn read_state(&self, user: &str) -> Result<State, StoreError>;
+    /// Holds the user (waits at most [`LOCK_TIMEOUT`]).
+    fn hold(&self, user: &str) -> Result<Self::Held<'_>, StoreError>;
+    /// Holds a decoy no user name can match: the same work as holding a user, for denials that
+    /// must not be told apart from a wrong code by their timing.
+    fn hold_decoy(&self) -> Result<Self::Held<'_>, StoreError>;
+    /// Users with a record, sorted.
+    fn list(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// A held user: reads again, and the writes of SPEC §2–§4.
+pub trait HeldUser {
+    fn record(&self) -> Result<Option<Record>, StoreError>;
+    /// The record read again; `earlier` comes back unparsed when nothing changed (the flag).
+    fn record_again(&self, earlier: RecordRead) -> Result<Option<(Record, bool)>, StoreError>;
+    fn state(&self) -> Result<State, StoreError>;
+    /// Stores a state whose failure count went up (need not be flushed).
+    fn count_failure(&self, state: &State) -> Result<(), StoreError>;
+    /// Stores a state with an accepted step or a success: durable before it returns.
+    fn accept(&self, state: &State) -> Result<(), StoreError>;
+    /// Replaces the record (a burned recovery code, an activation, an enrolment): durable.
+    fn put_record(&self, record: &Record) -> Result<(), StoreError>;
+    /// Replaces the state whatever it was (unlock, repair): durable.
+    fn reset_state(&self, state: &State) -> Result<(), StoreError>;
+    /// Removes record and state; whether there was a record.
+    fn disable(&self) -> Result<bool, StoreError>;
+}
+
+impl UserStore for Store {
+    type Held<'s> = UserLock<'s>;
+    fn read_record(&self, user: &str) -> Result<Option<RecordRead>, StoreError> {
+        self.record_read(user)
+    }
+    fn read_state(&self, user: &str) -> Result<State, StoreError> {
+        self.state(user)
+    }
+    fn hold(&self, user: &str) -> Result<UserLock<'_>, StoreError> {
+        self.lock(user)
+    }
+    fn hold_decoy(&self) -> Result<UserLock<'_>, StoreError> {
+        self.decoy_lock()
+    }
+    fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.users()
+    }
+}
+
+impl HeldUser for UserLock<'_> {
+    fn record(&self) -> Result<Option<Record>, StoreError> {
+        UserLock::record(self)
+    }
+    fn record_again(&self, earlier: RecordRead) -> Result<Option<(Record, bool)>, StoreError> {
+        UserLock::record_again(self, earlier)
+    }
+    fn state(&self) -> Result<State, StoreError> {
+        UserLock::state(self)
+    }
+    fn count_failure(&self, state: &State) -> Result<(), StoreError> {
+        self.write_state(state, Durability::Relaxed)
+    }
+    fn accept(&self, state: &State) -> Result<(), StoreError> {
+        self.write_state(state, Durability::Durable)
+    }
+    fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        self.write_record(record)
+    }
+    fn reset_state(&self, state: &State) -> Result<(), StoreError> {
+        self.replace_state(state)
+    }
+    fn disable(&self) -> Result<bool, StoreError> {
+        self.remove()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 use crate::cli::ActivateArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
+use crate::output::outln;
 use crate::tty;
 use pam_totp::enroll::{self as core, ConfirmError};
 use pam_totp::store::Status;
@@ -46,10 +47,10 @@ pub fn run(ctx: &Ctx, a: &ActivateArgs) -> Result<()> {
     let record = record.ok_or_else(|| no_record(ctx, user))?;
     match core::confirm(&lock, record, &code, ctx.now(), 1) {
         Ok(step) => {
-            println!(
+            outln!(
                 "Activated: {user} now logs in with a code from the app. The code just used \
                  (time step {step}) cannot be used again."
-            );
+            )?;
             Ok(())
         }
         Err(ConfirmError::AlreadyActive) => Err(already_active(user)),

@@ -85,9 +85,9 @@ pub enum Command {
     Disable(UserArg),
     /// Issue a fresh set of recovery codes, invalidating the old ones
     Recovery(RecoveryArgs),
-    /// Clear the failure counter and lock; repair a corrupt state file
+    /// Clear the failure counter and lock; repair a corrupt state or a step from the future
     #[command(long_about = UNLOCK_LONG)]
-    Unlock(UserArg),
+    Unlock(UnlockArgs),
     /// Import secrets from google-authenticator or pam_oath
     #[command(subcommand)]
     Import(ImportCommand),
@@ -116,7 +116,9 @@ denied. A pending record is simply replaced.";
 const ACTIVATE_LONG: &str = "\
 Checks CODE (the code the app shows now; one step before or after is accepted) against USER's
 pending record and makes it active. The code's time step counts as used, so the same code
-cannot then log in. Without CODE, asks for it on the terminal (not echoed).";
+cannot then log in. Without CODE, asks for it on the terminal (not echoed) — the better way:
+a CODE on the command line is visible to other users in `ps` and stays in the shell's history
+while it is valid. Give CODE only in scripts without a terminal.";
 
 const STATUS_LONG: &str = "\
 Shows USER's state (none, pending, active, locked), settings, creation time, last successful
@@ -130,7 +132,16 @@ requires one. Removing a user who has no record is not an error (exit status 0).
 const UNLOCK_LONG: &str = "\
 Resets USER's failure counter and lock. It also marks every code up to now as used, so that no
 earlier code can be replayed, and repairs a corrupt or unreadable state file (which makes the
-module refuse USER's logins) by writing a fresh one.";
+module refuse USER's logins) by writing a fresh one. Without --reset-clock the last used step
+is never lowered.
+
+With --reset-clock it also repairs a last used step that lies in the future: a login while the
+system clock was ahead (NTP glitch, VM restore) stored that step, and until the clock reaches
+it every code is refused as a replay (`pam-totp status USER` says so). The step is set to the
+current one, even though that is lower: that is the repair. It changes nothing when the step
+does not lie beyond the widest window (10 steps); it then only unlocks. Codes of the steps
+given up could be accepted again when their time comes, so use it only when status reports
+the step in the future.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AlgorithmArg {
@@ -157,6 +168,16 @@ pub struct UserArg {
 }
 
 #[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The user's login name
+    pub user: String,
+    /// Also set a last used step that lies in the future (clock was ahead) back to the
+    /// current step
+    #[arg(long)]
+    pub reset_clock: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct EnrollArgs {
     /// The user's login name (the account name in the app)
     pub user: String,
@@ -175,10 +196,12 @@ pub struct EnrollArgs {
     /// Draw the QR code on the terminal [default: terminal, none with --json]
     #[arg(long, value_enum)]
     pub qr: Option<QrMode>,
-    /// Also write the QR code as a PNG image (mode 0600: it holds the key)
+    /// Also write the QR code as a PNG image (mode 0600: it holds the key; a path through a
+    /// symbolic link is refused)
     #[arg(long, value_name = "FILE")]
     pub qr_png: Option<PathBuf>,
-    /// Also write the QR code as an SVG image (mode 0600: it holds the key)
+    /// Also write the QR code as an SVG image (mode 0600: it holds the key; a path through a
+    /// symbolic link is refused)
     #[arg(long, value_name = "FILE")]
     pub qr_svg: Option<PathBuf>,
     /// Replace an active record (lost or new phone)
@@ -193,7 +216,9 @@ pub struct EnrollArgs {
 pub struct ActivateArgs {
     /// The user's login name
     pub user: String,
-    /// The code the app shows now [default: ask on the terminal]
+    /// The code the app shows now [default: ask on the terminal, not echoed]. A code given
+    /// here shows in `ps` and in the shell's history while it is valid: prefer leaving it out
+    /// and typing it at the prompt
     pub code: Option<String>,
 }
 
@@ -239,7 +264,8 @@ const IMPORT_GA_LONG: &str = "\
 Reads USER's google-authenticator file (default: ~USER/.google_authenticator, found through the
 user database) and creates an active record with the same key, so the user's app keeps working.
 Only time-based (TOTP_AUTH) files are accepted. Scratch codes become recovery codes (each works
-once); codes marked used (DISALLOW_REUSE) stay used; the window size, rate limit and step size
+once); codes marked used (DISALLOW_REUSE) stay used (a used step in the future is refused: it would
+make every code a replay until then); the window size, rate limit and step size
 found are reported. The source file is only read, never changed. An existing active record is
 refused unless --force is given.";
 
@@ -247,8 +273,13 @@ const IMPORT_OATH_LONG: &str = "\
 Reads a pam_oath users file (lines `TYPE USER PIN SECRET-HEX [COUNTER [LAST-OTP [TIME]]]`) and
 creates an active record for each time-based line (HOTP/T30, HOTP/T30/8, HOTP/T60/6...). HOTP
 (counter-based) lines are listed on stderr as not imported; lines with a PIN other than `-` are
-skipped (pam-totp has no PIN). The last code used (LAST-OTP at TIME) stays used. The source file
-is only read, never changed. Existing active records are refused unless --force is given.
+skipped (pam-totp has no PIN). The last code used (LAST-OTP at TIME) stays used; a TIME in the
+future is refused (it would make every code a replay until then). The source file is only read,
+never changed. Existing active records are refused unless --force is given.
+
+Whoever can write FILE chooses the keys of every user in it: a FILE owned by another user than
+root, writable by group or others, or in such a directory (a root-owned sticky one like /tmp
+is fine) is refused unless --force is given (then a warning is printed).
 
 Exit status 0 when every time-based line (with --user: that user's line) was imported; 1 when
 one failed or nothing was imported.";
@@ -277,7 +308,8 @@ pub struct ImportOathArgs {
     /// Issuer for the new records [default: the policy's `issuer`, else the host name]
     #[arg(long, value_name = "NAME")]
     pub issuer: Option<String>,
-    /// Replace existing active records
+    /// Replace existing active records; also import from a FILE that users other than root
+    /// could have written (refused without it, warned with it)
     #[arg(long)]
     pub force: bool,
 }

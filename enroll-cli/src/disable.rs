@@ -3,6 +3,8 @@
 use crate::cli::UserArg;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
+use crate::output::{errout, outln};
+use pam_totp::escape::terminal_safe;
 
 pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
     let user = &a.user;
@@ -18,9 +20,9 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
         }
     };
     if removed {
-        println!("Disabled: removed {user}'s record and login state.");
+        outln!("Disabled: removed {user}'s record and login state.")?;
     } else {
-        println!("{user} has no record; nothing to remove.");
+        outln!("{user} has no record; nothing to remove.")?;
     }
     // Say what the next login will look like if the policy still wants a code.
     match ctx
@@ -35,16 +37,17 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
             } else {
                 "cannot log in until enrolled again"
             };
-            println!(
-                "Note: the policy still requires a second factor of {user} ({by}): {user} {next}."
-            );
+            outln!(
+                "Note: the policy still requires a second factor of {user} ({}): {user} {next}.",
+                terminal_safe(&by.to_string())
+            )?;
         }
         Ok((None, _)) => {
             if removed {
-                println!("{user} now logs in without a code.");
+                outln!("{user} now logs in without a code.")?;
             }
         }
-        Err(e) => eprint!("warning: {}", e),
+        Err(e) => errout!("warning: {}", e),
     }
     Ok(())
 }

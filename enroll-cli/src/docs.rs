@@ -5,6 +5,7 @@
 
 use crate::cli::{Cli, GenerateDocsArgs};
 use crate::error::{CliError, Result};
+use crate::output::outln;
 use clap::CommandFactory;
 use clap_complete::Shell;
 use std::fs;
@@ -31,7 +32,7 @@ pub fn run(a: &GenerateDocsArgs) -> Result<()> {
         written.push(path.display().to_string());
     }
     for p in written {
-        println!("{p}");
+        outln!("{p}")?;
     }
     Ok(())
 }

@@ -4,9 +4,10 @@
 use crate::cli::{AlgorithmArg, EnrollArgs, QrMode};
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{self, print_json};
+use crate::output::{self, errout, erroutln, outln, print_json};
 use crate::{images, tty};
 use pam_totp::enroll::{self as core, ConfirmError, Enrolment};
+use pam_totp::escape::terminal_safe;
 use pam_totp::qr;
 use pam_totp::recovery;
 use pam_totp::store::{Record, Status, Store, StoreError};
@@ -104,22 +105,22 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let matrix = qr::matrix(&uri).map_err(CliError::new)?;
 
     // Images first: a wrong path leaves the store untouched.
-    let mut images: Vec<(PathBuf, &str)> = Vec::new();
+    let mut images: Vec<(PathBuf, &str, output::Written)> = Vec::new();
     let written = (|| -> Result<()> {
         if let Some(p) = &a.qr_png {
             let png = images::png(&matrix, images::SCALE).map_err(CliError::new)?;
-            output::write_file_atomic(p, &png, 0o600)?;
-            images.push((p.clone(), "PNG"));
+            let w = output::write_output(p, &png, 0o600)?;
+            images.push((p.clone(), "PNG", w));
         }
         if let Some(p) = &a.qr_svg {
-            output::write_file_atomic(p, images::svg(&matrix, images::SCALE).as_bytes(), 0o600)?;
-            images.push((p.clone(), "SVG"));
+            let w = output::write_output(p, images::svg(&matrix, images::SCALE).as_bytes(), 0o600)?;
+            images.push((p.clone(), "SVG", w));
         }
         Ok(())
     })();
-    let remove_images = |images: &[(PathBuf, &str)]| {
-        for (p, _) in images {
-            let _ = std::fs::remove_file(p);
+    let remove_images = |images: &[(PathBuf, &str, output::Written)]| {
+        for (_, _, w) in images {
+            w.remove();
         }
     };
     if let Err(err) = written {
@@ -155,7 +156,7 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
         if qr_mode == QrMode::Terminal {
             let ansi = std::io::stderr().is_terminal();
             let text = qr::half_blocks(&uri, ansi).map_err(CliError::new)?;
-            eprint!("{}", &*text);
+            errout!("{}", &*text);
         }
         let secret = e.record.secret.to_base32();
         return print_json(&EnrollJson {
@@ -175,17 +176,16 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let ansi = std::io::stdout().is_terminal();
     output::write_stdout(setup_text(&e, &uri, qr_mode, ansi, &images)?.as_bytes())?;
     if replaces {
-        println!(
+        outln!(
             "The old key no longer works: {} is asked for a code and denied until the new record \
              is activated.",
             a.user
-        );
+        )?;
     }
     if tty::interactive() {
         activate_interactively(ctx, &store, &e, replaces)
     } else {
-        print_pending(ctx, &a.user, replaces);
-        Ok(())
+        print_pending(ctx, &a.user, replaces)
     }
 }
 
@@ -194,7 +194,7 @@ fn setup_text(
     uri: &str,
     qr_mode: QrMode,
     ansi: bool,
-    images: &[(PathBuf, &str)],
+    images: &[(PathBuf, &str, output::Written)],
 ) -> Result<Zeroizing<String>> {
     let r = &e.record;
     let mut t = Zeroizing::new(String::with_capacity(4096));
@@ -215,7 +215,8 @@ fn setup_text(
     }
     t.push_str(&format!(
         "  Account: {}\n  Issuer:  {}\n  Key:     ",
-        r.user, r.issuer
+        r.user,
+        terminal_safe(&r.issuer)
     ));
     t.push_str(&r.secret.to_base32_grouped());
     t.push_str(&format!(
@@ -229,7 +230,7 @@ fn setup_text(
         t.push_str(c);
         t.push('\n');
     }
-    for (p, kind) in images {
+    for (p, kind, _) in images {
         t.push_str(&format!(
             "\nQR code written to {} ({kind}, mode 0600: it holds the key; delete it once scanned).",
             p.display()
@@ -242,12 +243,12 @@ fn setup_text(
     Ok(t)
 }
 
-fn print_pending(ctx: &Ctx, user: &str, replaces: bool) {
+fn print_pending(ctx: &Ctx, user: &str, replaces: bool) -> Result<()> {
     if !replaces {
-        println!("The record is pending: {user} logs in as before (no code asked) until it is activated.");
+        outln!("The record is pending: {user} logs in as before (no code asked) until it is activated.")?;
     }
-    println!("To activate it, run this with the code the app shows now:");
-    println!("  pam-totp {}activate {user} CODE", ctx.dir_arg());
+    outln!("To activate it, run this with the code the app shows now:")?;
+    outln!("  pam-totp {}activate {user} CODE", ctx.dir_arg())
 }
 
 fn activate_interactively(ctx: &Ctx, store: &Store, e: &Enrolment, replaces: bool) -> Result<()> {
@@ -256,8 +257,7 @@ fn activate_interactively(ctx: &Ctx, store: &Store, e: &Enrolment, replaces: boo
         let code = tty::read_hidden("Code from the app (empty: activate later): ")
             .map_err(|err| CliError::new(format!("cannot read from the terminal: {err}")))?;
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-            print_pending(ctx, user, replaces);
-            return Ok(());
+            return print_pending(ctx, user, replaces);
         };
         let (lock, current) = ctx::lock_record(store, user)?;
         let record = match current {
@@ -271,15 +271,15 @@ fn activate_interactively(ctx: &Ctx, store: &Store, e: &Enrolment, replaces: boo
         };
         match core::confirm(&lock, record, &code, ctx.now(), 1) {
             Ok(_) => {
-                println!(
+                outln!(
                     "Activated: {user} now logs in with a code from the app (this code cannot \
                      be used again)."
-                );
+                )?;
                 return Ok(());
             }
             Err(ConfirmError::WrongCode) | Err(ConfirmError::Replayed) if attempt < TRIES => {
                 let left = TRIES - attempt;
-                eprintln!(
+                erroutln!(
                     "That code does not match (or was already used). Check that the phone's clock \
                      is right and type the code shown now ({left} {} left).",
                     if left == 1 { "try" } else { "tries" }

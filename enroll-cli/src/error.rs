@@ -1,5 +1,6 @@
 //! The one error type of the CLI: what failed, and what to do next.
 
+use pam_totp::escape::terminal_safe;
 use pam_totp::store::StoreError;
 use std::fmt;
 use std::path::Path;
@@ -151,9 +152,10 @@ impl fmt::Display for CliError {
         if self.message.is_empty() && self.hints.is_empty() {
             return Ok(());
         }
-        writeln!(f, "error: {}", self.message)?;
+        // Messages quote names, paths and parse errors that come from files: terminal-safe.
+        writeln!(f, "error: {}", terminal_safe(&self.message))?;
         for h in &self.hints {
-            writeln!(f, "hint: {h}")?;
+            writeln!(f, "hint: {}", terminal_safe(h))?;
         }
         Ok(())
     }

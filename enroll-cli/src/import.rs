@@ -2,6 +2,8 @@
 //! imported record with its state.
 
 use crate::error::{CliError, Result};
+use crate::output::erroutln;
+use pam_totp::store::files::{self, Exposure};
 use pam_totp::store::{Durability, Record, State, Status, Store, StoreError};
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -44,6 +46,60 @@ pub fn read_source(path: &Path, max: u64) -> Result<Zeroizing<String>> {
             path.display()
         ))),
     }
+}
+
+/// Reads a source that names keys for other users (a pam_oath users file), refusing one that
+/// someone besides root (or `owner`, in test setups) could have written — the file, or a
+/// directory above it (a root-owned sticky one like /tmp passes): whoever can write it chooses
+/// the keys of every user imported from it. The rule is the store's own for trusted files
+/// (`check_ancestors`, `read_trusted`). With `force` such a file is read after a warning.
+pub fn read_trusted_source(
+    path: &Path,
+    max: u64,
+    owner: u32,
+    force: bool,
+) -> Result<Zeroizing<String>> {
+    let text = read_source(path, max)?;
+    let Err(why) = trust(path, owner, max) else {
+        return Ok(text);
+    };
+    let risk = "whoever can write it chooses the keys of the users imported from it";
+    if !force {
+        let p = path.display();
+        return Err(CliError::new(format!(
+            "refusing to import from {p}: {why}; {risk}; nothing was imported"
+        ))
+        .hint(format!(
+            "make it root's and not writable by others (chown root:root {p} && chmod 0600 {p}; \
+             also its directories), check its contents, and run the import again"
+        ))
+        .hint("or add --force to import it anyway (with a warning)"));
+    }
+    erroutln!(
+        "warning: {}: {why}; {risk}; importing anyway (--force)",
+        path.display()
+    );
+    Ok(text)
+}
+
+/// `Err` with what is wrong when `path` or a directory above it is not trusted.
+fn trust(path: &Path, owner: u32, max: u64) -> std::result::Result<(), String> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let why = |e: StoreError| match e {
+        StoreError::Untrusted { path, why } => Err(format!("{} is {why}", path.display())),
+        // Not a question of trust; reading the file already succeeded.
+        _ => Ok(()),
+    };
+    if let Ok(real) = parent.canonicalize() {
+        // The ancestors of real/x are real and every directory above it.
+        files::check_ancestors(&real.join("x"), owner).or_else(why)?;
+    }
+    files::read_trusted(path, owner, Exposure::Public, max)
+        .map(drop)
+        .or_else(why)
 }
 
 /// Why an import into the store did not happen.

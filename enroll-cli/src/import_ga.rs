@@ -11,7 +11,9 @@ use crate::cli::ImportGaArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
 use crate::import::{self, SaveError};
-use crate::output::time;
+use crate::output::{erroutln, out, time};
+use pam_totp::clock;
+use pam_totp::escape::terminal_safe;
 use pam_totp::recovery;
 use pam_totp::secret::{Secret, RECOMMENDED_SECRET_BYTES};
 use pam_totp::store::{Record, Status};
@@ -228,7 +230,10 @@ pub fn run(ctx: &Ctx, a: &ImportGaArgs) -> Result<()> {
     let last_step = f
         .disallow_reuse
         .as_ref()
-        .and_then(|steps| steps.iter().copied().max());
+        .and_then(|steps| steps.iter().copied().max())
+        .map(|s| clock::imported_used_step(s, params, ctx.now()))
+        .transpose()
+        .map_err(|s| future_step(&path, s, params, ctx.now()))?;
     let store = ctx.create_store()?;
     import::save(&store, &record, last_step, a.force).map_err(|e| match e {
         SaveError::ActiveExists => CliError::new(format!(
@@ -241,22 +246,23 @@ pub fn run(ctx: &Ctx, a: &ImportGaArgs) -> Result<()> {
         SaveError::Other(e) => e,
     })?;
 
-    print!("{}", report(user, &path, &f, &record, last_step));
+    out!("{}", report(user, &path, &f, &record, last_step))?;
     for o in &f.unknown_options {
-        eprintln!(
-            "warning: option {o:?} in {} is not known to pam-totp; it was ignored",
+        erroutln!(
+            "warning: option \"{}\" in {} is not known to pam-totp; it was ignored",
+            terminal_safe(o),
             path.display()
         );
     }
     if f.secret.expose().len() < RECOMMENDED_SECRET_BYTES {
-        eprintln!(
+        erroutln!(
             "warning: the key has only {} bits (128 or more are recommended); consider a new \
              key: pam-totp enroll {user} --force",
             f.secret.len_bits()
         );
     }
     if let Some(skew) = f.time_skew.filter(|s| *s != 0) {
-        eprintln!(
+        erroutln!(
             "warning: google-authenticator was compensating for {user}'s phone clock being off \
              by {skew} step(s) ({} s); pam_totp does not: set the phone's clock to automatic \
              (or raise the module's window=)",
@@ -264,6 +270,25 @@ pub fn run(ctx: &Ctx, a: &ImportGaArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A DISALLOW_REUSE step from the future: stored, it would refuse every code until then.
+fn future_step(path: &std::path::Path, step: u64, params: Params, now: u64) -> CliError {
+    let at = step.saturating_mul(u64::from(params.period()));
+    CliError::new(format!(
+        "{}: DISALLOW_REUSE lists the time step {step} ({}), {} steps in the future (written while \
+         a clock was ahead, or edited); stored as used, it would make every code of the user a \
+         replay until then; nothing was imported",
+        path.display(),
+        time(at),
+        step - params.step_at(now)
+    ))
+    .hint(format!(
+        "edit a copy of {}: remove that step from the DISALLOW_REUSE line (or the whole line; \
+         pam_totp never accepts a code twice anyway), then import the copy",
+        path.display()
+    ))
+    .hint("if this server's clock is the one that is wrong, fix it first (timedatectl status)")
 }
 
 fn report(
@@ -278,7 +303,8 @@ fn report(
         path.display(),
         r.params.describe()
     );
-    let line = |t: &mut String, k: &str, v: &str| t.push_str(&format!("  {k:<15}{v}\n"));
+    let line =
+        |t: &mut String, k: &str, v: &str| t.push_str(&format!("  {k:<15}{}\n", terminal_safe(v)));
     line(&mut t, "Issuer:", &r.issuer);
     line(&mut t, "Key:", &format!("{} bits", f.secret.len_bits()));
     line(

@@ -19,7 +19,9 @@ use crate::cli::ImportOathArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
 use crate::import::{self, SaveError};
-use crate::output::time;
+use crate::output::{erroutln, outln, time};
+use pam_totp::clock;
+use pam_totp::escape::terminal_safe;
 use pam_totp::secret::{Secret, RECOMMENDED_SECRET_BYTES};
 use pam_totp::store::{Record, Status, Store};
 use pam_totp::timefmt;
@@ -182,6 +184,16 @@ pub fn last_used_step(
     found.ok_or(last)
 }
 
+/// Steps by which the local TIME lies in the future even when read in the easternmost time
+/// zone (its earliest UTC meaning), if that is beyond what a code could be ahead
+/// (`clock::imported_used_step`).
+fn future_time(params: Params, local_time: u64, now: u64) -> Option<u64> {
+    let earliest = params.step_at(local_time.saturating_sub(MAX_EAST));
+    clock::imported_used_step(earliest, params, now)
+        .err()
+        .map(|s| s - params.step_at(now))
+}
+
 /// How one token line ended.
 enum Outcome {
     Imported(String),
@@ -193,7 +205,7 @@ pub fn run(ctx: &Ctx, a: &ImportOathArgs) -> Result<()> {
     if let Some(u) = &a.user {
         ctx::check_user(u)?;
     }
-    let text = import::read_source(&a.file, MAX_FILE)?;
+    let text = import::read_trusted_source(&a.file, MAX_FILE, ctx.owner, a.force)?;
     let issuer = ctx::issuer(ctx, a.issuer.as_deref())?;
     let store = ctx.create_store()?;
     let now = ctx.now();
@@ -206,9 +218,9 @@ pub fn run(ctx: &Ctx, a: &ImportOathArgs) -> Result<()> {
             Parsed::Blank => continue,
             Parsed::UnknownType { number, type_text } => {
                 if a.user.is_none() {
-                    eprintln!(
-                        "line {number}: unknown token type {:?}; ignored (as pam_oath does)",
-                        type_text.chars().take(32).collect::<String>()
+                    erroutln!(
+                        "line {number}: unknown token type \"{}\"; ignored (as pam_oath does)",
+                        terminal_safe(&type_text.chars().take(32).collect::<String>())
                     );
                 }
                 continue;
@@ -222,15 +234,15 @@ pub fn run(ctx: &Ctx, a: &ImportOathArgs) -> Result<()> {
         match import_line(ctx, &store, &issuer, &line, &mut seen, a.force, now) {
             Outcome::Imported(msg) => {
                 imported += 1;
-                println!("line {}: {msg}", line.number);
+                outln!("line {}: {}", line.number, terminal_safe(&msg))?;
             }
             Outcome::Failed(msg) => {
                 failed += 1;
-                eprintln!("line {}: {msg}", line.number);
+                erroutln!("line {}: {}", line.number, terminal_safe(&msg));
             }
             Outcome::Hotp(msg) => {
                 hotp += 1;
-                eprintln!("line {}: {msg}", line.number);
+                erroutln!("line {}: {}", line.number, terminal_safe(&msg));
             }
         }
     }
@@ -252,8 +264,8 @@ pub fn run(ctx: &Ctx, a: &ImportOathArgs) -> Result<()> {
     }
     summary.push('.');
     if failed == 0 && imported > 0 {
-        println!("{summary}");
-        println!("The source file was only read, not changed.");
+        outln!("{summary}")?;
+        outln!("The source file was only read, not changed.")?;
         return Ok(());
     }
     let err = if considered == 0 {
@@ -323,13 +335,32 @@ fn import_line(
     };
     let mut notes: Vec<String> = Vec::new();
     let last_step = match (l.last_otp, l.time) {
-        (Some(otp), Some(t)) => match parse_local_time(t) {
+        (Some(otp), Some(t)) => match parse_local_time(t).map(|l| (l, future_time(params, l, now)))
+        {
             None => {
                 return fail(format!(
                     "cannot read the time {t:?} (expected 2026-11-25T19:47:10L)"
                 ))
             }
-            Some(local) => match last_used_step(&secret, params, otp, local, now) {
+            Some((_, Some(ahead))) => {
+                return fail(format!(
+                    "the last-OTP time {t} lies in the future (in every time zone, at least \
+                     {ahead} steps ahead of now); stored as used, it would make every code of \
+                     {user} a replay until then. Fix the time in the line (or remove LAST-OTP \
+                     and TIME from it; pam_totp never accepts a code twice anyway), or this \
+                     server's clock if it is the one that is wrong, and import again"
+                ))
+            }
+            Some((local, None)) => match last_used_step(&secret, params, otp, local, now) {
+                Ok(step) if clock::imported_used_step(step, params, now).is_err() => {
+                    return fail(format!(
+                        "the last code ({t}) is the code of step {step}, {} steps in the future; \
+                         stored as used, it would make every code of {user} a replay until then. \
+                         Wait until {} and import again, or remove LAST-OTP and TIME from the line",
+                        step - params.step_at(now),
+                        time(step * u64::from(period))
+                    ))
+                }
                 Ok(step) => {
                     notes.push(format!(
                         "the code used at {t} (step {step}, {}) stays used",

@@ -2,12 +2,16 @@
 //! outcome to the exit status: 0 success, 1 failure (with a message saying what to do), 2 usage
 //! error (clap's).
 #![forbid(unsafe_code)]
+// Output goes through output::{out, outln, errout, erroutln}: never a panic on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod activate;
 mod cli;
 mod ctx;
 mod disable;
 mod docs;
+// Owned elsewhere; its one print! still panics on a closed stdout (see output.rs).
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 mod doctor;
 mod enroll;
 mod error;
@@ -22,6 +26,7 @@ mod status;
 mod tty;
 mod unlock;
 
+use crate::output::errout;
 use clap::Parser;
 use cli::{Cli, Command, ImportCommand};
 use ctx::Ctx;
@@ -73,7 +78,7 @@ fn finish(r: Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprint!("{e}");
+            errout!("{e}");
             ExitCode::from(1)
         }
     }

@@ -8,7 +8,8 @@ use crate::cli::{
     ThrottleArgs, UnsetArgs, WhoArgs,
 };
 use crate::error::{plain_io, CliError, Result};
-use crate::output::{print_json, time};
+use crate::output::{erroutln, out, outln, print_json, time};
+use pam_totp::escape::terminal_safe;
 use pam_totp::names::{is_valid_user_name, log_safe};
 use pam_totp::policy::Policy;
 use pam_totp::store::files::{self, Exposure};
@@ -175,15 +176,15 @@ fn show(path: &Path, a: &PolicyShowArgs) -> Result<()> {
         });
     }
     if !exists {
-        println!(
+        outln!(
             "Policy: {} (does not exist: nobody is required to use a second factor; enrolled \
              users are asked)",
             path.display()
-        );
+        )?;
     } else {
-        println!("Policy: {}", path.display());
+        outln!("Policy: {}", path.display())?;
     }
-    print!("{}", summary(&p, RealSystem.now()));
+    out!("{}", summary(&p, RealSystem.now()))?;
     Ok(())
 }
 
@@ -194,7 +195,9 @@ fn list(v: &[String]) -> String {
 /// The policy in words.
 fn summary(p: &Policy, now: u64) -> String {
     let mut t = String::new();
-    let line = |t: &mut String, k: &str, v: &str| t.push_str(&format!("  {k:<16}{v}\n"));
+    // Names and the issuer come from the file: shown terminal-safe.
+    let line =
+        |t: &mut String, k: &str, v: &str| t.push_str(&format!("  {k:<16}{}\n", terminal_safe(v)));
     let mut req = Vec::new();
     if p.require_all {
         req.push("everyone (require_all)".to_string());
@@ -432,10 +435,10 @@ impl Editor {
     fn commit(self, original: Option<&str>) -> Result<()> {
         let path = self.path.display().to_string();
         for w in &self.warnings {
-            eprintln!("warning: {w}");
+            erroutln!("warning: {w}");
         }
         if self.changes.is_empty() {
-            println!("Nothing to change in {path}.");
+            outln!("Nothing to change in {path}.")?;
             return Ok(());
         }
         let text = self.doc.to_string();
@@ -484,12 +487,12 @@ impl Editor {
         } else {
             "Created"
         };
-        println!("{verb} {path}:");
+        outln!("{verb} {path}:")?;
         for c in &self.changes {
-            println!("  {c}");
+            outln!("  {}", terminal_safe(c))?;
         }
-        println!("Policy now:");
-        print!("{}", summary(&policy, RealSystem.now()));
+        outln!("Policy now:")?;
+        out!("{}", summary(&policy, RealSystem.now()))?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use crate::cli::RecoveryArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use pam_totp::recovery;
 use serde::Serialize;
 
@@ -47,17 +47,17 @@ pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
             recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
         });
     }
-    println!(
+    outln!(
         "New recovery codes for {user} (each works once in place of a code; note them now, they \
          are not shown again):"
-    );
+    )?;
     for c in &codes {
-        println!("  {}", c.as_str());
+        outln!("  {}", c.as_str())?;
     }
-    println!(
+    outln!(
         "The {old} previous recovery code{} no longer work{}.",
         if old == 1 { "" } else { "s" },
         if old == 1 { "s" } else { "" }
-    );
+    )?;
     Ok(())
 }

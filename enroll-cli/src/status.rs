@@ -4,7 +4,9 @@
 use crate::cli::{ListArgs, StatusArgs};
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{print_json, time};
+use crate::output::{duration, errout, out, outln, print_json, time};
+use pam_totp::clock;
+use pam_totp::escape::terminal_safe;
 use pam_totp::policy::Policy;
 use pam_totp::store::{Record, State, Status, Store};
 use pam_totp::throttle::is_locked;
@@ -25,6 +27,9 @@ pub struct UserStatus {
     pub required: bool,
     pub required_by: Option<String>,
     pub grace_until: Option<String>,
+    /// What of the state lies in the future (a login while the clock was ahead); `null` when
+    /// nothing does.
+    pub clock_ahead: Option<ClockAheadJson>,
     #[serde(skip)]
     extra: Extra,
 }
@@ -35,6 +40,13 @@ pub struct LastSuccessJson {
     pub rhost: Option<String>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct ClockAheadJson {
+    /// How many steps `last_step` lies ahead of the current step (`null`: it does not).
+    pub last_step_ahead_steps: Option<u64>,
+    pub last_success_in_future: bool,
+}
+
 /// Shown to people, not part of the JSON.
 #[derive(Debug, Default)]
 struct Extra {
@@ -42,6 +54,7 @@ struct Extra {
     type_text: Option<String>,
     failures: u32,
     replaces_active: bool,
+    period: u32,
 }
 
 /// Computes `user`'s status from the record, the state, the policy and the clock.
@@ -81,6 +94,9 @@ fn user_status(
         _ => None,
     };
     let r = record.as_ref();
+    let ahead = r
+        .map(|r| clock::ahead(&state, r.params, now))
+        .filter(|a| a.any());
     Ok(UserStatus {
         user: user.to_string(),
         state: state_name,
@@ -99,11 +115,16 @@ fn user_status(
         required: by.is_some(),
         required_by: by.map(|b| b.to_string()),
         grace_until: grace.map(time),
+        clock_ahead: ahead.map(|a| ClockAheadJson {
+            last_step_ahead_steps: a.last_step.map(|(_, by)| by),
+            last_success_in_future: a.last_success.is_some(),
+        }),
         extra: Extra {
             issuer: r.map(|r| r.issuer.clone()),
             type_text: r.map(|r| r.params.describe()),
             failures: if r.is_some() { state.failures } else { 0 },
             replaces_active: r.is_some_and(|r| r.replaces_active),
+            period: r.map_or(0, |r| r.params.period()),
         },
     })
 }
@@ -119,13 +140,17 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
     if a.json {
         return print_json(&s);
     }
-    print!("{}", human(&s));
+    out!("{}", human(&s))?;
     Ok(())
 }
 
+/// The status for people. Every value passes through `terminal_safe`: user names, the issuer,
+/// the rhost of the last login (PAM_RHOST, chosen by whoever connects) and group names come
+/// from files, and must not move the cursor or forge a line.
 fn human(s: &UserStatus) -> String {
     let mut t = String::new();
-    let line = |t: &mut String, k: &str, v: &str| t.push_str(&format!("{k:<16}{v}\n"));
+    let line =
+        |t: &mut String, k: &str, v: &str| t.push_str(&format!("{k:<16}{}\n", terminal_safe(v)));
     line(&mut t, "User:", &s.user);
     let state = match s.state {
         "none" => "none (not enrolled)".to_string(),
@@ -152,6 +177,9 @@ fn human(s: &UserStatus) -> String {
             },
         };
         line(&mut t, "Last success:", &last);
+        if let Some(clock) = clock_text(s) {
+            line(&mut t, "Clock:", &clock);
+        }
         if let Some(l) = &s.locked_until {
             line(&mut t, "Locked until:", l);
         } else if s.extra.failures > 0 {
@@ -178,6 +206,23 @@ fn human(s: &UserStatus) -> String {
     t
 }
 
+/// What lies in the future, in words, and how to repair it.
+fn clock_text(s: &UserStatus) -> Option<String> {
+    let a = s.clock_ahead.as_ref()?;
+    Some(match a.last_step_ahead_steps {
+        Some(n) => format!(
+            "Last used step lies {n} steps (about {}) in the future — the clock was ahead at a \
+             login; every code is refused as a replay until then. Fix: pam-totp unlock \
+             --reset-clock {}",
+            duration(n.saturating_mul(u64::from(s.extra.period))),
+            s.user
+        ),
+        None => "the last success lies in the future — the clock was ahead at that login \
+                 (codes are not affected)"
+            .to_string(),
+    })
+}
+
 pub fn run_list(ctx: &Ctx, a: &ListArgs) -> Result<()> {
     let policy = ctx.policy()?;
     let store = ctx.open_store()?;
@@ -195,16 +240,16 @@ pub fn run_list(ctx: &Ctx, a: &ListArgs) -> Result<()> {
             Ok(s) => rows.push(s),
             Err(e) => {
                 failed += 1;
-                eprint!("{e}");
+                errout!("{e}");
             }
         }
     }
     if a.json {
         print_json(&rows)?;
     } else if users.is_empty() {
-        println!("No records in {}.", ctx.dir.display());
+        outln!("No records in {}.", ctx.dir.display())?;
     } else if !rows.is_empty() {
-        print!("{}", table(&rows));
+        out!("{}", table(&rows))?;
     }
     if failed > 0 {
         return Err(CliError::new(format!(
@@ -215,6 +260,7 @@ pub fn run_list(ctx: &Ctx, a: &ListArgs) -> Result<()> {
     Ok(())
 }
 
+/// One line per user; every cell passes through `terminal_safe` (see [`human`]).
 fn table(rows: &[UserStatus]) -> String {
     let header = [
         "USER",
@@ -229,7 +275,12 @@ fn table(rows: &[UserStatus]) -> String {
         .map(|s| {
             [
                 s.user.clone(),
-                s.state.to_string(),
+                match &s.clock_ahead {
+                    Some(c) if c.last_step_ahead_steps.is_some() => {
+                        format!("{} (clock ahead)", s.state)
+                    }
+                    _ => s.state.to_string(),
+                },
                 match (s.algorithm, s.digits, s.period) {
                     (Some(a), Some(d), Some(p)) => format!("{a}/{d}/{p}s"),
                     _ => "-".into(),
@@ -245,6 +296,7 @@ fn table(rows: &[UserStatus]) -> String {
                     (None, _) => "no".into(),
                 },
             ]
+            .map(|c| terminal_safe(&c))
         })
         .collect();
     let mut widths = header.map(str::len);

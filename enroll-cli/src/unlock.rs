@@ -1,14 +1,16 @@
-//! `pam-totp unlock USER`: clears the throttle; marks every code up to now as used; repairs a
-//! corrupt state file.
+//! `pam-totp unlock USER [--reset-clock]`: clears the throttle; marks every code up to now as
+//! used; repairs a corrupt state file; with `--reset-clock`, a last used step that lies in the
+//! future (stored while the clock was ahead) goes back to the current step.
 
-use crate::cli::UserArg;
+use crate::cli::UnlockArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::time;
+use crate::output::{erroutln, outln, time};
+use pam_totp::clock;
 use pam_totp::store::{State, StoreError};
 use pam_totp::throttle::is_locked;
 
-pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
+pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
     let user = &a.user;
     ctx::check_user(user)?;
     let no_record = || {
@@ -65,10 +67,49 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
     };
     state.failures = 0;
     state.locked_until = 0;
-    state.last_step = Some(state.last_step.map_or(step, |last| last.max(step)));
+    let old = state.last_step;
+    let future = old.filter(|s| clock::step_is_future(*s, record.params, now));
+    // Never lower the step (that would let a used code in again), except for --reset-clock on
+    // a step from a clock that was ahead: that step blocks every code until its time.
+    let new = match (old, future) {
+        (_, Some(_)) if a.reset_clock => step,
+        (Some(last), _) => last.max(step),
+        (None, _) => step,
+    };
+    state.last_step = Some(new);
     lock.replace_state(&state)
         .map_err(|e| CliError::store(&format!("cannot write {user}'s login state"), e))?;
-    println!("{message}");
-    println!("Codes up to the current one count as used: {user} logs in with the next code the app shows.");
-    Ok(())
+    outln!("{message}")?;
+    let period = u64::from(record.params.period());
+    let at = |s: u64| time(s.saturating_mul(period));
+    match (future, a.reset_clock) {
+        (Some(f), true) => outln!(
+            "Clock repaired: {user}'s last used step {f} ({}, {} steps in the future) is now the \
+             current step {new} ({}). {user} logs in with the next code the app shows.",
+            at(f),
+            f - step,
+            at(new)
+        ),
+        (Some(f), false) => {
+            outln!(
+                "Codes up to the current one count as used; the last used step was kept."
+            )?;
+            erroutln!(
+                "warning: {user}'s last used step {f} ({}) lies {} steps in the future (the clock \
+                 was ahead at a login): every code is refused as a replay until then",
+                at(f),
+                f - step
+            );
+            erroutln!("hint: to repair it: pam-totp {}unlock --reset-clock {user}", ctx.dir_arg());
+            Ok(())
+        }
+        (None, true) => outln!(
+            "Nothing to reset: {user}'s last used step ({}) does not lie in the future. Codes up \
+             to the current one count as used: {user} logs in with the next code the app shows.",
+            old.map_or_else(|| "none".to_string(), |o| o.to_string())
+        ),
+        (None, false) => outln!(
+            "Codes up to the current one count as used: {user} logs in with the next code the app shows."
+        ),
+    }
 }

@@ -10,22 +10,12 @@ use std::fs;
 
 const ISSUER: &str = "build-01";
 
-/// Enrols `user` (pending) and activates it with an `oathtool` code; returns the secret.
 fn enrolled(t: &TestDir, user: &str) -> String {
-    t.run(&["enroll", user, "--issuer", ISSUER, "--qr", "none"])
-        .ok();
-    let secret = t.secret(user);
-    settle(30, 3);
-    t.run(&["activate", user, &code(&secret, 0)]).ok();
-    secret
+    t.enrolled(user, ISSUER)
 }
 
 fn write_state(t: &TestDir, user: &str, text: &str) {
-    write_file(
-        &t.users().join(format!("{user}.state")),
-        text.as_bytes(),
-        0o600,
-    );
+    t.write_state(user, text)
 }
 
 #[test]
@@ -355,14 +345,14 @@ fn status_and_list_of_every_state() {
     write_state(
         &t,
         "alice",
-        &format!("version = 1\nlast_step = {last}\nfailures = 2\nlocked_until = 0\nlast_success_time = 1800000000\nlast_success_rhost = \"192.0.2.7\"\n"),
+        &format!("version = 1\nlast_step = {last}\nfailures = 2\nlocked_until = 0\nlast_success_time = 1790000000\nlast_success_rhost = \"192.0.2.7\"\n"),
     );
     let r = t.run(&["status", "alice"]);
     golden!(t, "status_active", r);
     let r = t.run(&["status", "alice", "--json"]);
     golden!(t, "status_active_json", r);
     let j = r.ok().json();
-    assert_eq!(j["last_success"]["time"], "2027-01-15T08:00:00Z");
+    assert_eq!(j["last_success"]["time"], "2026-09-21T14:13:20Z");
     assert_eq!(j["last_success"]["rhost"], "192.0.2.7");
     assert_eq!(j["recovery_codes_left"], 10);
 

@@ -417,3 +417,96 @@ fn oath_line_rewritten_by_pam_oath_keeps_the_used_step() {
         t.state_text("alice")
     );
 }
+
+/// `" DISALLOW_REUSE 99999999999` would make every code a replay until the year 49503.
+#[test]
+fn given_a_disallow_reuse_step_from_the_future_then_the_import_is_refused() {
+    let t = TestDir::new("import-ga-future");
+    let src = t.path("ga");
+    write_file(
+        &src,
+        b"E4S56IIG67OH36LFYVXARI3G2A\n\" DISALLOW_REUSE 58803330 99999999999\n\" TOTP_AUTH\n",
+        0o600,
+    );
+    let r = t.run(&[
+        "import",
+        "google-authenticator",
+        "alice",
+        src.to_str().unwrap(),
+    ]);
+    r.fails(1);
+    assert!(
+        r.stderr
+            .contains("DISALLOW_REUSE lists the time step 99999999999")
+            && r.stderr.contains("in the future")
+            && r.stderr
+                .contains("remove that step from the DISALLOW_REUSE line"),
+        "{}",
+        r.transcript()
+    );
+    assert!(!t.users().join("alice.toml").exists(), "nothing imported");
+}
+
+#[test]
+fn given_a_pam_oath_last_otp_time_in_the_future_then_the_line_is_refused() {
+    let t = TestDir::new("import-oath-future");
+    let file = t.path("users.oath");
+    let text = format!("HOTP/T30 alice - {KEY_A} 0 755224 2100-01-01T00:00:00L\n");
+    write_file(&file, text.as_bytes(), 0o600);
+    let r = t.run(&["import", "oath", file.to_str().unwrap(), "--issuer", "b"]);
+    r.fails(1);
+    assert!(
+        r.stderr
+            .contains("the last-OTP time 2100-01-01T00:00:00L lies in the future"),
+        "{}",
+        r.transcript()
+    );
+    assert!(!t.users().join("alice.toml").exists(), "nothing imported");
+}
+
+/// Whoever can write a pam_oath users file chooses the keys of everyone in it.
+#[test]
+fn given_an_oath_file_others_could_write_then_refused_unless_force() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestDir::new("import-oath-trust");
+    let line = format!("HOTP/T30 alice - {KEY_A}\n");
+    let open_dir = t.path("open");
+    fs::create_dir(&open_dir).unwrap();
+    fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cases = vec![
+        (t.path("world.oath"), 0o666, "writable by group or others"),
+        (
+            open_dir.join("users.oath"),
+            0o600,
+            "writable by group or others",
+        ),
+    ];
+    if common::is_root() {
+        cases.push((t.path("mallory.oath"), 0o600, "owned by uid 1000"));
+    }
+    for (file, mode, why) in cases {
+        write_file(&file, line.as_bytes(), mode);
+        if file.ends_with("mallory.oath") {
+            std::os::unix::fs::chown(&file, Some(1000), Some(1000)).unwrap();
+        }
+        let f = file.to_str().unwrap();
+        let r = t.run(&["import", "oath", f, "--issuer", "b"]);
+        r.fails(1);
+        assert!(
+            r.stderr.contains("refusing to import from") && r.stderr.contains(why),
+            "{}",
+            r.transcript()
+        );
+        assert!(!t.users().join("alice.toml").exists(), "nothing imported");
+
+        let r = t.run(&["import", "oath", f, "--issuer", "b", "--force"]);
+        r.ok();
+        assert!(
+            r.stderr.contains("warning:") && r.stderr.contains(why),
+            "{}",
+            r.transcript()
+        );
+        assert!(t.users().join("alice.toml").exists());
+        t.run(&["disable", "alice"]).ok();
+    }
+}

@@ -27,6 +27,19 @@ fn zbarimg(image: &Path) -> String {
         .to_string()
 }
 
+/// What an SVG decodes to: rasterised by rsvg-convert, then read by zbarimg.
+fn zbarimg_svg(t: &TestDir, svg: &Path) -> String {
+    let svg_png = t.path("svg.png");
+    let st = Command::new("rsvg-convert")
+        .arg(svg)
+        .arg("-o")
+        .arg(&svg_png)
+        .status()
+        .expect("cannot run rsvg-convert (apt-get install librsvg2-bin)");
+    assert!(st.success());
+    zbarimg(&svg_png)
+}
+
 /// The half-block lines of a terminal QR code as an image: PBM (netpbm), `scale` pixels per
 /// module, 1 = black.
 fn half_blocks_to_pbm(lines: &[&str], scale: usize) -> Vec<u8> {
@@ -113,15 +126,7 @@ fn png_svg_and_terminal_codes_decode_to_the_json_uri() {
 
     assert_eq!(zbarimg(&png), uri, "PNG");
 
-    let svg_png = t.path("svg.png");
-    let st = Command::new("rsvg-convert")
-        .arg(&svg)
-        .arg("-o")
-        .arg(&svg_png)
-        .status()
-        .expect("cannot run rsvg-convert (apt-get install librsvg2-bin)");
-    assert!(st.success());
-    assert_eq!(zbarimg(&svg_png), uri, "SVG");
+    assert_eq!(zbarimg_svg(&t, &svg), uri, "SVG");
 
     // The terminal code went to stderr (JSON on stdout).
     let lines = qr_lines(&r.stderr);
@@ -174,4 +179,78 @@ fn every_algorithm_and_digits_decode() {
         fs::write(&pbm, half_blocks_to_pbm(&lines, 6)).unwrap();
         assert_eq!(zbarimg(&pbm), uri, "{alg} terminal");
     }
+}
+
+/// `--qr-png ~mallory/out/x` run by root, with `out` a link to /etc: nothing may be written
+/// through the link, at any depth of the path.
+#[test]
+fn given_a_symlinked_parent_directory_then_refused_and_nothing_written_through_it() {
+    let t = TestDir::new("qr-symlinked-parent");
+    let target = t.path("etc");
+    fs::create_dir(&target).unwrap();
+    fs::create_dir(target.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&target, t.path("out")).unwrap();
+    for (flag, rel) in [
+        ("--qr-png", "out/x.png"),
+        ("--qr-svg", "out/sub/x.svg"),
+        ("--qr-png", "out/../out/x.png"),
+    ] {
+        let p = t.path(rel);
+        let r = t.run(&[
+            "enroll",
+            "alice",
+            "--issuer",
+            "build-01",
+            flag,
+            p.to_str().unwrap(),
+        ]);
+        r.fails(1);
+        assert!(
+            r.stderr.contains("is a symbolic link")
+                && r.stderr
+                    .contains(&format!("give the real path: {}", target.display())),
+            "{}",
+            r.transcript()
+        );
+        assert!(
+            fs::read_dir(&target)
+                .unwrap()
+                .chain(fs::read_dir(target.join("sub")).unwrap())
+                .all(|e| e.unwrap().file_type().unwrap().is_dir()),
+            "nothing written through the link ({rel})"
+        );
+        assert!(!t.users().join("alice.toml").exists(), "nothing enrolled");
+    }
+}
+
+#[test]
+fn given_an_ordinary_relative_directory_then_png_and_svg_are_written_and_decode() {
+    let t = TestDir::new("qr-relative");
+    fs::create_dir_all(t.path("out/sub")).unwrap();
+    let r = common::Run::from_output(
+        &[],
+        t.cmd(&[
+            "enroll",
+            "alice",
+            "--json",
+            "--issuer",
+            "build-01",
+            "--qr-png",
+            "out/sub/code.png",
+            "--qr-svg",
+            "./out/code.svg",
+        ])
+        .current_dir(&t.root)
+        .output()
+        .unwrap(),
+    );
+    let uri = r.ok().json()["otpauth_uri"].as_str().unwrap().to_string();
+    assert_eq!(zbarimg(&t.path("out/sub/code.png")), uri, "PNG");
+    assert_eq!(zbarimg_svg(&t, &t.path("out/code.svg")), uri, "SVG");
+    let leftovers: Vec<_> = fs::read_dir(t.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no temp files: {leftovers:?}");
 }

@@ -105,6 +105,25 @@ impl TestDir {
         toml_value(&self.record_text(user), "secret")
     }
 
+    /// Enrols `user` (pending) and activates it with an `oathtool` code; returns the secret.
+    pub fn enrolled(&self, user: &str, issuer: &str) -> String {
+        self.run(&["enroll", user, "--issuer", issuer, "--qr", "none"])
+            .ok();
+        let secret = self.secret(user);
+        settle(30, 3);
+        self.run(&["activate", user, &code(&secret, 0)]).ok();
+        secret
+    }
+
+    /// Writes `user`'s state file (root:root 0600), either form the module reads.
+    pub fn write_state(&self, user: &str, text: &str) {
+        write_file(
+            &self.users().join(format!("{user}.state")),
+            text.as_bytes(),
+            0o600,
+        );
+    }
+
     /// The user's state as the module reads it (journal or older TOML form), shown in the
     /// TOML form so that tests can look at keys; `None` if there is no state file. Panics on a
     /// state the module would refuse.

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, DEFAULT_DIR};
 use crate::error::{CliError, Result};
 use pam_totp::names::{is_valid_user_name, log_safe};
+use pam_totp::next_login::{next_login, Enrolment, NextLogin};
 use pam_totp::policy::{Policy, RequiredBy};
 use pam_totp::store::{self, Record, Store, StoreError, UserLock};
 use pam_totp::sys::{RealSystem, System};
@@ -64,7 +65,14 @@ impl Ctx {
 
     /// The rule that requires a second factor of `user` (needs the user's groups from NSS
     /// only when the policy names groups).
-    pub fn required_by(&self, policy: &Policy, user: &str) -> Result<Option<RequiredBy>> {
+    /// The rule that requires a code of `user` (whether enrolled or not), and what the user's
+    /// next login does — the module's own rule ([`next_login`]), with the same lookups.
+    pub fn next_login(
+        &self,
+        policy: &Policy,
+        user: &str,
+        record: Option<&Record>,
+    ) -> Result<(Option<RequiredBy>, NextLogin)> {
         let groups = if policy.needs_groups() {
             self.sys.groups_of(user).map_err(|e| {
                 CliError::new(format!("cannot look up the groups of {user}: {e}"))
@@ -73,7 +81,14 @@ impl Ctx {
         } else {
             None
         };
-        Ok(policy.required_by(user, groups.as_deref()))
+        let next = next_login(
+            user,
+            Enrolment::of(record),
+            policy,
+            groups.as_deref(),
+            self.now(),
+        );
+        Ok((policy.required_by(user, groups.as_deref()), next))
     }
 
     /// `--dir DIR ` when it is not the default, for commands printed for the admin to run.

@@ -24,29 +24,18 @@ pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
     } else {
         outln!("{user} has no record; nothing to remove.")?;
     }
-    // Say what the next login will look like if the policy still wants a code.
-    match ctx
-        .policy()
-        .and_then(|p| Ok((ctx.required_by(&p, user)?, p)))
-    {
-        Ok((Some(by), policy)) => {
-            let next = if policy.grace_at(ctx.now()).is_some() {
-                "is reminded to enrol (grace period)"
-            } else if policy.enroll_at_login {
-                "is asked to enrol at the next login"
-            } else {
-                "cannot log in until enrolled again"
-            };
-            outln!(
-                "Note: the policy still requires a second factor of {user} ({}): {user} {next}.",
-                terminal_safe(&by.to_string())
-            )?;
-        }
-        Ok((None, _)) => {
-            if removed {
-                outln!("{user} now logs in without a code.")?;
-            }
-        }
+    // Say what the next login will look like if the policy still wants a code: the module's
+    // own rule, for a user who now has no record.
+    match ctx.policy().and_then(|p| ctx.next_login(&p, user, None)) {
+        Ok((_, next)) => match next.required_by() {
+            Some(by) => outln!(
+                "Note: the policy still requires a second factor of {user} ({}): {user} {}.",
+                terminal_safe(&by.to_string()),
+                next.describe()
+            )?,
+            None if removed => outln!("{user} now logs in without a code.")?,
+            None => {}
+        },
         Err(e) => errout!("warning: {}", e),
     }
     Ok(())

@@ -84,15 +84,8 @@ fn user_status(
         Some(_) if locked => "locked",
         Some(_) => "active",
     };
-    let by = ctx.required_by(policy, user)?;
-    // Grace applies to users who are not enrolled; a forced re-enrolment pending activation
-    // is denied whatever the grace.
-    let enrolled = matches!(state_name, "active" | "locked")
-        || record.as_ref().is_some_and(|r| r.replaces_active);
-    let grace = match &by {
-        Some(_) if !enrolled => policy.grace_at(now),
-        _ => None,
-    };
+    let (by, next) = ctx.next_login(policy, user, record.as_ref())?;
+    let grace = next.grace_until();
     let r = record.as_ref();
     let ahead = r
         .map(|r| clock::ahead(&state, r.params, now))

@@ -384,8 +384,7 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
     store: &St,
     policy: &Policy,
 ) -> Verdict {
-    // Enrolment at login is offered only to users NSS knows; so it needs the lookup too.
-    let groups = if policy.needs_groups() || policy.enroll_at_login {
+    let groups = if policy.needs_groups() {
         match sys.groups_of(req.user) {
             Ok(g) => g,
             Err(e) => return Reason::GroupLookup(e).into(),

@@ -82,6 +82,15 @@ impl NextLogin {
         }
     }
 
+    /// The grace deadline this login is shown (to skip enrolment, or to get in with a notice).
+    pub fn grace_until(&self) -> Option<u64> {
+        match self {
+            NextLogin::Grace { until, .. } => Some(*until),
+            NextLogin::EnrolAtLogin { grace, .. } => *grace,
+            _ => None,
+        }
+    }
+
     /// Whether the login may end with the user let in (PAM_SUCCESS or PAM_IGNORE) without an
     /// already enrolled key: every case but asking for a code and denying.
     pub fn may_let_in_unenrolled(&self) -> bool {

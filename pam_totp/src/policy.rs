@@ -110,9 +110,10 @@ impl Policy {
         })
     }
 
-    /// Whether deciding needs the user's groups (an NSS lookup).
+    /// Whether deciding needs the user's groups (an NSS lookup): for group rules, and for
+    /// enrolment at login, which is offered only to users the user database knows.
     pub fn needs_groups(&self) -> bool {
-        !self.require_groups.is_empty() || !self.exempt_groups.is_empty()
+        !self.require_groups.is_empty() || !self.exempt_groups.is_empty() || self.enroll_at_login
     }
 
     /// The rule that requires a second factor of `user`, or `None` (not required or exempt).

@@ -120,7 +120,7 @@ pub fn confirm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::TempDir;
+    use crate::testutil::{u, TempDir};
 
     const NOW: u64 = 1_800_000_000;
 
@@ -145,7 +145,7 @@ mod tests {
         let s = t.store();
         let e = new_enrolment("alice", "host", Params::default(), NOW, 2).unwrap();
         let code = Generator::new(&e.record.secret, e.record.params).code_at_step(NOW / 30);
-        let lock = s.lock("alice").unwrap();
+        let lock = s.lock(&u("alice")).unwrap();
         lock.write_record(&e.record).unwrap();
         assert!(matches!(
             confirm(&lock, e.record.clone(), "000000", NOW, 1),

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use crate::enroll;
-use crate::names::is_valid_user_name;
+use crate::names::UserName;
 use crate::next_login::{next_login, Enrolment, NextLogin};
 use crate::options::Options;
 use crate::policy::{Policy, RequiredBy};
@@ -171,11 +171,11 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
         Ok(p) => p.unwrap_or_default(),
         Err(e) => return Reason::PolicyUnusable(e.to_string()).into(),
     };
-    if !is_valid_user_name(req.user) {
+    let Ok(user) = UserName::new(req.user) else {
         return Reason::InvalidUserName(req.user.to_string()).into();
-    }
+    };
     match Store::open(&req.options.dir, req.owner) {
-        Ok(store) => decide(conv, sys, req, &policy, &store),
+        Ok(store) => decide(conv, sys, req, &user, &policy, &store),
         Err(e) => unavailable(&e),
     }
 }
@@ -186,10 +186,11 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    user: &UserName,
     policy: &Policy,
     store: &St,
 ) -> Verdict {
-    let record = match store.read_record(req.user) {
+    let record = match store.read_record(user) {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
@@ -197,14 +198,14 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
         Enrolment::of(record.as_ref().map(store::RecordRead::record)),
         record,
     ) {
-        (Enrolment::Active, Some(r)) => verify_enrolled(conv, sys, req, store, policy, r),
+        (Enrolment::Active, Some(r)) => verify_enrolled(conv, sys, req, user, store, policy, r),
         (Enrolment::ReplacementPending, _) => {
             if conv.prompt_hidden(&req.options.prompt).is_err() {
                 return Reason::ConvFailed.into();
             }
             Reason::ReenrolmentPending.into()
         }
-        _ => unenrolled(conv, sys, req, store, policy),
+        _ => unenrolled(conv, sys, req, user, store, policy),
     }
 }
 
@@ -233,12 +234,13 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    user: &UserName,
     store: &St,
     policy: &Policy,
     first_read: RecordRead,
 ) -> Verdict {
     // A corrupt or untrusted state denies before anything is asked.
-    let state_before = match store.read_state(req.user) {
+    let state_before = match store.read_state(user) {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };
@@ -254,11 +256,11 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
     let before = classify(&answer, first_read.record(), &state_before, now, window);
     let name_checked = before.lets_in();
     if name_checked {
-        if let Err(v) = check_canonical_name(sys, req.user) {
+        if let Err(v) = check_canonical_name(sys, user) {
             return v;
         }
     }
-    let lock = match store.hold(req.user) {
+    let lock = match store.hold(user) {
         Ok(l) => l,
         Err(e) => return unavailable(&e),
     };
@@ -286,7 +288,7 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
         }
     };
     if answer.lets_in() && !name_checked {
-        if let Err(v) = check_canonical_name(sys, req.user) {
+        if let Err(v) = check_canonical_name(sys, user) {
             return v;
         }
     }
@@ -381,40 +383,35 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    user: &UserName,
     store: &St,
     policy: &Policy,
 ) -> Verdict {
     let groups = if policy.needs_groups() {
-        match sys.groups_of(req.user) {
+        match sys.groups_of(user) {
             Ok(g) => g,
             Err(e) => return Reason::GroupLookup(e).into(),
         }
     } else {
         None
     };
-    let next = next_login(
-        req.user,
-        Enrolment::None,
-        policy,
-        groups.as_deref(),
-        sys.now(),
-    );
+    let next = next_login(user, Enrolment::None, policy, groups.as_deref(), sys.now());
     if next.may_let_in_unenrolled() {
-        if let Err(v) = check_canonical_name(sys, req.user) {
+        if let Err(v) = check_canonical_name(sys, user) {
             return v;
         }
     }
     match next {
         NextLogin::NoCode => Reason::NotRequired.into(),
         NextLogin::EnrolAtLogin { by, grace } => {
-            enroll_at_login(conv, sys, req, store, policy, by, grace)
+            enroll_at_login(conv, sys, req, user, store, policy, by, grace)
         }
         NextLogin::Grace { by, until } => {
             let notice = format!(
                 "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
                  (pam-totp enroll {}).",
                 timefmt::date(until),
-                req.user
+                user
             );
             if conv.info(&notice).is_err() {
                 return Reason::ConvFailed.into();
@@ -433,6 +430,7 @@ fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
+    user: &UserName,
     store: &St,
     policy: &Policy,
     by: RequiredBy,
@@ -440,7 +438,7 @@ fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
 ) -> Verdict {
     let issuer = policy.issuer.clone().unwrap_or_else(|| sys.hostname());
     let enrolment = match enroll::new_enrolment(
-        req.user,
+        user,
         &issuer,
         Params::default(),
         sys.now(),
@@ -479,7 +477,7 @@ fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
             return Reason::EnrolmentSkipped { until }.into();
         }
     }
-    let lock = match store.hold(req.user) {
+    let lock = match store.hold(user) {
         Ok(l) => l,
         Err(e) => return unavailable(&e),
     };

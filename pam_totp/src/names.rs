@@ -19,6 +19,55 @@ pub fn is_valid_user_name(name: &str) -> bool {
     }
 }
 
+/// A user name that may become a path (SPEC §2), validated once where it enters: the store
+/// takes nothing else.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserName(String);
+
+/// A name that is not valid per SPEC §2.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid user name \"{}\"", log_safe(.0))]
+pub struct BadUserName(pub String);
+
+impl UserName {
+    pub fn new(name: &str) -> Result<UserName, BadUserName> {
+        if is_valid_user_name(name) {
+            Ok(UserName(name.to_string()))
+        } else {
+            Err(BadUserName(name.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for UserName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for UserName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl PartialEq<str> for UserName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 /// A printable, bounded rendering of an untrusted name for log lines.
 pub fn log_safe(name: &str) -> String {
     let escaped: String = name
@@ -66,6 +115,15 @@ mod tests {
     fn given_name_of_128_chars_then_valid_and_129_invalid() {
         assert!(is_valid_user_name(&"a".repeat(128)));
         assert!(!is_valid_user_name(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn given_a_name_then_user_name_validates_it_once() {
+        assert_eq!(UserName::new("alice").unwrap().as_str(), "alice");
+        assert_eq!(
+            UserName::new("../root").unwrap_err().to_string(),
+            "invalid user name \"../root\""
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Test helpers: a throwaway state directory and fixed records.
 #![forbid(unsafe_code)]
 
+use crate::names::UserName;
 use crate::secret::Secret;
 use crate::store::{Record, Status, Store};
 use crate::totp::{Algorithm, Params};
@@ -66,5 +67,10 @@ pub fn record(user: &str) -> Record {
 }
 
 pub fn save(store: &Store, r: &Record) {
-    store.lock(&r.user).unwrap().write_record(r).unwrap();
+    store.lock(&u(&r.user)).unwrap().write_record(r).unwrap();
+}
+
+/// A valid user name for tests.
+pub fn u(name: &str) -> UserName {
+    UserName::new(name).unwrap()
 }

@@ -3,7 +3,7 @@ use super::*;
 use crate::reason::Reason;
 use crate::secret::Secret;
 use crate::store::State;
-use crate::testutil::{record, save, uid, TempDir};
+use crate::testutil::{record, save, u, uid, TempDir};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 
@@ -116,7 +116,7 @@ impl World {
         (v, conv)
     }
     fn state(&self, user: &str) -> State {
-        self.t.store().state(user).unwrap()
+        self.t.store().state(&u(user)).unwrap()
     }
 }
 
@@ -129,7 +129,7 @@ fn given_current_code_then_login_succeeds_and_step_is_stored() {
     assert_eq!(conv.prompts, vec!["Verification code: "]);
     let step = NOW / 30;
     assert_eq!(v.reason, Reason::AcceptedStep(step));
-    let st = w.state("alice");
+    let st = w.state(&u("alice"));
     assert_eq!(st.last_step, Some(step));
     assert_eq!(st.last_success.unwrap().rhost.as_deref(), Some("192.0.2.9"));
 }
@@ -149,7 +149,7 @@ fn given_very_long_rhost_then_success_is_stored_and_the_next_login_still_works()
         };
         let v = authenticate(&mut conv, &w.sys, &req);
         assert_eq!(v.code, Code::Success, "{v:?}");
-        let kept = w.state("alice").last_success.unwrap().rhost.unwrap();
+        let kept = w.state(&u("alice")).last_success.unwrap().rhost.unwrap();
         assert!(
             kept.len() <= MAX_STORED_RHOST && rhost.starts_with(&kept),
             "{kept}"
@@ -166,7 +166,7 @@ fn given_replayed_code_then_login_fails_without_counting_a_failure() {
     let (v, _) = w.login("alice", &[&code]);
     assert_eq!(v.code, Code::AuthErr);
     assert!(matches!(v.reason, Reason::Replay { .. }), "{}", v.reason);
-    assert_eq!(w.state("alice").failures, 0);
+    assert_eq!(w.state(&u("alice")).failures, 0);
 }
 
 #[test]
@@ -221,20 +221,20 @@ fn given_five_wrong_codes_then_locked_even_for_a_right_code_until_the_lock_ends(
             v.reason
         );
     }
-    assert_eq!(w.state("alice").locked_until, NOW + 60);
+    assert_eq!(w.state(&u("alice")).locked_until, NOW + 60);
     let (v, conv) = w.login("alice", &[&w.code(0)]);
     assert_eq!(v.code, Code::AuthErr);
     assert!(matches!(v.reason, Reason::Locked { .. }), "{}", v.reason);
     assert_eq!(conv.prompts.len(), 1, "a locked user is still asked");
     assert_eq!(
-        w.state("alice").failures,
+        w.state(&u("alice")).failures,
         5,
         "throttled attempts are not counted"
     );
     w.sys.now = NOW + 60;
     assert_eq!(w.login("alice", &[&w.code(0)]).0.code, Code::Success);
-    assert_eq!(w.state("alice").failures, 0);
-    assert_eq!(w.state("alice").locked_until, 0);
+    assert_eq!(w.state(&u("alice")).failures, 0);
+    assert_eq!(w.state(&u("alice")).locked_until, 0);
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn given_failure_after_lock_expired_then_lock_doubles() {
     }
     w.sys.now = NOW + 60;
     w.login("alice", &["000000"]);
-    assert_eq!(w.state("alice").locked_until, NOW + 60 + 120);
+    assert_eq!(w.state(&u("alice")).locked_until, NOW + 60 + 120);
 }
 
 #[test]
@@ -255,9 +255,9 @@ fn given_throttle_policy_then_it_is_used() {
     w.enrol("alice");
     w.policy("version = 1\n[throttle]\nattempts = 2\nlock_seconds = 10\nmax_lock_seconds = 20\n");
     w.login("alice", &["000000"]);
-    assert_eq!(w.state("alice").locked_until, 0);
+    assert_eq!(w.state(&u("alice")).locked_until, 0);
     w.login("alice", &["000000"]);
-    assert_eq!(w.state("alice").locked_until, NOW + 10);
+    assert_eq!(w.state(&u("alice")).locked_until, NOW + 10);
 }
 
 #[test]
@@ -273,7 +273,12 @@ fn given_recovery_code_then_accepted_once_and_burned() {
     assert_eq!(v.code, Code::Success, "{v:?}");
     assert_eq!(v.reason, Reason::AcceptedRecovery { left: 1 });
     assert_eq!(
-        w.t.store().record("alice").unwrap().unwrap().recovery.len(),
+        w.t.store()
+            .record(&u("alice"))
+            .unwrap()
+            .unwrap()
+            .recovery
+            .len(),
         1
     );
     let (v, _) = w.login("alice", &["abcdefghjkmn"]);
@@ -309,7 +314,7 @@ fn given_empty_answer_then_denied_and_not_counted() {
     w.enrol("alice");
     let (v, _) = w.login("alice", &[""]);
     assert_eq!(v.code, Code::AuthErr);
-    assert_eq!(w.state("alice").failures, 0);
+    assert_eq!(w.state(&u("alice")).failures, 0);
 }
 
 #[test]
@@ -534,11 +539,11 @@ fn given_enroll_at_login_then_key_is_shown_and_correct_code_enrols() {
     );
     assert!(text.contains("Recovery codes"));
     assert!(text.contains('▀') || text.contains('█'));
-    let r = w.t.store().record("bob").unwrap().unwrap();
+    let r = w.t.store().record(&u("bob")).unwrap().unwrap();
     assert_eq!(r.status, Status::Active);
     assert_eq!(r.secret, key_from(&conv.infos));
     assert_eq!(r.recovery.len(), 10);
-    assert_eq!(w.state("bob").last_step, Some(NOW / 30));
+    assert_eq!(w.state(&u("bob")).last_step, Some(NOW / 30));
     // Next login asks for a code of the new key; the enrolment code is spent.
     let g = Generator::new(&r.secret, r.params);
     let (v, _) = w.login("bob", &[&g.code_at_step(NOW / 30)]);
@@ -551,7 +556,7 @@ fn given_enroll_at_login_and_wrong_code_then_denied_and_nothing_stored() {
     w.policy("version = 1\nrequire_all = true\nenroll_at_login = true\n");
     let (v, _) = enrol_login(&w, "bob", Some("000000"));
     assert_eq!(v.code, Code::AuthErr);
-    assert_eq!(w.t.store().record("bob").unwrap(), None);
+    assert_eq!(w.t.store().record(&u("bob")).unwrap(), None);
 }
 
 #[test]
@@ -565,7 +570,7 @@ fn given_enroll_at_login_during_grace_then_empty_answer_skips() {
         .last()
         .unwrap()
         .contains("mandatory on 2027-02-01"));
-    assert_eq!(w.t.store().record("bob").unwrap(), None);
+    assert_eq!(w.t.store().record(&u("bob")).unwrap(), None);
 }
 
 #[test]
@@ -583,7 +588,7 @@ fn given_enroll_at_login_then_unknown_user_gets_the_plain_prompt_and_denial() {
     assert_eq!(v.code, Code::AuthErr);
     assert!(conv.infos.is_empty());
     assert_eq!(conv.prompts, vec!["Verification code: "]);
-    assert_eq!(w.t.store().users().unwrap(), Vec::<String>::new());
+    assert!(w.t.store().users().unwrap().is_empty());
 }
 
 #[test]
@@ -596,7 +601,7 @@ fn given_enroll_at_login_then_pending_cli_record_is_replaced() {
     let (v, conv) = enrol_login(&w, "bob", None);
     assert_eq!(v.code, Code::Success);
     assert_eq!(
-        w.t.store().record("bob").unwrap().unwrap().secret,
+        w.t.store().record(&u("bob")).unwrap().unwrap().secret,
         key_from(&conv.infos)
     );
 }
@@ -608,7 +613,7 @@ fn given_required_but_unenrolled_then_the_decoy_does_the_file_work_and_no_user_f
     assert_eq!(w.login("ghost", &["123456"]).0.code, Code::AuthErr);
     let names = crate::store::files::list_dir(&w.t.users()).unwrap();
     assert_eq!(names, vec![".decoy.lock", ".decoy.state"]);
-    assert_eq!(w.t.store().users().unwrap(), Vec::<String>::new());
+    assert!(w.t.store().users().unwrap().is_empty());
 }
 
 #[test]
@@ -671,7 +676,7 @@ fn given_a_record_under_another_spelling_of_a_user_then_even_its_right_code_is_d
         "alice has no record"
     );
     // Nothing was used up by the denied login: the state has no accepted step.
-    assert_eq!(w.state("ALICE").last_step, None);
+    assert_eq!(w.state(&u("ALICE")).last_step, None);
 }
 
 #[test]

@@ -10,7 +10,7 @@ pub use files::{Durability, TempName};
 pub use record::{Record, Status};
 pub use state::{LastSuccess, State, JOURNAL_HEADER};
 
-use crate::names::{is_valid_user_name, log_safe};
+use crate::names::{log_safe, UserName};
 use crate::policy::Policy;
 use files::Exposure;
 use nix::fcntl::{Flock, FlockArg};
@@ -41,8 +41,8 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("cannot parse {}: {msg}", path.display())]
     Parse { path: PathBuf, msg: String },
-    #[error("invalid user name \"{}\"", log_safe(.0))]
-    BadName(String),
+    #[error("the record names user \"{}\", not \"{expected}\"", log_safe(found))]
+    WrongUser { expected: String, found: String },
     #[error("the lock {} is held by another process for too long", path.display())]
     LockTimeout { path: PathBuf },
 }
@@ -92,30 +92,27 @@ impl Store {
         &self.dir
     }
 
-    fn path(&self, user: &str, ext: &str) -> Result<PathBuf, StoreError> {
-        if !is_valid_user_name(user) {
-            return Err(StoreError::BadName(user.to_string()));
-        }
-        Ok(self.users.join(format!("{user}.{ext}")))
+    /// `users/USER.EXT`: the one place a user name becomes a path.
+    fn file(&self, user: &str, ext: &str) -> PathBuf {
+        self.users.join(format!("{user}.{ext}"))
     }
 
-    pub fn record_path(&self, user: &str) -> Result<PathBuf, StoreError> {
-        self.path(user, "toml")
+    pub fn record_path(&self, user: &UserName) -> PathBuf {
+        self.file(user, "toml")
     }
 
-    pub fn state_path(&self, user: &str) -> Result<PathBuf, StoreError> {
-        self.path(user, "state")
+    pub fn state_path(&self, user: &UserName) -> PathBuf {
+        self.file(user, "state")
     }
 
     /// The user's record, if any. Its `user` key must name the user.
-    pub fn record(&self, user: &str) -> Result<Option<Record>, StoreError> {
+    pub fn record(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
         Ok(self.record_read(user)?.map(|r| r.record))
     }
 
     /// The user's record with the bytes it was parsed from, so that a later read under the
     /// lock ([`UserLock::record_again`]) can skip parsing the same bytes again.
-    pub fn record_read(&self, user: &str) -> Result<Option<RecordRead>, StoreError> {
-        self.record_path(user)?;
+    pub fn record_read(&self, user: &UserName) -> Result<Option<RecordRead>, StoreError> {
         Ok(self.record_named(user, None)?.map(|(r, _)| r))
     }
 
@@ -126,7 +123,7 @@ impl Store {
         user: &str,
         earlier: Option<RecordRead>,
     ) -> Result<Option<(RecordRead, bool)>, StoreError> {
-        let path = self.users.join(format!("{user}.toml"));
+        let path = self.file(user, "toml");
         let Some(bytes) =
             files::read_trusted(&path, self.owner, Exposure::Private, MAX_RECORD_BYTES)?
         else {
@@ -151,8 +148,7 @@ impl Store {
     }
 
     /// The user's login state; a missing file means "no login yet".
-    pub fn state(&self, user: &str) -> Result<State, StoreError> {
-        self.state_path(user)?;
+    pub fn state(&self, user: &UserName) -> Result<State, StoreError> {
         self.state_named(user)
     }
 
@@ -165,7 +161,7 @@ impl Store {
     }
 
     fn state_file(&self, user: &str) -> PathBuf {
-        self.users.join(format!("{user}.state"))
+        self.file(user, "state")
     }
 
     /// The state file's trusted contents (`None`: no file).
@@ -174,8 +170,7 @@ impl Store {
     }
 
     /// Takes the user's exclusive lock (blocking); all writes go through the guard.
-    pub fn lock(&self, user: &str) -> Result<UserLock<'_>, StoreError> {
-        self.path(user, "lock")?;
+    pub fn lock(&self, user: &UserName) -> Result<UserLock<'_>, StoreError> {
         self.lock_named(user, LOCK_TIMEOUT)
     }
 
@@ -187,7 +182,7 @@ impl Store {
     }
 
     fn lock_named(&self, name: &str, timeout: Duration) -> Result<UserLock<'_>, StoreError> {
-        let path = self.users.join(format!("{name}.lock"));
+        let path = self.file(name, "lock");
         let mut file = files::open_lock_file(&path, self.owner)?;
         let deadline = Instant::now() + timeout;
         let flock = loop {
@@ -227,11 +222,10 @@ impl Store {
     }
 
     /// Users with a record file, sorted.
-    pub fn users(&self) -> Result<Vec<String>, StoreError> {
+    pub fn users(&self) -> Result<Vec<UserName>, StoreError> {
         Ok(files::list_dir(&self.users)?
             .into_iter()
-            .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
-            .filter(|n| is_valid_user_name(n))
+            .filter_map(|n| UserName::new(n.strip_suffix(".toml")?).ok())
             .collect())
     }
 }
@@ -286,7 +280,10 @@ impl UserLock<'_> {
     /// Replaces the record atomically and durably.
     pub fn write_record(&self, record: &Record) -> Result<(), StoreError> {
         if record.user != self.user {
-            return Err(StoreError::BadName(record.user.clone()));
+            return Err(StoreError::WrongUser {
+                expected: self.user.clone(),
+                found: record.user.clone(),
+            });
         }
         let text = record.to_toml();
         files::replace(
@@ -372,9 +369,8 @@ impl UserLock<'_> {
 
     /// Removes the record and state; true if there was a record.
     pub fn remove(&self) -> Result<bool, StoreError> {
-        let users = &self.store.users;
-        let had = files::remove_if_exists(&users.join(format!("{}.toml", self.user)))?;
-        files::remove_if_exists(&users.join(format!("{}.state", self.user)))?;
+        let had = files::remove_if_exists(&self.store.file(&self.user, "toml"))?;
+        files::remove_if_exists(&self.store.file(&self.user, "state"))?;
         files::sync_dir(&self.store.users).map_err(|source| StoreError::Io {
             path: self.store.users.clone(),
             source,
@@ -426,16 +422,16 @@ pub trait UserStore {
     where
         Self: 's;
     /// The user's record as read, if any (its `user` key names the user).
-    fn read_record(&self, user: &str) -> Result<Option<RecordRead>, StoreError>;
+    fn read_record(&self, user: &UserName) -> Result<Option<RecordRead>, StoreError>;
     /// The user's login state; "no login yet" when there is none.
-    fn read_state(&self, user: &str) -> Result<State, StoreError>;
+    fn read_state(&self, user: &UserName) -> Result<State, StoreError>;
     /// Holds the user (waits at most [`LOCK_TIMEOUT`]).
-    fn hold(&self, user: &str) -> Result<Self::Held<'_>, StoreError>;
+    fn hold(&self, user: &UserName) -> Result<Self::Held<'_>, StoreError>;
     /// Holds a decoy no user name can match: the same work as holding a user, for denials that
     /// must not be told apart from a wrong code by their timing.
     fn hold_decoy(&self) -> Result<Self::Held<'_>, StoreError>;
     /// Users with a record, sorted.
-    fn list(&self) -> Result<Vec<String>, StoreError>;
+    fn list(&self) -> Result<Vec<UserName>, StoreError>;
 }
 
 /// A held user: reads again, and the writes of SPEC §2–§4.
@@ -458,19 +454,19 @@ pub trait HeldUser {
 
 impl UserStore for Store {
     type Held<'s> = UserLock<'s>;
-    fn read_record(&self, user: &str) -> Result<Option<RecordRead>, StoreError> {
+    fn read_record(&self, user: &UserName) -> Result<Option<RecordRead>, StoreError> {
         self.record_read(user)
     }
-    fn read_state(&self, user: &str) -> Result<State, StoreError> {
+    fn read_state(&self, user: &UserName) -> Result<State, StoreError> {
         self.state(user)
     }
-    fn hold(&self, user: &str) -> Result<UserLock<'_>, StoreError> {
+    fn hold(&self, user: &UserName) -> Result<UserLock<'_>, StoreError> {
         self.lock(user)
     }
     fn hold_decoy(&self) -> Result<UserLock<'_>, StoreError> {
         self.decoy_lock()
     }
-    fn list(&self) -> Result<Vec<String>, StoreError> {
+    fn list(&self) -> Result<Vec<UserName>, StoreError> {
         self.users()
     }
 }

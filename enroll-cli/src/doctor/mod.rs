@@ -12,7 +12,9 @@
 //! - leftover temp files in `users/`, and stored times in the future (`clock::ahead`);
 //! - sshd's settings (`sshd -T` when it works, else `sshd_config` and its `Include`s);
 //! - clock synchronisation (timedatectl, chronyc, ntpq; not knowing is a warning);
-//! - users the policy requires who are not enrolled.
+//! - users the policy requires who are not enrolled, and what their next login does
+//!   ([`next_login`](pam_totp::next_login::next_login), the module's own rule; the user database
+//!   is asked about required users missing from `etc/passwd` only when `root` is `/`).
 //!
 //! Entry point: [`run`]. `root` is where `etc/pam.d`, `etc/ssh`, `etc/passwd`, `etc/group` and
 //! `etc/login.defs` are read from (`/` on a real system); commands (`sshd -T`, clock tools) run
@@ -67,7 +69,13 @@ fn check(dir: &Path, policy_path: &Path, root: &Path, sys: &dyn System) -> Repor
     let (state_section, enrolled) = check_state(dir, now, pam.module_used);
     let sshd = check_sshd(root, &pam, commands);
     let clock = check_clock(commands);
-    let users = check_users(root, policy.as_ref(), enrolled.as_ref(), now);
+    let users = check_users(
+        root,
+        policy.as_ref(),
+        enrolled.as_ref(),
+        commands.then_some(sys),
+        now,
+    );
     Report {
         sections: vec![
             state_section,

@@ -4,6 +4,7 @@
 use super::report::{plural_s, Section};
 use super::store_fix;
 use pam_totp::clock;
+use pam_totp::next_login::Enrolment;
 use pam_totp::store::{self, Status, Store, StoreError};
 use pam_totp::throttle::is_locked;
 use pam_totp::timefmt;
@@ -11,9 +12,9 @@ use pam_totp::totp::Params;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// What the state directory says about each user: `Some(true)` = active record (or a pending
-/// one that replaces an active record: the user is asked, not "unenrolled").
-pub(super) type Enrolled = BTreeMap<String, bool>;
+/// What the state directory says about each user with a record, as far as the next login is
+/// concerned ([`Enrolment::of`]).
+pub(super) type Enrolled = BTreeMap<String, Enrolment>;
 
 pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, Option<Enrolled>) {
     let mut s = Section::new(format!("State directory {}", dir.display()));
@@ -126,9 +127,9 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
             }
         };
         let left = record.recovery.len();
+        enrolled.insert(user.clone(), Enrolment::of(Some(&record)));
         match (record.status, record.replaces_active) {
             (Status::Active, _) => {
-                enrolled.insert(user.clone(), true);
                 s.ok(format!(
                     "{user}: active ({}), {left} recovery code{} left",
                     record.params.describe(),
@@ -142,7 +143,6 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
                 }
             }
             (Status::Pending, true) => {
-                enrolled.insert(user.clone(), true);
                 s.warn(
                     format!(
                         "{user}: re-enrolment pending (enroll --force): {user} is denied until \
@@ -152,7 +152,6 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
                 );
             }
             (Status::Pending, false) => {
-                enrolled.insert(user.clone(), false);
                 s.note(format!(
                     "{user}: pending, not used for logins until activated (pam-totp activate \
                      {user})"

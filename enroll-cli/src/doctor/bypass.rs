@@ -22,7 +22,8 @@
 //! No other module is taken on trust: one that may succeed on its own (a key, a fingerprint,
 //! a group membership, a script) is exactly what this check is for.
 
-use super::{is_totp, module_base, run_stack, Item, Ret, Rule, Skip};
+use super::pam_stack::{is_totp, module_base, Item, Ret, Rule};
+use super::simulate::{run_stack, Skip};
 
 /// Services run by a program that an ordinary user starts (setuid) or only root may run: the
 /// real uid pam_rootok checks is the caller's, so it succeeds for root alone.

@@ -10,8 +10,7 @@ use pam_totp::store::Status;
 use zeroize::Zeroizing;
 
 pub fn run(ctx: &Ctx, a: &ActivateArgs) -> Result<()> {
-    let user = &a.user;
-    ctx::check_user(user)?;
+    let user = &ctx::check_user(&a.user)?;
     let store = ctx.open_store()?.ok_or_else(|| no_record(ctx, user))?;
     // Check before asking for a code; the lock is not held while the user types.
     match store

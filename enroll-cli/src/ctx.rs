@@ -2,7 +2,7 @@
 
 use crate::cli::{Cli, DEFAULT_DIR};
 use crate::error::{CliError, Result};
-use pam_totp::names::{is_valid_user_name, log_safe};
+use pam_totp::names::UserName;
 use pam_totp::next_login::{next_login, Enrolment, NextLogin};
 use pam_totp::policy::{Policy, RequiredBy};
 use pam_totp::store::{self, Record, Store, StoreError, UserLock};
@@ -118,7 +118,10 @@ fn caller_owner(dir: &Path) -> Result<u32> {
 
 /// Refuses a name that cannot be a record's name (exit status 1).
 /// Takes USER's lock and reads their record under it: the start of every read-modify-write.
-pub fn lock_record<'s>(store: &'s Store, user: &str) -> Result<(UserLock<'s>, Option<Record>)> {
+pub fn lock_record<'s>(
+    store: &'s Store,
+    user: &UserName,
+) -> Result<(UserLock<'s>, Option<Record>)> {
     let lock = store
         .lock(user)
         .map_err(|e| CliError::store(&format!("cannot lock {user}'s record"), e))?;
@@ -128,17 +131,14 @@ pub fn lock_record<'s>(store: &'s Store, user: &str) -> Result<(UserLock<'s>, Op
     Ok((lock, record))
 }
 
-pub fn check_user(user: &str) -> Result<()> {
-    if is_valid_user_name(user) {
-        return Ok(());
-    }
-    Err(
-        CliError::new(format!("invalid user name \"{}\"", log_safe(user))).hint(
-            "a user name must match ^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$ (letters, digits and \
-         _ . @ -, not starting with . @ or -, at most 128 characters)",
-        ),
-    )
+/// The name as a [`UserName`], or exit status 1 saying what a name may be.
+pub fn check_user(user: &str) -> Result<UserName> {
+    UserName::new(user).map_err(|e| CliError::new(e.to_string()).hint(USER_NAME_RULE))
 }
+
+/// SPEC §2's rule for user names, in words.
+pub const USER_NAME_RULE: &str = "a user name must match ^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$ \
+     (letters, digits and _ . @ -, not starting with . @ or -, at most 128 characters)";
 
 /// The issuer for new records: `--issuer`, else the policy's `issuer`, else the host name.
 pub fn issuer(ctx: &Ctx, given: Option<&str>) -> Result<String> {

@@ -7,8 +7,7 @@ use crate::output::{errout, outln};
 use pam_totp::escape::terminal_safe;
 
 pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
-    let user = &a.user;
-    ctx::check_user(user)?;
+    let user = &ctx::check_user(&a.user)?;
     let removed = match ctx.open_store()? {
         None => false,
         Some(store) => {

@@ -8,6 +8,7 @@ use crate::output::{self, errout, erroutln, outln, print_json};
 use crate::{images, tty};
 use pam_totp::enroll::{self as core, ConfirmError, Enrolment};
 use pam_totp::escape::terminal_safe;
+use pam_totp::names::UserName;
 use pam_totp::qr;
 use pam_totp::recovery;
 use pam_totp::store::{Record, Status, Store, StoreError};
@@ -90,14 +91,14 @@ fn replaces_active(prev: Previous, user: &str, force: bool) -> Result<bool> {
 }
 
 pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
-    ctx::check_user(&a.user)?;
+    let user = &ctx::check_user(&a.user)?;
     let digits: i64 = a.digits.parse().unwrap_or(6);
     let params = Params::new(algorithm(a.algorithm), digits, i64::from(a.period))
         .map_err(|e| CliError::new(e.to_string()))?;
     let issuer = ctx::issuer(ctx, a.issuer.as_deref())?;
     let store = ctx.create_store()?;
     // Refuse early, before anything is generated or written (checked again under the lock).
-    replaces_active(previous(store.record(&a.user)), &a.user, a.force)?;
+    replaces_active(previous(store.record(user)), user, a.force)?;
 
     let e = core::new_enrolment(&a.user, &issuer, params, ctx.now(), recovery::DEFAULT_COUNT)
         .map_err(|e| CliError::new(format!("cannot draw random numbers: {e}")))?;
@@ -131,7 +132,7 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let mut e = e;
     let stored = (|| -> Result<bool> {
         let lock = store
-            .lock(&a.user)
+            .lock(user)
             .map_err(|err| CliError::store(&format!("cannot lock {}'s record", a.user), err))?;
         let replaces = replaces_active(previous(lock.record()), &a.user, a.force)?;
         e.record.replaces_active = replaces;
@@ -183,7 +184,7 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
         )?;
     }
     if tty::interactive() {
-        activate_interactively(ctx, &store, &e, replaces)
+        activate_interactively(ctx, &store, user, &e, replaces)
     } else {
         print_pending(ctx, &a.user, replaces)
     }
@@ -251,8 +252,13 @@ fn print_pending(ctx: &Ctx, user: &str, replaces: bool) -> Result<()> {
     outln!("  pam-totp {}activate {user} CODE", ctx.dir_arg())
 }
 
-fn activate_interactively(ctx: &Ctx, store: &Store, e: &Enrolment, replaces: bool) -> Result<()> {
-    let user = &e.record.user;
+fn activate_interactively(
+    ctx: &Ctx,
+    store: &Store,
+    user: &UserName,
+    e: &Enrolment,
+    replaces: bool,
+) -> Result<()> {
     for attempt in 1..=TRIES {
         let code = tty::read_hidden("Code from the app (empty: activate later): ")
             .map_err(|err| CliError::new(format!("cannot read from the terminal: {err}")))?;

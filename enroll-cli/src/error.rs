@@ -120,10 +120,8 @@ fn store_hint(e: &StoreError) -> Option<String> {
                 path.display()
             ),
         }),
-        StoreError::BadName(_) => Some(
-            "a user name must match ^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$ (letters, digits and \
-             _ . @ -, not starting with . @ or -, at most 128 characters)"
-                .into(),
+        StoreError::WrongUser { .. } => Some(
+            "a record's `user` key must name the user whose file it is; fix the record".into(),
         ),
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{CliError, Result};
 use crate::output::erroutln;
+use pam_totp::names::UserName;
 use pam_totp::store::files::{self, Exposure};
 use pam_totp::store::{Durability, Record, State, Status, Store, StoreError};
 use std::fs::OpenOptions;
@@ -119,7 +120,9 @@ pub fn save(
     last_step: Option<u64>,
     force: bool,
 ) -> std::result::Result<(), SaveError> {
-    let user = &record.user;
+    let user = &UserName::new(&record.user).map_err(|e| {
+        SaveError::Other(CliError::new(e.to_string()).hint(crate::ctx::USER_NAME_RULE))
+    })?;
     let other = |doing: &str, e: StoreError| SaveError::Other(CliError::store(doing, e));
     let lock = store
         .lock(user)

@@ -158,8 +158,7 @@ pub fn module_window(w: u32) -> u32 {
 }
 
 pub fn run(ctx: &Ctx, a: &ImportGaArgs) -> Result<()> {
-    let user = &a.user;
-    ctx::check_user(user)?;
+    let user = &ctx::check_user(&a.user)?;
     let path: PathBuf = match &a.file {
         Some(p) => p.clone(),
         None => match nix::unistd::User::from_name(user) {
@@ -218,7 +217,7 @@ pub fn run(ctx: &Ctx, a: &ImportGaArgs) -> Result<()> {
         .collect::<std::io::Result<Vec<String>>>()
         .map_err(|e| CliError::new(format!("cannot draw random numbers: {e}")))?;
     let record = Record {
-        user: user.clone(),
+        user: user.to_string(),
         status: Status::Active,
         replaces_active: false,
         secret: f.secret.clone(),

@@ -14,8 +14,7 @@ struct RecoveryJson<'a> {
 }
 
 pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
-    let user = &a.user;
-    ctx::check_user(user)?;
+    let user = &ctx::check_user(&a.user)?;
     let no_record = || {
         CliError::new(format!(
             "{user} has no record; there are no recovery codes to renew"

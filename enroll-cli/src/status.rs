@@ -7,6 +7,7 @@ use crate::error::{CliError, Result};
 use crate::output::{duration, errout, out, outln, print_json, time};
 use pam_totp::clock;
 use pam_totp::escape::terminal_safe;
+use pam_totp::names::UserName;
 use pam_totp::policy::Policy;
 use pam_totp::store::{Record, State, Status, Store};
 use pam_totp::throttle::is_locked;
@@ -62,7 +63,7 @@ fn user_status(
     ctx: &Ctx,
     policy: &Policy,
     store: Option<&Store>,
-    user: &str,
+    user: &UserName,
     now: u64,
 ) -> Result<UserStatus> {
     let record: Option<Record> = match store {
@@ -126,7 +127,7 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
     let Some(user) = &a.user else {
         return run_list(ctx, &ListArgs { json: a.json });
     };
-    ctx::check_user(user)?;
+    let user = &ctx::check_user(user)?;
     let policy = ctx.policy()?;
     let store = ctx.open_store()?;
     let s = user_status(ctx, &policy, store.as_ref(), user, ctx.now())?;

@@ -11,8 +11,7 @@ use pam_totp::store::{State, StoreError};
 use pam_totp::throttle::is_locked;
 
 pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
-    let user = &a.user;
-    ctx::check_user(user)?;
+    let user = &ctx::check_user(&a.user)?;
     let no_record = || {
         CliError::new(format!("{user} has no record; there is nothing to unlock"))
             .hint(format!("see pam-totp {}list", ctx.dir_arg()))

@@ -123,6 +123,23 @@ pub struct Request<'a> {
     pub owner: u32,
 }
 
+/// One login once its user name is valid and its policy read: what every step below needs.
+struct Login<'l, S, St> {
+    sys: &'l S,
+    req: &'l Request<'l>,
+    user: &'l UserName,
+    policy: &'l Policy,
+    store: &'l St,
+}
+
+impl<S, St> Clone for Login<'_, S, St> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, St> Copy for Login<'_, S, St> {}
+
 /// What the user typed, classified.
 enum Answer {
     Empty,
@@ -190,6 +207,13 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
     policy: &Policy,
     store: &St,
 ) -> Verdict {
+    let login = Login {
+        sys,
+        req,
+        user,
+        policy,
+        store,
+    };
     let record = match store.read_record(user) {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
@@ -198,14 +222,14 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
         Enrolment::of(record.as_ref().map(store::RecordRead::record)),
         record,
     ) {
-        (Enrolment::Active, Some(r)) => verify_enrolled(conv, sys, req, user, store, policy, r),
+        (Enrolment::Active, Some(r)) => verify_enrolled(conv, login, r),
         (Enrolment::ReplacementPending, _) => {
             if conv.prompt_hidden(&req.options.prompt).is_err() {
                 return Reason::ConvFailed.into();
             }
             Reason::ReenrolmentPending.into()
         }
-        _ => unenrolled(conv, sys, req, user, store, policy),
+        _ => unenrolled(conv, login),
     }
 }
 
@@ -232,13 +256,16 @@ fn check_canonical_name<S: System>(sys: &S, user: &str) -> Result<(), Verdict> {
 /// lets the user in, then judge and store under the user's lock.
 fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
-    sys: &S,
-    req: &Request,
-    user: &UserName,
-    store: &St,
-    policy: &Policy,
+    l: Login<'_, S, St>,
     first_read: RecordRead,
 ) -> Verdict {
+    let Login {
+        sys,
+        req,
+        user,
+        policy,
+        store,
+    } = l;
     // A corrupt or untrusted state denies before anything is asked.
     let state_before = match store.read_state(user) {
         Ok(s) => s,
@@ -381,12 +408,11 @@ fn commit(
 /// Steps 3–5: no active record. What happens is [`next_login`]'s to say.
 fn unenrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
-    sys: &S,
-    req: &Request,
-    user: &UserName,
-    store: &St,
-    policy: &Policy,
+    l: Login<'_, S, St>,
 ) -> Verdict {
+    let Login {
+        sys, user, policy, ..
+    } = l;
     let groups = if policy.needs_groups() {
         match sys.groups_of(user) {
             Ok(g) => g,
@@ -403,9 +429,7 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
     }
     match next {
         NextLogin::NoCode => Reason::NotRequired.into(),
-        NextLogin::EnrolAtLogin { by, grace } => {
-            enroll_at_login(conv, sys, req, user, store, policy, by, grace)
-        }
+        NextLogin::EnrolAtLogin { by, grace } => enroll_at_login(conv, l, by, grace),
         NextLogin::Grace { by, until } => {
             let notice = format!(
                 "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
@@ -418,7 +442,7 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
             }
             Reason::Grace { by, until }.into()
         }
-        NextLogin::Denied { by } => required_but_unenrolled(conv, sys, req, store, by),
+        NextLogin::Denied { by } => required_but_unenrolled(conv, l, by),
         // Not for a user without an active record; deny rather than trust that.
         NextLogin::AskCode | NextLogin::DeniedUntilActivated => Reason::RecordChanged.into(),
     }
@@ -428,14 +452,17 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
 /// correct code store the active record. During grace an empty answer skips for now.
 fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
-    sys: &S,
-    req: &Request,
-    user: &UserName,
-    store: &St,
-    policy: &Policy,
+    l: Login<'_, S, St>,
     by: RequiredBy,
     grace: Option<u64>,
 ) -> Verdict {
+    let Login {
+        sys,
+        req,
+        user,
+        policy,
+        store,
+    } = l;
     let issuer = policy.issuer.clone().unwrap_or_else(|| sys.hostname());
     let enrolment = match enroll::new_enrolment(
         user,
@@ -509,11 +536,12 @@ fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
 /// tells which case it was.
 fn required_but_unenrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
-    sys: &S,
-    req: &Request,
-    store: &St,
+    l: Login<'_, S, St>,
     by: RequiredBy,
 ) -> Verdict {
+    let Login {
+        sys, req, store, ..
+    } = l;
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Reason::ConvFailed.into();
     };

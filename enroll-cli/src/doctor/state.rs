@@ -89,7 +89,7 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
         }
     };
     report_stray_temps(&mut s, &strays);
-    let known: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+    let known: BTreeSet<&str> = users.iter().map(|u| u.as_str()).collect();
     for n in names
         .iter()
         .filter(|n| !strays.iter().any(|p| p.ends_with(n)))
@@ -127,7 +127,7 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
             }
         };
         let left = record.recovery.len();
-        enrolled.insert(user.clone(), Enrolment::of(Some(&record)));
+        enrolled.insert(user.to_string(), Enrolment::of(Some(&record)));
         match (record.status, record.replaces_active) {
             (Status::Active, _) => {
                 s.ok(format!(
@@ -253,7 +253,9 @@ mod tests {
         ));
         let _ = fs::remove_dir_all(&dir);
         let st = Store::create(&dir, 0).unwrap();
-        let lock = st.lock("alice").unwrap();
+        let lock = st
+            .lock(&pam_totp::names::UserName::new("alice").unwrap())
+            .unwrap();
         lock.write_record(&store::Record {
             user: "alice".into(),
             status: Status::Active,

@@ -4,8 +4,7 @@
 use crate::error::{CliError, Result};
 use crate::output::erroutln;
 use pam_totp::names::UserName;
-use pam_totp::store::files::{self, Exposure};
-use pam_totp::store::{Durability, Record, State, Status, Store, StoreError};
+use pam_totp::store::{self, Durability, Record, State, Status, Store, StoreError};
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -85,22 +84,13 @@ pub fn read_trusted_source(
 
 /// `Err` with what is wrong when `path` or a directory above it is not trusted.
 fn trust(path: &Path, owner: u32, max: u64) -> std::result::Result<(), String> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let why = |e: StoreError| match e {
-        StoreError::Untrusted { path, why } => Err(format!("{} is {why}", path.display())),
-        // Not a question of trust; reading the file already succeeded.
-        _ => Ok(()),
-    };
-    if let Ok(real) = parent.canonicalize() {
-        // The ancestors of real/x are real and every directory above it.
-        files::check_ancestors(&real.join("x"), owner).or_else(why)?;
-    }
-    files::read_trusted(path, owner, Exposure::Public, max)
+    store::read_public_file(path, owner, max)
         .map(drop)
-        .or_else(why)
+        .or_else(|e| match e {
+            StoreError::Untrusted { path, why } => Err(format!("{} is {why}", path.display())),
+            // Not a question of trust; reading the file already succeeded.
+            _ => Ok(()),
+        })
 }
 
 /// Why an import into the store did not happen.

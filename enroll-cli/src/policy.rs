@@ -12,18 +12,14 @@ use crate::output::{erroutln, out, outln, print_json, time};
 use pam_totp::escape::terminal_safe;
 use pam_totp::names::{is_valid_user_name, log_safe};
 use pam_totp::policy::Policy;
-use pam_totp::store::files::{self, Exposure};
-use pam_totp::store::{Durability, StoreError};
+use pam_totp::store::{self, PolicyReplaceError, StoreError};
 use pam_totp::sys::{RealSystem, System};
 use pam_totp::timefmt;
 use serde::Serialize;
 use std::fs;
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use toml_edit::{Array, DocumentMut, Item, Table, TableLike, Value};
-
-const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 
 /// Written when the file does not exist yet.
 pub const HEADER: &str = "\
@@ -99,26 +95,9 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// The policy file's text, checked like the module checks it (regular file, not a link, owned
-/// by root or `owner`, not writable by group/other, trusted parent directories). `None` if it
-/// does not exist.
+/// The policy file's text, trusted as the module trusts it (`None`: no file).
 fn read_text(path: &Path, owner: u32) -> Result<Option<String>> {
-    let doing = "cannot read the policy";
-    match parent_of(path).canonicalize() {
-        Ok(real) => {
-            files::check_ancestors(&real.join("x"), owner).map_err(|e| CliError::store(doing, e))?
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CliError::io("cannot read", parent_of(path), &e)),
-    }
-    let bytes = files::read_trusted(path, owner, Exposure::Public, MAX_POLICY_BYTES)
-        .map_err(|e| CliError::store(doing, e))?;
-    match bytes {
-        None => Ok(None),
-        Some(b) => String::from_utf8(b.to_vec())
-            .map(Some)
-            .map_err(|_| CliError::new(format!("{doing}: {} is not UTF-8 text", path.display()))),
-    }
+    store::read_policy_text(path, owner).map_err(|e| CliError::store("cannot read the policy", e))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,45 +421,27 @@ impl Editor {
             return Ok(());
         }
         let text = self.doc.to_string();
-        let policy = Policy::parse(&text).map_err(|e| {
-            let err = CliError::new(format!(
-                "refused: the edit would make the policy invalid: {e}; {path} was not changed"
-            ));
-            match original.map(Policy::parse) {
-                Some(Err(old)) => err.hint(format!(
-                    "the policy was already invalid before this edit ({old}); fix that first, \
-                     e.g. with `pam-totp policy unset KEY` or by hand"
-                )),
-                _ => err,
+        let policy = store::replace_policy(&self.path, &text).map_err(|e| match e {
+            PolicyReplaceError::Invalid(e) => {
+                let err = CliError::new(format!(
+                    "refused: the edit would make the policy invalid: {e}; {path} was not changed"
+                ));
+                match original.map(Policy::parse) {
+                    Some(Err(old)) => err.hint(format!(
+                        "the policy was already invalid before this edit ({old}); fix that \
+                         first, e.g. with `pam-totp policy unset KEY` or by hand"
+                    )),
+                    _ => err,
+                }
             }
-        })?;
-        let dir = parent_of(&self.path);
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| CliError::io("cannot create", dir, &e))?;
-        }
-        let name = self
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| CliError::new(format!("{path} is not a file name")))?;
-        files::replace(
-            dir,
-            name,
-            text.as_bytes(),
-            0o644,
-            Durability::Durable,
-            files::TempName::Unique,
-        )
-        .map_err(|e| match e {
-            StoreError::Io { path, source } => CliError::new(format!(
-                "cannot write {}: {}; the policy was not changed",
-                path.display(),
-                plain_io(&source)
-            )),
-            other => CliError::store("cannot write the policy", other),
+            PolicyReplaceError::Store(StoreError::Io { path, source, .. }) => {
+                CliError::new(format!(
+                    "cannot write {}: {}; the policy was not changed",
+                    path.display(),
+                    plain_io(&source)
+                ))
+            }
+            PolicyReplaceError::Store(other) => CliError::store("cannot write the policy", other),
         })?;
         let verb = if original.is_some() {
             "Updated"

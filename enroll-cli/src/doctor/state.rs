@@ -4,12 +4,13 @@
 use super::report::{plural_s, Section};
 use super::store_fix;
 use pam_totp::clock;
+use pam_totp::escape::terminal_safe;
 use pam_totp::next_login::Enrolment;
 use pam_totp::store::{self, Status, Store, StoreError};
 use pam_totp::throttle::is_locked;
 use pam_totp::timefmt;
 use pam_totp::totp::Params;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What the state directory says about each user with a record, as far as the next login is
@@ -59,14 +60,6 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
             return (s, None);
         }
     };
-    let names = match store::files::list_dir(&dir.join("users")) {
-        Ok(n) => n,
-        Err(e) => {
-            let text = e.to_string();
-            s.error(text, store_fix(e, "run pam-totp doctor as root"));
-            return (s, None);
-        }
-    };
     let users = match store.users() {
         Ok(u) => u,
         Err(e) => {
@@ -89,22 +82,18 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
         }
     };
     report_stray_temps(&mut s, &strays);
-    let known: BTreeSet<&str> = users.iter().map(|u| u.as_str()).collect();
-    for n in names
-        .iter()
-        .filter(|n| !strays.iter().any(|p| p.ends_with(n)))
-    {
-        let (stem, ext) = n.rsplit_once('.').unwrap_or((n.as_str(), ""));
-        let expected = match ext {
-            "toml" => known.contains(stem),
-            "state" | "lock" => pam_totp::names::is_valid_user_name(stem),
-            _ => false,
-        };
-        if !expected {
-            s.note(format!(
-                "users/{n} is not a record, state or lock file; pam_totp ignores it (a \
-                 leftover temporary file after a crash can be removed)"
-            ));
+    match store.unknown_files() {
+        Ok(names) => {
+            for n in names {
+                s.note(format!(
+                    "users/{} is not a record, state or lock file; pam_totp ignores it",
+                    terminal_safe(&n)
+                ));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            s.error(text, store_fix(e, "run pam-totp doctor as root"));
         }
     }
     let mut enrolled = Enrolled::new();

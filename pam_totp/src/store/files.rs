@@ -91,7 +91,12 @@ pub fn check_private_dir(path: &Path, owner: u32) -> Result<(), StoreError> {
 
 /// Creates a private directory if missing (mode 0700).
 pub fn ensure_private_dir(path: &Path) -> Result<(), StoreError> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
+    ensure_dir(path, 0o700)
+}
+
+/// Creates a directory with `mode` if missing.
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_err(path, e)),

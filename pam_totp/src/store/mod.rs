@@ -2,7 +2,7 @@
 //! atomic replacement of records and state (SPEC §2).
 #![forbid(unsafe_code)]
 
-pub mod files;
+mod files;
 pub mod record;
 pub mod state;
 
@@ -221,6 +221,26 @@ impl Store {
             .collect())
     }
 
+    /// Names in `users/` that are none of the store's own files (a record, a state or a lock of
+    /// a valid user name, the decoy's, a temp file): the store ignores them.
+    pub fn unknown_files(&self) -> Result<Vec<String>, StoreError> {
+        let own = |n: &str| {
+            if n.starts_with('.') && n.contains(".tmp") {
+                return true;
+            }
+            match n.rsplit_once('.') {
+                Some((stem, "toml" | "state" | "lock")) => {
+                    stem == DECOY || UserName::new(stem).is_ok()
+                }
+                _ => false,
+            }
+        };
+        Ok(files::list_dir(&self.users)?
+            .into_iter()
+            .filter(|n| !own(n))
+            .collect())
+    }
+
     /// Users with a record file, sorted.
     pub fn users(&self) -> Result<Vec<UserName>, StoreError> {
         Ok(files::list_dir(&self.users)?
@@ -379,22 +399,28 @@ impl UserLock<'_> {
     }
 }
 
-/// Reads the policy file (SPEC §6): `Ok(None)` if it does not exist. It must be a regular file
-/// owned by root (or `owner`), not writable by group/other, in trusted directories.
-pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
+/// A file others may read and only root (or `owner`) may write — the policy, an import
+/// source — trusted as the module trusts the policy: a regular file, not a link, not writable
+/// by group or others, at most `max` bytes, opened through its checked, canonical directory
+/// (every directory above it root's and not writable by others, or root's and sticky).
+/// `Ok(None)` if it does not exist.
+pub fn read_public_file(
+    path: &Path,
+    owner: u32,
+    max: u64,
+) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let Some(name) = path.file_name() else {
         return Err(StoreError::Parse {
             path: path.to_path_buf(),
             msg: "not a file name".into(),
         });
     };
-    // The file is opened through the checked, canonical directory, not through `path` again.
     let real = match parent.canonicalize() {
-        Ok(real) => {
-            files::check_ancestors(&real.join(name), owner)?;
-            real.join(name)
-        }
+        Ok(real) => real.join(name),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(StoreError::Io {
@@ -403,15 +429,73 @@ pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError
             })
         }
     };
-    let Some(bytes) = files::read_trusted(&real, owner, Exposure::Public, MAX_POLICY_BYTES)? else {
+    files::check_ancestors(&real, owner)?;
+    files::read_trusted(&real, owner, Exposure::Public, max)
+}
+
+/// The policy file's text (SPEC §6), trusted as the module trusts it: `Ok(None)` if it does
+/// not exist.
+pub fn read_policy_text(path: &Path, owner: u32) -> Result<Option<String>, StoreError> {
+    let Some(bytes) = read_public_file(path, owner, MAX_POLICY_BYTES)? else {
         return Ok(None);
     };
-    let parse_err = |msg: String| StoreError::Parse {
-        path: path.to_path_buf(),
-        msg,
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|_| StoreError::Parse {
+            path: path.to_path_buf(),
+            msg: "not UTF-8".into(),
+        })
+}
+
+/// Reads and parses the policy file: `Ok(None)` if it does not exist.
+pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError> {
+    let Some(text) = read_policy_text(path, owner)? else {
+        return Ok(None);
     };
-    let text = std::str::from_utf8(&bytes).map_err(|_| parse_err("not UTF-8".into()))?;
-    Policy::parse(text).map(Some).map_err(parse_err)
+    Policy::parse(&text)
+        .map(Some)
+        .map_err(|msg| StoreError::Parse {
+            path: path.to_path_buf(),
+            msg,
+        })
+}
+
+/// Why a policy could not be replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyReplaceError {
+    /// The new text does not parse or validate: nothing was written.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Replaces the policy file with `text` — only if the module's own parser accepts it — by an
+/// atomic, durable rewrite (root, 0644); creates its directory (0755) if missing. The policy
+/// as it now reads.
+pub fn replace_policy(path: &Path, text: &str) -> Result<Policy, PolicyReplaceError> {
+    let policy = Policy::parse(text).map_err(PolicyReplaceError::Invalid)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StoreError::Parse {
+            path: path.to_path_buf(),
+            msg: "not a file name".into(),
+        })?;
+    files::ensure_dir(dir, 0o755)?;
+    files::replace(
+        dir,
+        name,
+        text.as_bytes(),
+        0o644,
+        Durability::Durable,
+        files::TempName::Unique,
+    )?;
+    Ok(policy)
 }
 
 /// What the decision (`flow`) and the verbs need of a store, whatever keeps the data: today's

@@ -9,6 +9,7 @@
 //! and a last line `extra=N names...` listing files in users/ that are not USER.toml,
 //! USER.state or USER.lock (temporary files left by a killed writer).
 //! Trusted files must be owned by root (owner 0), as in production.
+use pam_totp::names::UserName;
 use pam_totp::store::{Status, Store};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -28,7 +29,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        return match store.record(&args[2]) {
+        let user = match UserName::new(&args[2]) {
+            Ok(u) => u,
+            Err(e) => {
+                println!("error={e}");
+                return ExitCode::from(1);
+            }
+        };
+        return match store.record(&user) {
             Ok(Some(r)) => {
                 match pam_totp::recovery::find(&args[3], &r.recovery) {
                     Some(i) => println!("found={i} left={}", r.recovery.len()),
@@ -77,8 +85,13 @@ fn main() -> ExitCode {
         names.into_iter().collect()
     };
     let mut bad = false;
-    for user in wanted {
-        let mut line = format!("user={user}");
+    for name in wanted {
+        let mut line = format!("user={name}");
+        let Ok(user) = UserName::new(&name) else {
+            bad = true;
+            println!("{line} error=invalid user name");
+            continue;
+        };
         let mut errors = Vec::new();
         match store.record(&user) {
             Ok(Some(r)) => {

@@ -1,7 +1,7 @@
 //! The one error type of the CLI: what failed, and what to do next.
 
 use pam_totp::escape::terminal_safe;
-use pam_totp::store::StoreError;
+use pam_totp::store::{Check, FileKind, StoreError};
 use std::fmt;
 use std::path::Path;
 
@@ -67,23 +67,24 @@ pub fn plain_io(e: &std::io::Error) -> String {
 
 fn store_hint(e: &StoreError) -> Option<String> {
     match e {
-        StoreError::Untrusted { path, why } => {
+        StoreError::Untrusted { file, path, check } => {
             let p = path.display();
-            Some(if why.contains("symbolic link") {
-                format!("{p} must be a real file or directory, not a symbolic link; remove the link")
-            } else if matches!(kind(path), Kind::Record(_) | Kind::State(_) | Kind::Lock) {
-                format!("records and state must be root:root 0600: chown root:root {p} && chmod 0600 {p}")
-            } else if path.is_dir() {
-                format!(
+            Some(match (check, file) {
+                (Check::SymbolicLink, _) => format!(
+                    "{p} must be a real file or directory, not a symbolic link; remove the link"
+                ),
+                (_, FileKind::Record(_) | FileKind::State(_) | FileKind::Lock(_)) => format!(
+                    "records and state must be root:root 0600: chown root:root {p} && chmod 0600 {p}"
+                ),
+                (_, FileKind::Directory) => format!(
                     "the state directory and users/ must be root:root 0700 and every parent \
                      directory root-owned and not writable by group or others \
                      (chown root:root {p} && chmod 0700 {p})"
-                )
-            } else {
-                format!(
+                ),
+                (_, FileKind::Policy | FileKind::Other) => format!(
                     "the file must be owned by root and not writable by group or others: \
                      chown root:root {p} && chmod 0644 {p}"
-                )
+                ),
             })
         }
         StoreError::LockTimeout { .. } => Some(
@@ -104,44 +105,26 @@ fn store_hint(e: &StoreError) -> Option<String> {
             ),
             _ => None,
         },
-        StoreError::Parse { path, .. } => Some(match kind(path) {
-            Kind::State(user) => format!(
+        StoreError::Parse { file, path, .. } => match file {
+            FileKind::State(user) => Some(format!(
                 "the module refuses {user}'s logins until this is repaired: run \
                  `pam-totp unlock {user}` (it writes a fresh state in which no earlier code can \
                  be replayed)"
-            ),
-            Kind::Record(user) => format!(
+            )),
+            FileKind::Record(user) => Some(format!(
                 "fix the record by hand (format: pam-totp(8)), or remove it with \
                  `pam-totp disable {user}` and enrol {user} again"
-            ),
-            Kind::Lock | Kind::Other => format!(
+            )),
+            FileKind::Policy => Some(format!(
                 "the module denies every login while the policy is invalid: fix {} \
                  (`pam-totp policy show` reads it) or move it away",
                 path.display()
-            ),
-        }),
+            )),
+            FileKind::Lock(_) | FileKind::Directory | FileKind::Other => None,
+        },
         StoreError::WrongUser { .. } => Some(
             "a record's `user` key must name the user whose file it is; fix the record".into(),
         ),
-    }
-}
-
-enum Kind {
-    Record(String),
-    State(String),
-    Lock,
-    Other,
-}
-
-/// What a path in an error is: a file in the users directory, or something else.
-fn kind(path: &Path) -> Kind {
-    let in_users = path.parent().is_some_and(|d| d.ends_with("users"));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    match (in_users, name.rsplit_once('.')) {
-        (true, Some((user, "toml"))) => Kind::Record(user.to_string()),
-        (true, Some((user, "state"))) => Kind::State(user.to_string()),
-        (true, Some((_, "lock"))) => Kind::Lock,
-        _ => Kind::Other,
     }
 }
 

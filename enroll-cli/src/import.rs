@@ -4,7 +4,7 @@
 use crate::error::{CliError, Result};
 use crate::output::erroutln;
 use pam_totp::names::UserName;
-use pam_totp::store::{self, Durability, Record, State, Status, Store, StoreError};
+use pam_totp::store::{self, Durability, FileKind, Record, State, Status, Store, StoreError};
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -84,10 +84,12 @@ pub fn read_trusted_source(
 
 /// `Err` with what is wrong when `path` or a directory above it is not trusted.
 fn trust(path: &Path, owner: u32, max: u64) -> std::result::Result<(), String> {
-    store::read_public_file(path, owner, max)
+    store::read_public_file(path, FileKind::Other, owner, max)
         .map(drop)
         .or_else(|e| match e {
-            StoreError::Untrusted { path, why } => Err(format!("{} is {why}", path.display())),
+            StoreError::Untrusted { path, check, .. } => {
+                Err(format!("{} is {check}", path.display()))
+            }
             // Not a question of trust; reading the file already succeeded.
             _ => Ok(()),
         })

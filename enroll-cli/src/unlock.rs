@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
         // Unparsable: write a fresh state (that is what the admin runs after "corrupt state"),
         // keeping the highest step any intact journal line still shows: a repair must never
         // make an already used code valid again.
-        Err(StoreError::Parse { path, msg }) => {
+        Err(StoreError::Parse { path, msg, .. }) => {
             let salvaged = lock
                 .salvage_last_step()
                 .map_err(|e| CliError::store(&format!("cannot read {user}'s login state"), e))?;

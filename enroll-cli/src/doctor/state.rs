@@ -45,7 +45,7 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
             }
             return (s, Some(Enrolled::new()));
         }
-        Err(StoreError::Io { path, source })
+        Err(StoreError::Io { path, source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
         {
             s.warn(

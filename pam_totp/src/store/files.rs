@@ -1,7 +1,7 @@
 //! Trusted opens and crash-safe replacement: the only code that opens files (SPEC §2).
 #![forbid(unsafe_code)]
 
-use super::StoreError;
+use super::{Check, Exposure, FileKind, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -10,28 +10,23 @@ use zeroize::Zeroizing;
 
 const S_ISVTX: u32 = 0o1000;
 
-/// What a file may show to others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exposure {
-    /// Records and state: no group/other bits at all (0600).
-    Private,
-    /// Policy: readable by all, writable by the owner only.
-    Public,
-}
-
-fn untrusted(path: &Path, why: impl Into<String>) -> StoreError {
+fn untrusted(file: &FileKind, path: &Path, check: Check) -> StoreError {
     StoreError::Untrusted {
+        file: file.clone(),
         path: path.to_path_buf(),
-        why: why.into(),
+        check,
     }
 }
 
-fn io_err(path: &Path, source: io::Error) -> StoreError {
+fn io_err(file: &FileKind, path: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
+        file: file.clone(),
         path: path.to_path_buf(),
         source,
     }
 }
+
+const DIR: &FileKind = &FileKind::Directory;
 
 fn owner_ok(uid: u32, owner: u32) -> bool {
     uid == owner || uid == 0
@@ -41,21 +36,28 @@ fn owner_ok(uid: u32, owner: u32) -> bool {
 /// writable by group/other, unless it is a root-owned sticky directory like /tmp.
 pub fn check_ancestors(path: &Path, owner: u32) -> Result<(), StoreError> {
     for ancestor in path.ancestors().skip(1) {
-        let meta = fs::metadata(ancestor).map_err(|e| io_err(ancestor, e))?;
+        let meta = fs::metadata(ancestor).map_err(|e| io_err(DIR, ancestor, e))?;
         if !meta.is_dir() {
-            return Err(untrusted(ancestor, "not a directory"));
+            return Err(untrusted(DIR, ancestor, Check::NotDirectory));
         }
         if !owner_ok(meta.uid(), owner) {
             return Err(untrusted(
+                DIR,
                 ancestor,
-                format!("owned by uid {}, not root", meta.uid()),
+                Check::Owner {
+                    uid: meta.uid(),
+                    expected: 0,
+                },
             ));
         }
         let mode = meta.mode();
         if mode & 0o022 != 0 && !(mode & S_ISVTX != 0 && meta.uid() == 0) {
             return Err(untrusted(
+                DIR,
                 ancestor,
-                format!("writable by group or others (mode {:o})", mode & 0o7777),
+                Check::WritableDirectory {
+                    mode: mode & 0o7777,
+                },
             ));
         }
     }
@@ -64,26 +66,30 @@ pub fn check_ancestors(path: &Path, owner: u32) -> Result<(), StoreError> {
 
 /// A private directory: a real directory (no symlink), owned by `owner`, mode 0700 or stricter.
 pub fn check_private_dir(path: &Path, owner: u32) -> Result<(), StoreError> {
-    let meta = fs::symlink_metadata(path).map_err(|e| io_err(path, e))?;
+    let meta = fs::symlink_metadata(path).map_err(|e| io_err(DIR, path, e))?;
     if meta.file_type().is_symlink() {
-        return Err(untrusted(path, "is a symbolic link"));
+        return Err(untrusted(DIR, path, Check::SymbolicLink));
     }
     if !meta.is_dir() {
-        return Err(untrusted(path, "not a directory"));
+        return Err(untrusted(DIR, path, Check::NotDirectory));
     }
     if meta.uid() != owner {
         return Err(untrusted(
+            DIR,
             path,
-            format!("owned by uid {}, expected {owner}", meta.uid()),
+            Check::Owner {
+                uid: meta.uid(),
+                expected: owner,
+            },
         ));
     }
     if meta.mode() & 0o077 != 0 {
         return Err(untrusted(
+            DIR,
             path,
-            format!(
-                "mode {:o}, expected 0700 (no access for group or others)",
-                meta.mode() & 0o7777
-            ),
+            Check::OpenDirectory {
+                mode: meta.mode() & 0o7777,
+            },
         ));
     }
     Ok(())
@@ -99,7 +105,7 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<(), StoreError> {
     match fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err(path, e)),
+        Err(e) => Err(io_err(DIR, path, e)),
     }
 }
 
@@ -111,29 +117,30 @@ fn open_flags() -> i32 {
 /// with the permissions `exposure` demands. `Ok(None)` if it does not exist.
 pub fn read_trusted(
     path: &Path,
+    file: &FileKind,
     owner: u32,
     exposure: Exposure,
     max: u64,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-    let Some((file, meta)) = open_existing(path, OpenOptions::new().read(true), owner, exposure)?
+    let kind = file;
+    let Some((file, meta)) =
+        open_existing(path, kind, OpenOptions::new().read(true), owner, exposure)?
     else {
         return Ok(None);
     };
     if meta.len() > max {
-        return Err(untrusted(
-            path,
-            format!("too large ({} bytes, at most {max})", meta.len()),
-        ));
+        let check = Check::TooLarge {
+            size: Some(meta.len()),
+            max,
+        };
+        return Err(untrusted(kind, path, check));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
     file.take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| io_err(path, e))?;
+        .map_err(|e| io_err(kind, path, e))?;
     if buf.len() as u64 > max {
-        return Err(untrusted(
-            path,
-            format!("too large (more than {max} bytes)"),
-        ));
+        return Err(untrusted(kind, path, Check::TooLarge { size: None, max }));
     }
     Ok(Some(buf))
 }
@@ -143,6 +150,7 @@ pub fn read_trusted(
 /// `exposure` demands. `Ok(None)` if it does not exist.
 fn open_existing(
     path: &Path,
+    kind: &FileKind,
     options: &OpenOptions,
     owner: u32,
     exposure: Exposure,
@@ -151,29 +159,31 @@ fn open_existing(
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(untrusted(path, "is a symbolic link"))
+            return Err(untrusted(kind, path, Check::SymbolicLink))
         }
-        Err(e) => return Err(io_err(path, e)),
+        Err(e) => return Err(io_err(kind, path, e)),
     };
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    check_file_meta(path, &meta, owner, exposure)?;
+    let meta = file.metadata().map_err(|e| io_err(kind, path, e))?;
+    check_file_meta(path, kind, &meta, owner, exposure)?;
     Ok(Some((file, meta)))
 }
 
 fn check_file_meta(
     path: &Path,
+    kind: &FileKind,
     meta: &fs::Metadata,
     owner: u32,
     exposure: Exposure,
 ) -> Result<(), StoreError> {
     if !meta.is_file() {
-        return Err(untrusted(path, "not a regular file"));
+        return Err(untrusted(kind, path, Check::NotRegularFile));
     }
     if !owner_ok(meta.uid(), owner) {
-        return Err(untrusted(
-            path,
-            format!("owned by uid {}, not root", meta.uid()),
-        ));
+        let check = Check::Owner {
+            uid: meta.uid(),
+            expected: 0,
+        };
+        return Err(untrusted(kind, path, check));
     }
     let mode = meta.mode() & 0o7777;
     let forbidden = match exposure {
@@ -181,17 +191,13 @@ fn check_file_meta(
         Exposure::Public => 0o022,
     };
     if mode & forbidden != 0 {
-        let want = match exposure {
-            Exposure::Private => "0600 (no access for group or others)",
-            Exposure::Public => "not writable by group or others",
-        };
-        return Err(untrusted(path, format!("mode {mode:o}, expected {want}")));
+        return Err(untrusted(kind, path, Check::Mode { mode, exposure }));
     }
     Ok(())
 }
 
 /// Opens (creating if needed) a lock file and checks it like a private file.
-pub fn open_lock_file(path: &Path, owner: u32) -> Result<File, StoreError> {
+pub fn open_lock_file(path: &Path, kind: &FileKind, owner: u32) -> Result<File, StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -202,13 +208,13 @@ pub fn open_lock_file(path: &Path, owner: u32) -> Result<File, StoreError> {
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
-                untrusted(path, "is a symbolic link")
+                untrusted(kind, path, Check::SymbolicLink)
             } else {
-                io_err(path, e)
+                io_err(kind, path, e)
             }
         })?;
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    check_file_meta(path, &meta, owner, Exposure::Private)?;
+    let meta = file.metadata().map_err(|e| io_err(kind, path, e))?;
+    check_file_meta(path, kind, &meta, owner, Exposure::Private)?;
     Ok(file)
 }
 
@@ -262,16 +268,17 @@ fn temp_name(dir: &Path, name: &str, kind: TempName) -> PathBuf {
 pub fn replace(
     dir: &Path,
     name: &str,
+    kind: &FileKind,
     bytes: &[u8],
     mode: u32,
     durability: Durability,
-    kind: TempName,
+    temp: TempName,
 ) -> Result<(), StoreError> {
     let target = dir.join(name);
-    let tmp = temp_name(dir, name, kind);
-    if kind == TempName::Locked {
+    let tmp = temp_name(dir, name, temp);
+    if temp == TempName::Locked {
         // Left by a writer that died between create and rename (we hold the lock it held).
-        remove_if_exists(&tmp)?;
+        remove_if_exists(&tmp, kind)?;
     }
     let result = (|| -> io::Result<()> {
         let mut f = OpenOptions::new()
@@ -293,7 +300,7 @@ pub fn replace(
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(io_err(&target, e));
+        return Err(io_err(kind, &target, e));
     }
     Ok(())
 }
@@ -306,6 +313,7 @@ pub fn replace(
 /// its old length.
 pub fn append_entry(
     path: &Path,
+    kind: &FileKind,
     owner: u32,
     header: &[u8],
     entry: &[u8],
@@ -315,7 +323,8 @@ pub fn append_entry(
     use std::os::unix::fs::FileExt;
     let mut options = OpenOptions::new();
     options.read(true).append(true);
-    let Some((mut file, meta)) = open_existing(path, &options, owner, Exposure::Private)? else {
+    let Some((mut file, meta)) = open_existing(path, kind, &options, owner, Exposure::Private)?
+    else {
         return Ok(false);
     };
     let len = meta.len();
@@ -325,7 +334,7 @@ pub fn append_entry(
     let mut head = vec![0u8; header.len() + 1];
     file.read_exact_at(&mut head[..header.len()], 0)
         .and_then(|()| file.read_exact_at(&mut head[header.len()..], len - 1))
-        .map_err(|e| io_err(path, e))?;
+        .map_err(|e| io_err(kind, path, e))?;
     if head[..header.len()] != *header || head[header.len()] != b'\n' {
         return Ok(false);
     }
@@ -336,7 +345,7 @@ pub fn append_entry(
         // Whatever part of the line reached the file lacks its newline and would be ignored;
         // cutting it off keeps the journal appendable.
         let _ = file.set_len(len);
-        return Err(io_err(path, e));
+        return Err(io_err(kind, path, e));
     }
     Ok(true)
 }
@@ -346,19 +355,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Removes `path` if it exists.
-pub fn remove_if_exists(path: &Path) -> Result<bool, StoreError> {
+pub fn remove_if_exists(path: &Path, kind: &FileKind) -> Result<bool, StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err(path, e)),
+        Err(e) => Err(io_err(kind, path, e)),
     }
 }
 
 /// Names of the entries in `dir`.
 pub fn list_dir(dir: &Path) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
-        let entry = entry.map_err(|e| io_err(dir, e))?;
+    for entry in fs::read_dir(dir).map_err(|e| io_err(DIR, dir, e))? {
+        let entry = entry.map_err(|e| io_err(DIR, dir, e))?;
         if let Some(name) = entry.file_name().to_str() {
             out.push(name.to_string());
         }

@@ -2,17 +2,18 @@
 //! atomic replacement of records and state (SPEC §2).
 #![forbid(unsafe_code)]
 
+mod error;
 mod files;
 pub mod record;
 pub mod state;
 
+pub use error::{Check, Exposure, FileKind, StoreError};
 pub use files::{Durability, TempName};
 pub use record::{Record, Status};
 pub use state::{LastSuccess, State, JOURNAL_HEADER};
 
 use crate::names::{log_safe, UserName};
 use crate::policy::Policy;
-use files::Exposure;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io;
@@ -33,28 +34,6 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// File stem of the decoy (see [`Store::decoy_lock`]).
 const DECOY: &str = ".decoy";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("bad permissions on {}: {why}", path.display())]
-    Untrusted { path: PathBuf, why: String },
-    #[error("cannot read or write {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error("cannot parse {}: {msg}", path.display())]
-    Parse { path: PathBuf, msg: String },
-    #[error("the record names user \"{}\", not \"{expected}\"", log_safe(found))]
-    WrongUser { expected: String, found: String },
-    #[error("the lock {} is held by another process for too long", path.display())]
-    LockTimeout { path: PathBuf },
-}
-
-impl StoreError {
-    /// True for a full disk or quota: the caller may say so plainly.
-    pub fn is_no_space(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. }
-            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
-    }
-}
-
 /// The state directory, checked. Files in it must belong to `owner` (root in production).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -67,6 +46,7 @@ impl Store {
     /// Opens an existing state directory, checking it, its ancestors and `users/`.
     pub fn open(dir: &Path, owner: u32) -> Result<Store, StoreError> {
         let real = dir.canonicalize().map_err(|source| StoreError::Io {
+            file: FileKind::Directory,
             path: dir.to_path_buf(),
             source,
         })?;
@@ -124,8 +104,14 @@ impl Store {
         earlier: Option<RecordRead>,
     ) -> Result<Option<(RecordRead, bool)>, StoreError> {
         let path = self.file(user, "toml");
-        let Some(bytes) =
-            files::read_trusted(&path, self.owner, Exposure::Private, MAX_RECORD_BYTES)?
+        let kind = FileKind::Record(user.to_string());
+        let Some(bytes) = files::read_trusted(
+            &path,
+            &kind,
+            self.owner,
+            Exposure::Private,
+            MAX_RECORD_BYTES,
+        )?
         else {
             return Ok(None);
         };
@@ -133,6 +119,7 @@ impl Store {
             return Ok(Some((earlier, true)));
         }
         let parse_err = |msg: String| StoreError::Parse {
+            file: kind.clone(),
             path: path.clone(),
             msg,
         };
@@ -154,10 +141,14 @@ impl Store {
 
     fn state_named(&self, user: &str) -> Result<State, StoreError> {
         let path = self.state_file(user);
-        let Some(bytes) = self.state_bytes(&path)? else {
+        let Some(bytes) = self.state_bytes(user, &path)? else {
             return Ok(State::default());
         };
-        State::parse_file(&bytes).map_err(|msg| StoreError::Parse { path, msg })
+        State::parse_file(&bytes).map_err(|msg| StoreError::Parse {
+            file: FileKind::State(user.to_string()),
+            path,
+            msg,
+        })
     }
 
     fn state_file(&self, user: &str) -> PathBuf {
@@ -165,8 +156,13 @@ impl Store {
     }
 
     /// The state file's trusted contents (`None`: no file).
-    fn state_bytes(&self, path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        files::read_trusted(path, self.owner, Exposure::Private, MAX_STATE_BYTES)
+    fn state_bytes(
+        &self,
+        user: &str,
+        path: &Path,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let kind = FileKind::State(user.to_string());
+        files::read_trusted(path, &kind, self.owner, Exposure::Private, MAX_STATE_BYTES)
     }
 
     /// Takes the user's exclusive lock (blocking); all writes go through the guard.
@@ -183,7 +179,8 @@ impl Store {
 
     fn lock_named(&self, name: &str, timeout: Duration) -> Result<UserLock<'_>, StoreError> {
         let path = self.file(name, "lock");
-        let mut file = files::open_lock_file(&path, self.owner)?;
+        let kind = FileKind::Lock(name.to_string());
+        let mut file = files::open_lock_file(&path, &kind, self.owner)?;
         let deadline = Instant::now() + timeout;
         let flock = loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -197,6 +194,7 @@ impl Store {
                 }
                 Err((_, errno)) => {
                     return Err(StoreError::Io {
+                        file: kind,
                         path,
                         source: io::Error::from(errno),
                     })
@@ -309,6 +307,7 @@ impl UserLock<'_> {
         files::replace(
             &self.store.users,
             &format!("{}.toml", self.user),
+            &FileKind::Record(self.user.clone()),
             text.as_bytes(),
             0o600,
             Durability::Durable,
@@ -322,9 +321,11 @@ impl UserLock<'_> {
     pub fn write_state(&self, state: &State, durability: Durability) -> Result<(), StoreError> {
         let path = self.store.state_file(&self.user);
         let entry = state.to_entry();
+        let kind = FileKind::State(self.user.clone());
         let append = |limit| {
             files::append_entry(
                 &path,
+                &kind,
                 self.store.owner,
                 state::JOURNAL_HEADER.as_bytes(),
                 entry.as_bytes(),
@@ -356,6 +357,7 @@ impl UserLock<'_> {
         files::replace(
             &self.store.users,
             &format!("{}.state", self.user),
+            &FileKind::State(self.user.clone()),
             text.as_bytes(),
             0o600,
             Durability::Durable,
@@ -366,7 +368,9 @@ impl UserLock<'_> {
     /// For a state that does not parse: the highest `last_step` in any intact journal line
     /// (see [`State::highest_intact_step`]), so that a repair never makes a used code valid.
     pub fn salvage_last_step(&self) -> Result<Option<u64>, StoreError> {
-        let bytes = self.store.state_bytes(&self.store.state_file(&self.user))?;
+        let bytes = self
+            .store
+            .state_bytes(&self.user, &self.store.state_file(&self.user))?;
         Ok(bytes.and_then(|b| State::highest_intact_step(&b)))
     }
 
@@ -381,7 +385,8 @@ impl UserLock<'_> {
         let mut removed = 0;
         for name in files::list_dir(&self.store.users)? {
             if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
-                removed += usize::from(files::remove_if_exists(&self.store.users.join(&name))?);
+                let path = self.store.users.join(&name);
+                removed += usize::from(files::remove_if_exists(&path, &FileKind::Directory)?);
             }
         }
         Ok(removed)
@@ -389,9 +394,12 @@ impl UserLock<'_> {
 
     /// Removes the record and state; true if there was a record.
     pub fn remove(&self) -> Result<bool, StoreError> {
-        let had = files::remove_if_exists(&self.store.file(&self.user, "toml"))?;
-        files::remove_if_exists(&self.store.file(&self.user, "state"))?;
+        let record = FileKind::Record(self.user.clone());
+        let state = FileKind::State(self.user.clone());
+        let had = files::remove_if_exists(&self.store.file(&self.user, "toml"), &record)?;
+        files::remove_if_exists(&self.store.file(&self.user, "state"), &state)?;
         files::sync_dir(&self.store.users).map_err(|source| StoreError::Io {
+            file: FileKind::Directory,
             path: self.store.users.clone(),
             source,
         })?;
@@ -406,6 +414,7 @@ impl UserLock<'_> {
 /// `Ok(None)` if it does not exist.
 pub fn read_public_file(
     path: &Path,
+    kind: FileKind,
     owner: u32,
     max: u64,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
@@ -415,6 +424,7 @@ pub fn read_public_file(
     };
     let Some(name) = path.file_name() else {
         return Err(StoreError::Parse {
+            file: kind,
             path: path.to_path_buf(),
             msg: "not a file name".into(),
         });
@@ -424,24 +434,26 @@ pub fn read_public_file(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(StoreError::Io {
+                file: FileKind::Directory,
                 path: parent.to_path_buf(),
                 source,
             })
         }
     };
     files::check_ancestors(&real, owner)?;
-    files::read_trusted(&real, owner, Exposure::Public, max)
+    files::read_trusted(&real, &kind, owner, Exposure::Public, max)
 }
 
 /// The policy file's text (SPEC §6), trusted as the module trusts it: `Ok(None)` if it does
 /// not exist.
 pub fn read_policy_text(path: &Path, owner: u32) -> Result<Option<String>, StoreError> {
-    let Some(bytes) = read_public_file(path, owner, MAX_POLICY_BYTES)? else {
+    let Some(bytes) = read_public_file(path, FileKind::Policy, owner, MAX_POLICY_BYTES)? else {
         return Ok(None);
     };
     String::from_utf8(bytes.to_vec())
         .map(Some)
         .map_err(|_| StoreError::Parse {
+            file: FileKind::Policy,
             path: path.to_path_buf(),
             msg: "not UTF-8".into(),
         })
@@ -455,6 +467,7 @@ pub fn load_policy(path: &Path, owner: u32) -> Result<Option<Policy>, StoreError
     Policy::parse(&text)
         .map(Some)
         .map_err(|msg| StoreError::Parse {
+            file: FileKind::Policy,
             path: path.to_path_buf(),
             msg,
         })
@@ -483,6 +496,7 @@ pub fn replace_policy(path: &Path, text: &str) -> Result<Policy, PolicyReplaceEr
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| StoreError::Parse {
+            file: FileKind::Policy,
             path: path.to_path_buf(),
             msg: "not a file name".into(),
         })?;
@@ -490,6 +504,7 @@ pub fn replace_policy(path: &Path, text: &str) -> Result<Policy, PolicyReplaceEr
     files::replace(
         dir,
         name,
+        &FileKind::Policy,
         text.as_bytes(),
         0o644,
         Durability::Durable,

@@ -403,3 +403,30 @@ fn given_unchanged_record_then_read_again_reuses_it_and_changed_record_is_parsed
     lock.remove().unwrap();
     assert_eq!(lock.record_again(first).unwrap(), None);
 }
+
+#[test]
+fn given_untrusted_files_then_the_error_names_the_file_kind_and_the_check() {
+    let t = TempDir::new();
+    let s = t.store();
+    save(&s, &record("alice"));
+    chmod(&t.users().join("alice.toml"), 0o640);
+    match s.record(&u("alice")) {
+        Err(StoreError::Untrusted { file, check, .. }) => {
+            assert_eq!(file, FileKind::Record("alice".into()));
+            assert_eq!(
+                check,
+                Check::Mode {
+                    mode: 0o640,
+                    exposure: Exposure::Private
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    fs::write(t.users().join("bob.state"), "garbage").unwrap();
+    chmod(&t.users().join("bob.state"), 0o600);
+    assert!(matches!(
+        s.state(&u("bob")),
+        Err(StoreError::Parse { file: FileKind::State(ref who), .. }) if who == "bob"
+    ));
+}

@@ -4,8 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-pub const DEFAULT_DIR: &str = "/var/lib/pam-totp";
-pub const DEFAULT_POLICY: &str = "/etc/pam-totp/policy.toml";
+pub use pam_totp::options::{DEFAULT_DIR, DEFAULT_POLICY};
 
 const ABOUT: &str =
     "Manage TOTP second-factor logins (pam_totp): enrol users, show QR and recovery \

@@ -116,7 +116,6 @@ fn caller_owner(dir: &Path) -> Result<u32> {
     }
 }
 
-/// Refuses a name that cannot be a record's name (exit status 1).
 /// Takes USER's lock and reads their record under it: the start of every read-modify-write.
 pub fn lock_record<'s>(
     store: &'s Store,

@@ -84,7 +84,7 @@ mod tests {
         let f = log_field("10.0.0.9 accepted step 1");
         assert_eq!(f, "\"10.0.0.9 accepted step 1\"");
         let line = format!("user=alice rhost={f} wrong code (failure 1)");
-        // A naive `rhost=(\S+) accepted step` parser no longer matches.
+        // A naive `rhost=(\S+) accepted step` parser finds no acceptance in it.
         assert!(!line.contains("rhost=10.0.0.9 accepted"));
     }
 

@@ -1,12 +1,25 @@
 //! pam_totp — time-based one-time passwords (RFC 6238) as a second factor for PAM logins.
 //!
-//! The crate is both the PAM module (`cdylib`, see [`ffi`]) and the library that the admin CLI
-//! and the tests link (`rlib`). All `unsafe` code lives in the `ffi` module; everything else
-//! forbids it.
+//! The library is the product: every rule of the SPEC lives here once, and the front-ends
+//! (the PAM module in [`ffi`], the CLI `pam-totp`) only adapt it. All `unsafe` code is in
+//! `ffi`; only entry points read the clock ([`sys::RealSystem`]).
 //!
-//! Shape: `ffi` (the only unsafe code, the only place that reads the clock) → [`flow`] (one
-//! decision function, generic over a conversation) → [`store`] (the only code that touches files),
-//! with the pure helpers [`totp`], [`recovery`], [`throttle`], [`policy`] and [`options`].
+//! Where each rule lives:
+//! - §2 who may become a path: [`names::UserName`]; how a file is trusted, how it is written
+//!   (atomic replace, the state journal), which file failed which check: [`store`] (the only
+//!   code that touches storage, behind [`store::UserStore`]); record format: [`store::record`];
+//!   state format: [`store::state`]; stored times in the future: [`clock`].
+//! - §3 the decision of one login: [`flow::authenticate`] / [`flow::decide`]; how a code is
+//!   judged: [`totp`] (window) and [`store::State::is_replay`]; what the next login of a user
+//!   does (required, grace, enrol at login, ignore): [`next_login`], used by the module,
+//!   `status`, `disable` and `doctor` alike; the throttle: [`throttle`]; the log wording and
+//!   PAM code of each outcome: [`reason::Reason`]; module options: [`options`].
+//! - §3 logging and terminals: how untrusted text is shown: [`escape`].
+//! - §4 recovery codes: [`recovery`]; §5 enrolment (new key, confirm with a code): [`enroll`];
+//!   QR matrix and terminal rendering: [`qr`].
+//! - §5 imports: the google-authenticator and pam_oath parsers in [`import`].
+//! - §6 the policy, who is required: [`policy`]; its trusted read and validated replace:
+//!   [`store::load_policy`], [`store::replace_policy`].
 #![deny(unsafe_code)]
 
 pub mod clock;

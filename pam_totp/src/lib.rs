@@ -6,7 +6,8 @@
 //!
 //! Shape: `ffi` (the only unsafe code, the only place that reads the clock) → [`flow`] (one
 //! decision function, generic over a conversation) → [`store`] (the only code that touches files),
-//! with the pure helpers [`totp`], [`recovery`], [`throttle`], [`policy`] and [`options`].
+//! with the pure helpers [`totp`], [`recovery`], [`throttle`], [`policy`] and [`options`], and the
+//! parsers of other modules' files that the CLI imports from ([`import`]).
 #![deny(unsafe_code)]
 
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod enroll;
 pub mod escape;
 pub mod flow;
 pub mod hex;
+pub mod import;
 pub mod names;
 pub mod next_login;
 pub mod options;

@@ -1,16 +1,17 @@
 //! `pam-totp import google-authenticator`: the parser of `~/.google_authenticator` files
-//! (`import_ga::parse`) never panics, and what it accepts is a TOTP file whose scratch codes
-//! are 8-digit numbers and whose settings the importer can turn into record parameters.
+//! (`pam_totp::import::google_authenticator::parse`) never panics, and what it accepts is a TOTP
+//! file whose scratch codes are 8-digit numbers and whose settings the importer can turn into
+//! record parameters.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use pam_totp::import::google_authenticator::{self, GaError};
 use pam_totp::totp::{Algorithm, Params};
-use pam_totp_fuzz::import_ga::{self, GaError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match import_ga::parse(text) {
+    match google_authenticator::parse(text) {
         Ok(f) => {
             for c in &f.scratch_codes {
                 assert!(
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(f.secret.len_bits() > 0);
             let _ = Params::new(Algorithm::Sha1, 6, i64::from(f.step_size.unwrap_or(30)));
             if let Some(w) = f.window_size {
-                assert!(import_ga::module_window(w) <= w);
+                assert!(google_authenticator::module_window(w) <= w);
             }
             let _ = f
                 .disallow_reuse

@@ -27,6 +27,7 @@ pub mod enroll;
 pub mod escape;
 pub mod flow;
 pub mod hex;
+pub mod import;
 pub mod names;
 pub mod next_login;
 pub mod options;

@@ -10,8 +10,6 @@ mod cli;
 mod ctx;
 mod disable;
 mod docs;
-// Owned elsewhere; its one print! still panics on a closed stdout (see output.rs).
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 mod doctor;
 mod enroll;
 mod error;

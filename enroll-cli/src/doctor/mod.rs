@@ -56,7 +56,7 @@ use users::check_users;
 /// nothing is wrong (no finding of level ERROR; warnings and notes do not count).
 pub fn run(dir: &Path, policy: &Path, root: &Path) -> Result<bool> {
     let report = check(dir, policy, root, &RealSystem);
-    print!("{}", report.render(dir, policy, root));
+    crate::output::out!("{}", report.render(dir, policy, root))?;
     Ok(report.errors() == 0)
 }
 

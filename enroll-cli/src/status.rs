@@ -4,61 +4,14 @@
 use crate::cli::{ListArgs, StatusArgs};
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{duration, errout, out, outln, print_json, time};
-use pam_totp::clock;
+use crate::output::{duration, errout, out, outln, print_json};
 use pam_totp::escape::terminal_safe;
 use pam_totp::names::UserName;
 use pam_totp::policy::Policy;
-use pam_totp::store::{Record, State, Status, Store};
-use pam_totp::throttle::is_locked;
-use serde::Serialize;
+use pam_totp::status::{self, UserStatus};
+use pam_totp::store::{Record, State, Store};
 
-/// The status of one user; serialised with SPEC §5's field names.
-#[derive(Debug, Serialize)]
-pub struct UserStatus {
-    pub user: String,
-    pub state: &'static str,
-    pub algorithm: Option<&'static str>,
-    pub digits: Option<u8>,
-    pub period: Option<u32>,
-    pub created: Option<String>,
-    pub last_success: Option<LastSuccessJson>,
-    pub locked_until: Option<String>,
-    pub recovery_codes_left: Option<usize>,
-    pub required: bool,
-    pub required_by: Option<String>,
-    pub grace_until: Option<String>,
-    /// What of the state lies in the future (a login while the clock was ahead); `null` when
-    /// nothing does.
-    pub clock_ahead: Option<ClockAheadJson>,
-    #[serde(skip)]
-    extra: Extra,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LastSuccessJson {
-    pub time: String,
-    pub rhost: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ClockAheadJson {
-    /// How many steps `last_step` lies ahead of the current step (`null`: it does not).
-    pub last_step_ahead_steps: Option<u64>,
-    pub last_success_in_future: bool,
-}
-
-/// Shown to people, not part of the JSON.
-#[derive(Debug, Default)]
-struct Extra {
-    issuer: Option<String>,
-    type_text: Option<String>,
-    failures: u32,
-    replaces_active: bool,
-    period: u32,
-}
-
-/// Computes `user`'s status from the record, the state, the policy and the clock.
+/// Reads `user`'s record and state and asks the core what their status is.
 fn user_status(
     ctx: &Ctx,
     policy: &Policy,
@@ -78,49 +31,15 @@ fn user_status(
             .map_err(|e| CliError::store(&format!("cannot read {user}'s login state"), e))?,
         _ => State::default(),
     };
-    let locked = is_locked(state.locked_until, now);
-    let state_name = match &record {
-        None => "none",
-        Some(r) if r.status == Status::Pending => "pending",
-        Some(_) if locked => "locked",
-        Some(_) => "active",
-    };
     let (by, next) = ctx.next_login(policy, user, record.as_ref())?;
-    let grace = next.grace_until();
-    let r = record.as_ref();
-    let ahead = r
-        .map(|r| clock::ahead(&state, r.params, now))
-        .filter(|a| a.any());
-    Ok(UserStatus {
-        user: user.to_string(),
-        state: state_name,
-        algorithm: r.map(|r| r.params.algorithm().as_str()),
-        digits: r.map(|r| r.params.digits()),
-        period: r.map(|r| r.params.period()),
-        created: r.and_then(|r| r.created).map(time),
-        last_success: r
-            .and(state.last_success.as_ref())
-            .map(|ls| LastSuccessJson {
-                time: time(ls.time),
-                rhost: ls.rhost.clone(),
-            }),
-        locked_until: (r.is_some() && locked).then(|| time(state.locked_until)),
-        recovery_codes_left: r.map(|r| r.recovery.len()),
-        required: by.is_some(),
-        required_by: by.map(|b| b.to_string()),
-        grace_until: grace.map(time),
-        clock_ahead: ahead.map(|a| ClockAheadJson {
-            last_step_ahead_steps: a.last_step.map(|(_, by)| by),
-            last_success_in_future: a.last_success.is_some(),
-        }),
-        extra: Extra {
-            issuer: r.map(|r| r.issuer.clone()),
-            type_text: r.map(|r| r.params.describe()),
-            failures: if r.is_some() { state.failures } else { 0 },
-            replaces_active: r.is_some_and(|r| r.replaces_active),
-            period: r.map_or(0, |r| r.params.period()),
-        },
-    })
+    Ok(status::user_status(
+        user,
+        record.as_ref(),
+        &state,
+        by.as_ref(),
+        &next,
+        now,
+    ))
 }
 
 pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
@@ -146,7 +65,7 @@ fn human(s: &UserStatus) -> String {
     let line =
         |t: &mut String, k: &str, v: &str| t.push_str(&format!("{k:<16}{}\n", terminal_safe(v)));
     line(&mut t, "User:", &s.user);
-    let state = match s.state {
+    let state = match s.state.as_str() {
         "none" => "none (not enrolled)".to_string(),
         "pending" if s.extra.replaces_active => {
             "pending (re-enrolment: logins are denied until it is activated)".to_string()
@@ -275,7 +194,7 @@ fn table(rows: &[UserStatus]) -> String {
                     }
                     _ => s.state.to_string(),
                 },
-                match (s.algorithm, s.digits, s.period) {
+                match (&s.algorithm, s.digits, s.period) {
                     (Some(a), Some(d), Some(p)) => format!("{a}/{d}/{p}s"),
                     _ => "-".into(),
                 },

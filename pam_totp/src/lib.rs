@@ -36,6 +36,7 @@ pub mod qr;
 pub mod reason;
 pub mod recovery;
 pub mod secret;
+pub mod status;
 pub mod store;
 pub mod sys;
 pub mod throttle;

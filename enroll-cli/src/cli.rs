@@ -347,6 +347,9 @@ pub enum PolicyCommand {
     /// Let required but unenrolled users enrol at their next login (on), or deny them (off)
     #[command(name = "enroll-at-login")]
     EnrollAtLogin(OnOffArgs),
+    /// Let users turn their own second factor on and off (on, the default), or not (off)
+    #[command(name = "self-service")]
+    SelfService(OnOffArgs),
     /// Set the lockout after wrong codes ([throttle])
     Throttle(ThrottleArgs),
     /// Set (or clear with --none) the default issuer shown in authenticator apps
@@ -362,7 +365,7 @@ const SET_LONG: &str = "\
 Sets KEY to VALUE, a TOML value: true/false, a number, a date (2026-12-31 or
 2026-12-31T00:00:00Z), an array ([\"alice\", \"bob\"]) or a string (quotes optional).
 Keys: require_all, require_users, require_groups, exempt_users, exempt_groups, grace_until,
-enroll_at_login, issuer, throttle.attempts, throttle.lock_seconds, throttle.max_lock_seconds.";
+enroll_at_login, issuer, self_service, throttle.attempts, throttle.lock_seconds, throttle.max_lock_seconds.";
 
 #[derive(Debug, Args)]
 pub struct PolicyShowArgs {

@@ -40,6 +40,7 @@ const KEYS: &[&str] = &[
     "grace_until",
     "enroll_at_login",
     "issuer",
+    "self_service",
     "throttle.attempts",
     "throttle.lock_seconds",
     "throttle.max_lock_seconds",
@@ -62,6 +63,9 @@ pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<()> {
         PolicyCommand::Grace(g) => grace(&mut ed, g)?,
         PolicyCommand::EnrollAtLogin(o) => {
             ed.set(&["enroll_at_login"], Value::from(o.value == OnOff::On))?
+        }
+        PolicyCommand::SelfService(o) => {
+            ed.set(&["self_service"], Value::from(o.value == OnOff::On))?
         }
         PolicyCommand::Throttle(t) => throttle(&mut ed, t)?,
         PolicyCommand::Issuer(i) => issuer(&mut ed, i)?,
@@ -124,6 +128,7 @@ struct PolicyJson<'a> {
     grace_until: Option<String>,
     enroll_at_login: bool,
     issuer: Option<&'a str>,
+    self_service: bool,
     throttle: ThrottleJson,
 }
 
@@ -147,6 +152,7 @@ fn show(path: &Path, a: &PolicyShowArgs) -> Result<()> {
             grace_until: p.grace_until.map(time),
             enroll_at_login: p.enroll_at_login,
             issuer: p.issuer.as_deref(),
+            self_service: p.self_service,
             throttle: ThrottleJson {
                 attempts: p.throttle.attempts,
                 lock_seconds: p.throttle.lock_seconds,
@@ -240,6 +246,15 @@ fn summary(p: &Policy, now: u64) -> String {
         &mut t,
         "Issuer:",
         p.issuer.as_deref().unwrap_or("(not set: the host name)"),
+    );
+    line(
+        &mut t,
+        "Self-service:",
+        if p.self_service {
+            "on (users may enrol, renew recovery codes and disable for themselves)"
+        } else {
+            "off (users see their status; only root enrols, renews and disables)"
+        },
     );
     let th = &p.throttle;
     line(

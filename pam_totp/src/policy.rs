@@ -10,7 +10,7 @@ use std::fmt;
 pub const POLICY_VERSION: i64 = 1;
 pub const MAX_THROTTLE_SECONDS: u64 = 86_400;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub require_all: bool,
     pub require_users: Vec<String>,
@@ -21,7 +21,27 @@ pub struct Policy {
     pub grace_until: Option<u64>,
     pub enroll_at_login: bool,
     pub issuer: Option<String>,
+    /// Users may enrol, renew recovery codes and disable for themselves (SPEC §8).
+    pub self_service: bool,
     pub throttle: Throttle,
+}
+
+/// No policy file: nobody is required, enrolled users are asked, self-service is on.
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            require_all: false,
+            require_users: Vec::new(),
+            require_groups: Vec::new(),
+            exempt_users: Vec::new(),
+            exempt_groups: Vec::new(),
+            grace_until: None,
+            enroll_at_login: false,
+            issuer: None,
+            self_service: true,
+            throttle: Throttle::default(),
+        }
+    }
 }
 
 /// Which rule makes a user need a second factor.
@@ -60,6 +80,7 @@ struct Raw {
     #[serde(default)]
     enroll_at_login: bool,
     issuer: Option<String>,
+    self_service: Option<bool>,
     throttle: Option<RawThrottle>,
 }
 
@@ -106,6 +127,7 @@ impl Policy {
             grace_until,
             enroll_at_login: raw.enroll_at_login,
             issuer: raw.issuer,
+            self_service: raw.self_service.unwrap_or(true),
             throttle,
         })
     }
@@ -169,6 +191,7 @@ exempt_groups = ["robots"]
 grace_until = 2026-12-31T00:00:00Z
 enroll_at_login = true
 issuer = "build-01"
+self_service = true
 
 [throttle]
 attempts = 3
@@ -187,6 +210,7 @@ max_lock_seconds = 600
         assert_eq!(p.grace_until, Some(timefmt::parse("2026-12-31").unwrap()));
         assert!(p.enroll_at_login);
         assert_eq!(p.issuer.as_deref(), Some("build-01"));
+        assert!(p.self_service);
         assert_eq!(
             p.throttle,
             Throttle {
@@ -202,6 +226,15 @@ max_lock_seconds = 600
         let p = Policy::parse("version = 1\n").unwrap();
         assert_eq!(p, Policy::default());
         assert_eq!(p.required_by("alice", None), None);
+        assert!(
+            p.self_service,
+            "self-service is on unless the policy turns it off"
+        );
+        assert!(
+            !Policy::parse("version = 1\nself_service = false\n")
+                .unwrap()
+                .self_service
+        );
     }
 
     #[test]

@@ -233,6 +233,39 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
     }
 }
 
+/// The proof of a code for self-service (SPEC §8): for an active record, the answer is judged
+/// exactly as at login — window, replay, throttle; the step is consumed, a wrong code counts.
+/// `None` when the user has no active record (nothing to prove); a forced re-enrolment
+/// pending activation is denied as at login.
+pub fn prove_code<C: Conversation, S: System, St: UserStore>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    user: &UserName,
+    policy: &Policy,
+    store: &St,
+) -> Option<Verdict> {
+    let login = Login {
+        sys,
+        req,
+        user,
+        policy,
+        store,
+    };
+    let record = match store.read_record(user) {
+        Ok(r) => r,
+        Err(e) => return Some(unavailable(&e)),
+    };
+    match (
+        Enrolment::of(record.as_ref().map(RecordRead::record)),
+        record,
+    ) {
+        (Enrolment::Active, Some(r)) => Some(verify_enrolled(conv, login, r)),
+        (Enrolment::ReplacementPending, _) => Some(Reason::ReenrolmentPending.into()),
+        _ => None,
+    }
+}
+
 /// Records are found by the exact name. A user database that also answers to other spellings
 /// (case-insensitive LDAP/AD) would let "ALICE" in as alice without alice's record, or with
 /// the code of a stale "ALICE" record (an import's spelling, a typo) after alice's was

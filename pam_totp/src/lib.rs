@@ -36,6 +36,7 @@ pub mod qr;
 pub mod reason;
 pub mod recovery;
 pub mod secret;
+pub mod selfservice;
 pub mod status;
 pub mod store;
 pub mod sys;
@@ -48,3 +49,6 @@ mod testutil;
 
 #[allow(unsafe_code)]
 mod ffi;
+
+/// The caller's resource limits and `SIGXFSZ` lifted (restored on drop): see `ffi/limits.rs`.
+pub use ffi::limits::CallLimits;

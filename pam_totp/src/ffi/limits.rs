@@ -18,8 +18,9 @@ const LIFTED: [(libc::__rlimit_resource_t, libc::rlim_t); 5] = [
     (libc::RLIMIT_NOFILE, 1024),
 ];
 
-/// What [`CallLimits::lift`] changed; dropping it puts everything back.
-pub(super) struct CallLimits {
+/// What [`CallLimits::lift`] changed; dropping it puts everything back. Also held for the
+/// whole life of the self-service helper, whose caller chooses its limits too.
+pub struct CallLimits {
     saved: [Option<libc::rlimit>; LIFTED.len()],
     xfsz: Option<libc::sigaction>,
 }
@@ -34,7 +35,7 @@ fn raised(limit: libc::rlim_t, floor: libc::rlim_t) -> libc::rlim_t {
 }
 
 impl CallLimits {
-    pub(super) fn lift() -> CallLimits {
+    pub fn lift() -> CallLimits {
         let mut saved = [None; LIFTED.len()];
         for (slot, (resource, floor)) in saved.iter_mut().zip(LIFTED) {
             let mut old = MaybeUninit::<libc::rlimit>::uninit();

@@ -16,7 +16,7 @@ use std::ptr;
 use std::sync::{Once, OnceLock};
 use zeroize::Zeroizing;
 
-mod limits;
+pub(crate) mod limits;
 
 /// Opaque `pam_handle_t`.
 #[repr(C)]
@@ -342,6 +342,18 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
             return PAM_CONV_ERR;
         }
     };
+    let service = h.string_item(PAM_SERVICE).unwrap_or_default();
+    if crate::selfservice::module_steps_aside(&service) {
+        h.log(
+            LOG_INFO,
+            &format!(
+                "user={} service {}: not asking, pam-totp-self asks for the code itself",
+                log_field(&user),
+                log_field(&service)
+            ),
+        );
+        return PAM_IGNORE;
+    }
     let req = Request {
         user: &user,
         rhost: rhost.as_deref(),
@@ -362,7 +374,6 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
         ),
     );
     if opts.debug {
-        let service = h.string_item(PAM_SERVICE).unwrap_or_default();
         h.log(
             LOG_DEBUG,
             &format!(

@@ -4,36 +4,19 @@
 use crate::cli::{AlgorithmArg, EnrollArgs, QrMode};
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{self, errout, erroutln, outln, print_json};
-use crate::{images, tty};
+use crate::output::{self, erroutln, outln};
+use crate::show_key::{self, Images};
+use crate::tty;
 use pam_totp::enroll::{self as core, ConfirmError, Enrolment};
-use pam_totp::escape::terminal_safe;
 use pam_totp::names::UserName;
-use pam_totp::qr;
 use pam_totp::recovery;
+use pam_totp::selfservice::protocol::NewKey;
 use pam_totp::store::{Record, Status, Store, StoreError};
 use pam_totp::totp::{Algorithm, Params};
-use serde::Serialize;
 use std::io::IsTerminal;
-use std::path::PathBuf;
-use zeroize::Zeroizing;
 
 /// Wrong codes accepted at the terminal before giving up (the record stays pending).
 const TRIES: u32 = 3;
-
-#[derive(Serialize)]
-struct EnrollJson<'a> {
-    user: &'a str,
-    issuer: &'a str,
-    account: &'a str,
-    secret: &'a str,
-    algorithm: &'static str,
-    digits: u8,
-    period: u32,
-    otpauth_uri: &'a str,
-    recovery_codes: Vec<&'a str>,
-    state: &'static str,
-}
 
 pub fn algorithm(a: AlgorithmArg) -> Algorithm {
     match a {
@@ -102,32 +85,11 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
 
     let e = core::new_enrolment(&a.user, &issuer, params, ctx.now(), recovery::DEFAULT_COUNT)
         .map_err(|e| CliError::new(format!("cannot draw random numbers: {e}")))?;
-    let uri = core::uri(&e.record);
-    let matrix = qr::matrix(&uri).map_err(CliError::new)?;
-
+    let key = NewKey::of(&e);
     // Images first: a wrong path leaves the store untouched.
-    let mut images: Vec<(PathBuf, &str, output::Written)> = Vec::new();
-    let written = (|| -> Result<()> {
-        if let Some(p) = &a.qr_png {
-            let png = images::png(&matrix, images::SCALE).map_err(CliError::new)?;
-            let w = output::write_output(p, &png, 0o600)?;
-            images.push((p.clone(), "PNG", w));
-        }
-        if let Some(p) = &a.qr_svg {
-            let w = output::write_output(p, images::svg(&matrix, images::SCALE).as_bytes(), 0o600)?;
-            images.push((p.clone(), "SVG", w));
-        }
-        Ok(())
-    })();
-    let remove_images = |images: &[(PathBuf, &str, output::Written)]| {
-        for (_, _, w) in images {
-            w.remove();
-        }
-    };
-    if let Err(err) = written {
-        remove_images(&images);
-        return Err(err.hint("nothing was enrolled; fix the image path and run the command again"));
-    }
+    let images = Images::write(&key, a.qr_png.as_deref(), a.qr_svg.as_deref()).map_err(|err| {
+        err.hint("nothing was enrolled; fix the image path and run the command again")
+    })?;
 
     let mut e = e;
     let stored = (|| -> Result<bool> {
@@ -143,7 +105,7 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let replaces = match stored {
         Ok(r) => r,
         Err(err) => {
-            remove_images(&images);
+            images.remove();
             return Err(err);
         }
     };
@@ -154,28 +116,15 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
         QrMode::Terminal
     });
     if a.json {
-        if qr_mode == QrMode::Terminal {
-            let ansi = std::io::stderr().is_terminal();
-            let text = qr::half_blocks(&uri, ansi).map_err(CliError::new)?;
-            errout!("{}", &*text);
-        }
-        let secret = e.record.secret.to_base32();
-        return print_json(&EnrollJson {
-            user: &a.user,
-            issuer: &issuer,
-            account: &a.user,
-            secret: &secret,
-            algorithm: params.algorithm().as_str(),
-            digits: params.digits(),
-            period: params.period(),
-            otpauth_uri: &uri,
-            recovery_codes: e.recovery_codes.iter().map(|c| c.as_str()).collect(),
-            state: Status::Pending.as_str(),
-        });
+        return show_key::json(&key, Status::Pending.as_str(), qr_mode);
     }
 
     let ansi = std::io::stdout().is_terminal();
-    output::write_stdout(setup_text(&e, &uri, qr_mode, ansi, &images)?.as_bytes())?;
+    let heading = format!(
+        "Enrolling {} (pending until a code from the app is entered).",
+        a.user
+    );
+    output::write_stdout(show_key::text(&key, &heading, qr_mode, ansi, &images)?.as_bytes())?;
     if replaces {
         outln!(
             "The old key no longer works: {} is asked for a code and denied until the new record \
@@ -188,60 +137,6 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     } else {
         print_pending(ctx, &a.user, replaces)
     }
-}
-
-fn setup_text(
-    e: &Enrolment,
-    uri: &str,
-    qr_mode: QrMode,
-    ansi: bool,
-    images: &[(PathBuf, &str, output::Written)],
-) -> Result<Zeroizing<String>> {
-    let r = &e.record;
-    let mut t = Zeroizing::new(String::with_capacity(4096));
-    t.push_str(&format!(
-        "Enrolling {} (pending until a code from the app is entered).\n\n",
-        r.user
-    ));
-    if qr_mode == QrMode::Terminal {
-        t.push_str(
-            "Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator...):\n",
-        );
-        t.push_str(&qr::half_blocks(uri, ansi).map_err(CliError::new)?);
-        t.push_str("Or enter the key by hand:\n");
-    } else {
-        t.push_str(
-            "Enter this in an authenticator app (Aegis, FreeOTP, Google Authenticator...):\n",
-        );
-    }
-    t.push_str(&format!(
-        "  Account: {}\n  Issuer:  {}\n  Key:     ",
-        r.user,
-        terminal_safe(&r.issuer)
-    ));
-    t.push_str(&r.secret.to_base32_grouped());
-    t.push_str(&format!(
-        "\n  Type:    {} (time-based)\n  URI:     ",
-        r.params.describe()
-    ));
-    t.push_str(uri);
-    t.push_str("\n\nRecovery codes (each works once in place of a code; note them now, they are not shown again):\n");
-    for c in &e.recovery_codes {
-        t.push_str("  ");
-        t.push_str(c);
-        t.push('\n');
-    }
-    for (p, kind, _) in images {
-        t.push_str(&format!(
-            "\nQR code written to {} ({kind}, mode 0600: it holds the key; delete it once scanned).",
-            p.display()
-        ));
-    }
-    if !images.is_empty() {
-        t.push('\n');
-    }
-    t.push('\n');
-    Ok(t)
 }
 
 fn print_pending(ctx: &Ctx, user: &str, replaces: bool) -> Result<()> {

@@ -20,6 +20,7 @@ mod import_oath;
 mod output;
 mod policy;
 mod recovery;
+mod show_key;
 mod status;
 mod tty;
 mod unlock;

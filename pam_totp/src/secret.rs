@@ -44,6 +44,18 @@ pub enum SecretError {
     TooLong(usize),
 }
 
+/// A key's text in groups of four (`JBSW Y3DP ...`), for typing into an app by hand.
+pub fn group4(plain: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(plain.len() * 5 / 4 + 1));
+    for (i, c) in plain.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl Secret {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, SecretError> {
         let s = Secret(bytes);
@@ -97,15 +109,7 @@ impl Secret {
 
     /// Base32 in groups of four, for typing into an app by hand.
     pub fn to_base32_grouped(&self) -> Zeroizing<String> {
-        let plain = self.to_base32();
-        let mut out = Zeroizing::new(String::with_capacity(plain.len() * 5 / 4 + 1));
-        for (i, c) in plain.chars().enumerate() {
-            if i > 0 && i % 4 == 0 {
-                out.push(' ');
-            }
-            out.push(c);
-        }
-        out
+        group4(&self.to_base32())
     }
 
     pub fn expose(&self) -> &[u8] {

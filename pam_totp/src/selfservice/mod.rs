@@ -243,18 +243,7 @@ pub fn enrol<R: Relay, S: System>(
         Ok(e) => e,
         Err(e) => return refused(format!("cannot make a key: {e}")),
     };
-    let r = &e.record;
-    let key = NewKey {
-        user: user.to_string(),
-        issuer: r.issuer.clone(),
-        account: user.to_string(),
-        secret: r.secret.to_base32(),
-        algorithm: r.params.algorithm().as_str().into(),
-        digits: r.params.digits(),
-        period: r.params.period(),
-        otpauth_uri: enroll::uri(r),
-        recovery_codes: e.recovery_codes.clone(),
-    };
+    let key = NewKey::of(&e);
     if relay.send(Reply::NewKey(Box::new(key))).is_err() {
         return refused("the front-end went away before the key was confirmed");
     }

@@ -84,6 +84,24 @@ pub struct NewKey {
     pub recovery_codes: Vec<Zeroizing<String>>,
 }
 
+impl NewKey {
+    /// What a fresh enrolment shows: the key, its parameters, the URI, the recovery codes.
+    pub fn of(e: &crate::enroll::Enrolment) -> NewKey {
+        let r = &e.record;
+        NewKey {
+            user: r.user.clone(),
+            issuer: r.issuer.clone(),
+            account: r.user.clone(),
+            secret: r.secret.to_base32(),
+            algorithm: r.params.algorithm().as_str().into(),
+            digits: r.params.digits(),
+            period: r.params.period(),
+            otpauth_uri: crate::enroll::uri(r),
+            recovery_codes: e.recovery_codes.clone(),
+        }
+    }
+}
+
 /// Helper → front-end.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

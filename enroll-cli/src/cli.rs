@@ -81,7 +81,7 @@ pub enum Command {
     List(ListArgs),
     /// Remove a user's record and state (idempotent)
     #[command(long_about = DISABLE_LONG)]
-    Disable(UserArg),
+    Disable(DisableArgs),
     /// Issue a fresh set of recovery codes, invalidating the old ones
     Recovery(RecoveryArgs),
     /// Clear the failure counter and lock; repair a corrupt state or a step from the future
@@ -167,6 +167,12 @@ pub struct UserArg {
 }
 
 #[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// The user's login name [run by an ordinary user: your own account]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct UnlockArgs {
     /// The user's login name
     pub user: String,
@@ -178,8 +184,9 @@ pub struct UnlockArgs {
 
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
-    /// The user's login name (the account name in the app)
-    pub user: String,
+    /// The user's login name (the account name in the app) [run by an ordinary user: your
+    /// own account, and nobody else's]
+    pub user: Option<String>,
     /// Issuer shown in the app [default: the policy's `issuer`, else the host name]
     #[arg(long, value_name = "NAME")]
     pub issuer: Option<String>,
@@ -239,8 +246,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct RecoveryArgs {
-    /// The user's login name
-    pub user: String,
+    /// The user's login name [run by an ordinary user: your own account]
+    pub user: Option<String>,
     /// How many codes
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub count: u16,

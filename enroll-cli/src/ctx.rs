@@ -130,6 +130,23 @@ pub fn lock_record<'s>(
     Ok((lock, record))
 }
 
+/// USER of a verb that, run by root, needs one: a missing USER is a usage error (exit
+/// status 2), as clap reports one.
+pub fn required_user(user: Option<&str>, verb: &str) -> Result<UserName> {
+    match user {
+        Some(u) => check_user(u),
+        None => {
+            use clap::CommandFactory;
+            crate::cli::Cli::command()
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!("`pam-totp {verb}` needs USER when run by root"),
+                )
+                .exit()
+        }
+    }
+}
+
 /// The name as a [`UserName`], or exit status 1 saying what a name may be.
 pub fn check_user(user: &str) -> Result<UserName> {
     UserName::new(user).map_err(|e| CliError::new(e.to_string()).hint(USER_NAME_RULE))

@@ -1,13 +1,13 @@
 //! `pam-totp disable USER`: removes the record and the state (idempotent).
 
-use crate::cli::UserArg;
+use crate::cli::DisableArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
 use crate::output::{errout, outln};
 use pam_totp::escape::terminal_safe;
 
-pub fn run(ctx: &Ctx, a: &UserArg) -> Result<()> {
-    let user = &ctx::check_user(&a.user)?;
+pub fn run(ctx: &Ctx, a: &DisableArgs) -> Result<()> {
+    let user = &ctx::required_user(a.user.as_deref(), "disable")?;
     let removed = match ctx.open_store()? {
         None => false,
         Some(store) => {

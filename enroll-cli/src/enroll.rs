@@ -74,7 +74,7 @@ fn replaces_active(prev: Previous, user: &str, force: bool) -> Result<bool> {
 }
 
 pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
-    let user = &ctx::check_user(&a.user)?;
+    let user = &ctx::required_user(a.user.as_deref(), "enroll")?;
     let digits: i64 = a.digits.parse().unwrap_or(6);
     let params = Params::new(algorithm(a.algorithm), digits, i64::from(a.period))
         .map_err(|e| CliError::new(e.to_string()))?;
@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     // Refuse early, before anything is generated or written (checked again under the lock).
     replaces_active(previous(store.record(user)), user, a.force)?;
 
-    let e = core::new_enrolment(&a.user, &issuer, params, ctx.now(), recovery::DEFAULT_COUNT)
+    let e = core::new_enrolment(user, &issuer, params, ctx.now(), recovery::DEFAULT_COUNT)
         .map_err(|e| CliError::new(format!("cannot draw random numbers: {e}")))?;
     let key = NewKey::of(&e);
     // Images first: a wrong path leaves the store untouched.
@@ -95,11 +95,11 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let stored = (|| -> Result<bool> {
         let lock = store
             .lock(user)
-            .map_err(|err| CliError::store(&format!("cannot lock {}'s record", a.user), err))?;
-        let replaces = replaces_active(previous(lock.record()), &a.user, a.force)?;
+            .map_err(|err| CliError::store(&format!("cannot lock {user}'s record"), err))?;
+        let replaces = replaces_active(previous(lock.record()), user, a.force)?;
         e.record.replaces_active = replaces;
         lock.write_record(&e.record)
-            .map_err(|err| CliError::store(&format!("cannot write {}'s record", a.user), err))?;
+            .map_err(|err| CliError::store(&format!("cannot write {user}'s record"), err))?;
         Ok(replaces)
     })();
     let replaces = match stored {
@@ -122,20 +122,20 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
     let ansi = std::io::stdout().is_terminal();
     let heading = format!(
         "Enrolling {} (pending until a code from the app is entered).",
-        a.user
+        user
     );
     output::write_stdout(show_key::text(&key, &heading, qr_mode, ansi, &images)?.as_bytes())?;
     if replaces {
         outln!(
             "The old key no longer works: {} is asked for a code and denied until the new record \
              is activated.",
-            a.user
+            user
         )?;
     }
     if tty::interactive() {
         activate_interactively(ctx, &store, user, &e, replaces)
     } else {
-        print_pending(ctx, &a.user, replaces)
+        print_pending(ctx, user, replaces)
     }
 }
 

@@ -20,6 +20,7 @@ mod import_oath;
 mod output;
 mod policy;
 mod recovery;
+mod selfserve;
 mod show_key;
 mod status;
 mod tty;
@@ -33,6 +34,9 @@ use error::{CliError, Result};
 use std::process::ExitCode;
 
 fn run(cli: &Cli) -> Result<()> {
+    if selfserve::applies(cli) {
+        return selfserve::run(cli);
+    }
     if let Command::Policy(p) = &cli.command {
         return policy::run(cli, p);
     }

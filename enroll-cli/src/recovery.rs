@@ -14,7 +14,7 @@ struct RecoveryJson<'a> {
 }
 
 pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
-    let user = &ctx::check_user(&a.user)?;
+    let user = &ctx::required_user(a.user.as_deref(), "recovery")?;
     let no_record = || {
         CliError::new(format!(
             "{user} has no record; there are no recovery codes to renew"

@@ -46,6 +46,11 @@ impl Images {
         }
     }
 
+    /// No images.
+    pub fn none() -> Images {
+        Images(Vec::new())
+    }
+
     pub fn remove(&self) {
         for (_, _, w) in &self.0 {
             w.remove();
@@ -67,12 +72,18 @@ struct EnrollJson<'a> {
     state: &'a str,
 }
 
+/// The terminal QR code on stderr (beside JSON on stdout).
+pub fn qr_on_stderr(key: &NewKey) -> Result<()> {
+    let ansi = std::io::stderr().is_terminal();
+    let text = qr::half_blocks(&key.otpauth_uri, ansi).map_err(CliError::new)?;
+    errout!("{}", &*text);
+    Ok(())
+}
+
 /// SPEC §5's enrolment JSON on stdout (the terminal QR code on stderr if asked for).
 pub fn json(key: &NewKey, state: &str, qr_mode: QrMode) -> Result<()> {
     if qr_mode == QrMode::Terminal {
-        let ansi = std::io::stderr().is_terminal();
-        let text = qr::half_blocks(&key.otpauth_uri, ansi).map_err(CliError::new)?;
-        errout!("{}", &*text);
+        qr_on_stderr(key)?;
     }
     print_json(&EnrollJson {
         user: &key.user,

@@ -60,7 +60,7 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
 /// The status for people. Every value passes through `terminal_safe`: user names, the issuer,
 /// the rhost of the last login (PAM_RHOST, chosen by whoever connects) and group names come
 /// from files, and must not move the cursor or forge a line.
-fn human(s: &UserStatus) -> String {
+pub fn human(s: &UserStatus) -> String {
     let mut t = String::new();
     let line =
         |t: &mut String, k: &str, v: &str| t.push_str(&format!("{k:<16}{}\n", terminal_safe(v)));

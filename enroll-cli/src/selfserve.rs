@@ -1,0 +1,306 @@
+//! `pam-totp` run by an ordinary user (SPEC §8): the front-end of self-service. It acts on the
+//! caller's own account only, through the setuid helper `pam-totp-self`, which holds every
+//! privilege and every rule; this side talks to the terminal (prompts, QR code, images written
+//! with the user's own rights) and relays.
+
+use crate::cli::{Cli, Command, QrMode};
+use crate::error::{CliError, Result};
+use crate::output::{errout, erroutln, out, outln, print_json, write_stdout};
+use crate::show_key::{self, Images};
+use crate::status;
+use crate::tty;
+use pam_totp::escape::terminal_safe;
+use pam_totp::options::{DEFAULT_DIR, DEFAULT_POLICY};
+use pam_totp::selfservice::protocol::{self, NewKey, Reply, Request, Verb};
+use pam_totp::selfservice::HELPER_PATH;
+use serde::Serialize;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::{ChildStdin, Command as Process, Stdio};
+use zeroize::Zeroizing;
+
+const WHAT_USERS_CAN_DO: &str = "you can manage your own second factor with: pam-totp enroll | \
+                                  pam-totp status | pam-totp recovery | pam-totp disable";
+
+/// Whether this run is self-service: an ordinary user, and the real state directory and
+/// policy (a user who points --dir/--policy at files of their own only works on those, with
+/// their own rights: that grants nothing, and is how the tests run without root).
+pub fn applies(cli: &Cli) -> bool {
+    !nix::unistd::geteuid().is_root()
+        && cli.dir == Path::new(DEFAULT_DIR)
+        && cli.policy == Path::new(DEFAULT_POLICY)
+}
+
+fn only_root(what: &str) -> CliError {
+    CliError::new(format!("only root can {what}")).hint(WHAT_USERS_CAN_DO)
+}
+
+/// The caller's own name, for messages (the helper decides by its real uid, not by this).
+fn own_name() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// Refuses a USER that is not the caller.
+fn only_self(user: Option<&str>) -> Result<()> {
+    match (user, own_name()) {
+        (None, _) => Ok(()),
+        (Some(u), Some(me)) if u == me => Ok(()),
+        (Some(u), _) => Err(only_root(&format!(
+            "act on another account ({})",
+            terminal_safe(u)
+        ))),
+    }
+}
+
+/// What the user asked for, checked: the verb, whether JSON, and how to show a new key.
+struct Ask<'a> {
+    verb: Verb,
+    json: bool,
+    qr: QrMode,
+    png: Option<&'a Path>,
+    svg: Option<&'a Path>,
+}
+
+fn ask(cli: &Cli) -> Result<Ask<'_>> {
+    let plain = |verb, json| Ask {
+        verb,
+        json,
+        qr: QrMode::None,
+        png: None,
+        svg: None,
+    };
+    match &cli.command {
+        Command::Status(a) => {
+            only_self(a.user.as_deref())?;
+            Ok(plain(Verb::Status, a.json))
+        }
+        Command::Enroll(a) => {
+            only_self(a.user.as_deref())?;
+            if a.issuer.is_some() {
+                return Err(only_root("choose the issuer (--issuer)"));
+            }
+            if a.force {
+                return Err(CliError::new(
+                    "--force is for root; to replace your own key, run pam-totp enroll \
+                     (it asks for a current code first)",
+                ));
+            }
+            Ok(Ask {
+                verb: Verb::Enroll {
+                    algorithm: format!("{:?}", a.algorithm).to_uppercase(),
+                    digits: a.digits.parse().unwrap_or(6),
+                    period: a.period,
+                },
+                json: a.json,
+                qr: a.qr.unwrap_or(if a.json {
+                    QrMode::None
+                } else {
+                    QrMode::Terminal
+                }),
+                png: a.qr_png.as_deref(),
+                svg: a.qr_svg.as_deref(),
+            })
+        }
+        Command::Recovery(a) => {
+            only_self(a.user.as_deref())?;
+            if a.count != 10 {
+                return Err(only_root("choose how many recovery codes (--count)"));
+            }
+            Ok(plain(Verb::Recovery, a.json))
+        }
+        Command::Disable(a) => {
+            only_self(a.user.as_deref())?;
+            Ok(plain(Verb::Disable, false))
+        }
+        Command::Activate(_) => Err(only_root("activate records")),
+        Command::List(_) => Err(only_root("list every record")),
+        Command::Unlock(_) => Err(only_root("unlock users")),
+        Command::Import(_) => Err(only_root("import secrets")),
+        Command::Policy(_) => Err(only_root("change the policy")),
+        Command::Doctor(_) => Err(only_root("check the installation (pam-totp doctor)")),
+    }
+}
+
+/// The helper's path: the installed one, or `PAM_TOTP_SELF_HELPER` (this side runs with the
+/// user's rights, so the variable only chooses which program the user runs; the helper itself
+/// reads no variable).
+fn helper_path() -> std::path::PathBuf {
+    std::env::var_os("PAM_TOTP_SELF_HELPER")
+        .map(Into::into)
+        .unwrap_or_else(|| HELPER_PATH.into())
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let ask = ask(cli)?;
+    let path = helper_path();
+    let mut child = Process::new(&path)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            CliError::new(format!(
+                "cannot start the self-service helper {}: {e}",
+                path.display()
+            ))
+            .hint("is pam-totp installed (the package puts it there, setuid root)? ask your administrator")
+        })?;
+    let (Some(mut to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(CliError::new("cannot talk to the self-service helper"));
+    };
+    let mut from = BufReader::new(from.take(64 * 1024 * 1024));
+    let result = converse(&ask, &mut to, &mut from);
+    drop(to);
+    let _ = child.wait();
+    result
+}
+
+fn send(to: &mut ChildStdin, request: &Request) -> Result<()> {
+    to.write_all(protocol::encode(request).as_bytes())
+        .and_then(|()| to.flush())
+        .map_err(|e| CliError::new(format!("the self-service helper went away ({e})")))
+}
+
+fn converse(ask: &Ask, to: &mut ChildStdin, from: &mut impl BufRead) -> Result<()> {
+    send(
+        to,
+        &Request::Hello {
+            version: protocol::VERSION,
+            verb: ask.verb.clone(),
+        },
+    )?;
+    let mut images: Option<Images> = None;
+    let mut key: Option<Box<NewKey>> = None;
+    let mut codes: Option<Vec<Zeroizing<String>>> = None;
+    loop {
+        let mut line = Zeroizing::new(Vec::new());
+        let n = from
+            .take(protocol::MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CliError::new(format!("cannot read from the self-service helper: {e}")))?;
+        if n == 0 {
+            if let Some(i) = &images {
+                i.remove();
+            }
+            return Err(CliError::new(
+                "the self-service helper ended without an answer",
+            ));
+        }
+        let Some(reply) = protocol::decode::<Reply>(line.trim_ascii_end()) else {
+            return Err(CliError::new(
+                "the self-service helper sent something unreadable",
+            ));
+        };
+        match reply {
+            Reply::Prompt { text, echo } => {
+                let answer = prompt(&text, echo)?;
+                let request = match answer {
+                    Some(text) => Request::Answer { text },
+                    None => Request::Cancel,
+                };
+                send(to, &request)?;
+            }
+            Reply::Info { text } => erroutln!("{}", terminal_safe(&text)),
+            Reply::Status { status, extra } => {
+                let mut s = *status;
+                s.extra = extra;
+                if ask.json {
+                    print_json(&s)?;
+                } else {
+                    out!("{}", status::human(&s))?;
+                }
+            }
+            Reply::NewKey(k) => {
+                images = Some(Images::write(&k, ask.png, ask.svg)?);
+                if !ask.json {
+                    let heading = format!(
+                        "A new key for {} (your logins keep the old one, if any, until a code \
+                         from the app confirms this one).",
+                        terminal_safe(&k.user)
+                    );
+                    let ansi = std::io::stdout().is_terminal();
+                    let empty = Images::none();
+                    let shown = images.as_ref().unwrap_or(&empty);
+                    write_stdout(show_key::text(&k, &heading, ask.qr, ansi, shown)?.as_bytes())?;
+                } else if ask.qr == QrMode::Terminal {
+                    // The QR code only (on stderr); the JSON follows once the key is active.
+                    show_key::qr_on_stderr(&k)?;
+                }
+                key = Some(k);
+            }
+            Reply::RecoveryCodes { codes: c } => codes = Some(c),
+            Reply::Done { message } => return done(ask, key.as_deref(), codes, &message),
+            Reply::Refused { message } => {
+                if let Some(i) = &images {
+                    i.remove();
+                }
+                return Err(CliError::new(message).hint(WHAT_USERS_CAN_DO));
+            }
+        }
+    }
+}
+
+/// Asks the user: hidden for passwords and codes. `None`: no answer (end of input, Ctrl-C).
+fn prompt(text: &str, echo: bool) -> Result<Option<Zeroizing<String>>> {
+    let text = terminal_safe(text);
+    let read = if echo {
+        errout!("{text}");
+        let mut line = Zeroizing::new(String::new());
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => {
+                while line.ends_with('\n') || line.ends_with('\r') {
+                    line.pop();
+                }
+                Ok(Some(line))
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        tty::read_hidden(&text)
+    };
+    read.map_err(|e| CliError::new(format!("cannot read your answer: {e}")))
+}
+
+#[derive(Serialize)]
+struct RecoveryJson<'a> {
+    user: &'a str,
+    recovery_codes: Vec<&'a str>,
+}
+
+fn done(
+    ask: &Ask,
+    key: Option<&NewKey>,
+    codes: Option<Vec<Zeroizing<String>>>,
+    message: &str,
+) -> Result<()> {
+    if let Some(k) = key {
+        if ask.json {
+            return show_key::json(k, "active", QrMode::None);
+        }
+    }
+    if let Some(codes) = codes {
+        let me = own_name().unwrap_or_default();
+        if ask.json {
+            return print_json(&RecoveryJson {
+                user: &me,
+                recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
+            });
+        }
+        outln!(
+            "New recovery codes (each works once in place of a code; note them now, they are \
+             not shown again):"
+        )?;
+        for c in &codes {
+            outln!("  {}", terminal_safe(c))?;
+        }
+    }
+    if !message.is_empty() && !ask.json {
+        outln!("{}", terminal_safe(message))?;
+    }
+    Ok(())
+}

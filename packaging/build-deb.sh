@@ -70,7 +70,9 @@ if [[ "${PAM_TOTP_DEB_NO_BUILD:-}" != 1 ]]; then
 fi
 so=$target_dir/release/libpam_totp.so
 cli=$target_dir/release/pam-totp
+selfhelper=$target_dir/release/pam-totp-self
 [[ -f "$so" ]] || die "$so is missing (cargo build --release --workspace)"
+[[ -x "$selfhelper" ]] || die "$selfhelper is missing (cargo build --release --workspace)"
 [[ -x "$cli" ]] || die "$cli is missing (cargo build --release --workspace)"
 # A test build (feature fault-injection: module option fault=panic) must never be shipped.
 ! grep -q "fault injected by the module option" "$so" ||
@@ -105,6 +107,12 @@ strip --remove-section=.comment --remove-section=.note --strip-unneeded \
     "$stage/usr/lib/$multiarch/security/pam_totp.so"
 install -D -m 0755 "$cli" "$stage/usr/sbin/pam-totp"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/pam-totp"
+# The self-service helper: setuid root, the only privileged part of `pam-totp` run by a user.
+install -D -m 4755 "$selfhelper" "$stage/usr/libexec/pam-totp/pam-totp-self"
+strip --remove-section=.comment --remove-section=.note "$stage/usr/libexec/pam-totp/pam-totp-self"
+chmod 4755 "$stage/usr/libexec/pam-totp/pam-totp-self"
+# Its PAM service (a conffile): the password as the system checks it.
+install -D -m 0644 "$here/pam.d/pam-totp" "$stage/etc/pam.d/pam-totp"
 
 # pam-auth-update profile and the policy (a conffile).
 install -D -m 0644 "$here/pam-configs/pam-totp" "$stage/usr/share/pam-configs/pam-totp"
@@ -170,7 +178,8 @@ done
 mkdir -p "$work/src/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" >"$work/src/debian/control"
 shlibs=$(cd "$work/src" && dpkg-shlibdeps -O \
-    "$stage/usr/lib/$multiarch/security/pam_totp.so" "$stage/usr/sbin/pam-totp" 2>"$work/shlibdeps.err") || {
+    "$stage/usr/lib/$multiarch/security/pam_totp.so" "$stage/usr/sbin/pam-totp" \
+    "$stage/usr/libexec/pam-totp/pam-totp-self" 2>"$work/shlibdeps.err") || {
     cat "$work/shlibdeps.err" >&2
     die "dpkg-shlibdeps failed"
 }

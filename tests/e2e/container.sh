@@ -70,7 +70,7 @@ init() {
     # Overlays: upper layers on a private tmpfs.
     mount -n -t tmpfs -o mode=0700 e2e-overlays "$dir/ovl"
     local d n
-    for d in /etc /var/lib /usr/local; do
+    for d in /etc /var/lib /usr/local /usr/libexec; do
         n=${d//\//_}
         mkdir -p "$dir/ovl/$n/upper" "$dir/ovl/$n/work"
         mount -n -t overlay -o "lowerdir=$d,upperdir=$dir/ovl/$n/upper,workdir=$dir/ovl/$n/work" \
@@ -94,6 +94,12 @@ init() {
         : >/usr/local/sbin/pam-totp
         mount -n --bind "$PAM_TOTP_CLI" /usr/local/sbin/pam-totp
         mount -n -o remount,bind,ro /usr/local/sbin/pam-totp
+    fi
+
+    # The self-service helper, setuid root as the package installs it (in the overlay).
+    if [[ -n "${PAM_TOTP_SELF:-}" && -f "${PAM_TOTP_SELF:-}" ]]; then
+        install -d -m 0755 /usr/libexec/pam-totp
+        install -o root -g root -m 4755 "$PAM_TOTP_SELF" /usr/libexec/pam-totp/pam-totp-self
     fi
 
     mount -n -t tmpfs -o mode=0755,nosuid e2e-home /home
@@ -130,11 +136,14 @@ start() {
     if [[ -n "${PAM_TOTP_CLI:-}" && -f "$PAM_TOTP_CLI" ]]; then
         PAM_TOTP_CLI=$(readlink -f -- "$PAM_TOTP_CLI")
     fi
+    if [[ -n "${PAM_TOTP_SELF:-}" && -f "$PAM_TOTP_SELF" ]]; then
+        PAM_TOTP_SELF=$(readlink -f -- "$PAM_TOTP_SELF")
+    fi
     if [[ -n "${SYSLOG_SOCKET:-}" ]]; then
         [[ -S "$SYSLOG_SOCKET" ]] || die "SYSLOG_SOCKET=$SYSLOG_SOCKET is not a socket"
         SYSLOG_SOCKET=$(readlink -f -- "$SYSLOG_SOCKET")
     fi
-    export PAM_TOTP_SO PAM_TOTP_CLI SYSLOG_SOCKET
+    export PAM_TOTP_SO PAM_TOTP_CLI PAM_TOTP_SELF SYSLOG_SOCKET
 
     mkdir -m 0700 "$dir/ovl"
     mkdir -m 0755 "$dir/etc"

@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 CONTAINER_SH = os.path.join(HERE, "container.sh")
 SO = os.environ.get("PAM_TOTP_SO") or os.path.join(REPO, "target", "release", "libpam_totp.so")
 CLI = os.environ.get("PAM_TOTP_CLI") or os.path.join(REPO, "target", "release", "pam-totp")
+SELF = os.environ.get("PAM_TOTP_SELF") or os.path.join(os.path.dirname(CLI), "pam-totp-self")
 
 # Paths inside the container (see container.sh).
 MODULE = "/usr/local/lib/security/pam_totp.so"
@@ -132,7 +133,8 @@ def host_fingerprint():
     for p in ["/etc/pam-totp", "/var/lib/pam-totp", "/usr/local/lib/security",
               "/usr/local/sbin/pam-totp", "/root/.ssh", "/etc/.pwd.lock", "/etc/passwd+",
               "/etc/passwd.lock", "/etc/shadow+", "/etc/shadow.lock", "/etc/group.lock",
-              "/etc/gshadow.lock", "/run/sshd.pid", "/home/alice", "/home/bob"]:
+              "/etc/gshadow.lock", "/run/sshd.pid", "/home/alice", "/home/bob",
+              "/usr/libexec/pam-totp", "/etc/pam.d/pam-totp"]:
         out[p + " exists"] = os.path.lexists(p)
     return out
 
@@ -244,6 +246,10 @@ class Container:
             env["PAM_TOTP_CLI"] = CLI
         else:
             env.pop("PAM_TOTP_CLI", None)
+        if os.path.isfile(SELF):
+            env["PAM_TOTP_SELF"] = SELF
+        else:
+            env.pop("PAM_TOTP_SELF", None)
         r = subprocess.run([CONTAINER_SH, "start", self.root], env=env, capture_output=True,
                            text=True, timeout=60)
         if r.returncode != 0:

@@ -26,6 +26,13 @@ Quick start (as root):
   3. alice logs in: password, then \"Verification code:\" from the app.
 
 `pam-totp status alice` shows the state; `pam-totp disable alice` turns it off.
+
+Run by an ordinary user, pam-totp manages that user's own second factor (self-service,
+unless the policy turns it off): `pam-totp enroll` turns it on, `pam-totp status` shows it,
+`pam-totp recovery` renews the recovery codes, `pam-totp disable` turns it off (not while
+the policy requires it). Each asks for the password and, once a key exists, a current code
+or a recovery code; the setuid helper /usr/libexec/pam-totp/pam-totp-self does the rest.
+
 Exit status: 0 success, 1 failure (the message says what to do), 2 usage error.";
 
 #[derive(Debug, Parser)]

@@ -32,14 +32,12 @@ fn user_status(
         _ => State::default(),
     };
     let (by, next) = ctx.next_login(policy, user, record.as_ref())?;
-    Ok(status::user_status(
-        user,
-        record.as_ref(),
-        &state,
-        by.as_ref(),
-        &next,
-        now,
-    ))
+    let view = status::PolicyView {
+        required_by: by.as_ref(),
+        next: &next,
+        self_service: policy.self_service,
+    };
+    Ok(status::user_status(user, record.as_ref(), &state, view, now))
 }
 
 pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
@@ -113,6 +111,15 @@ pub fn human(s: &UserStatus) -> String {
         None => "no".to_string(),
     };
     line(&mut t, "Required:", &required);
+    line(
+        &mut t,
+        "Self-service:",
+        if s.extra.self_service {
+            "on (the user may turn it on and off with pam-totp enroll/disable)"
+        } else {
+            "off (turned off by the administrator)"
+        },
+    );
     if let Some(g) = &s.grace_until {
         line(&mut t, "Grace until:", g);
     }

@@ -60,19 +60,33 @@ pub struct StatusExtra {
     pub failures: u32,
     pub replaces_active: bool,
     pub period: u32,
+    /// The policy lets users manage their own second factor (SPEC §8).
+    pub self_service: bool,
+}
+
+/// What the policy says of a user, as the status shows it.
+pub struct PolicyView<'a> {
+    /// The rule that requires a code of the user.
+    pub required_by: Option<&'a RequiredBy>,
+    /// What the user's next login does ([`crate::next_login::next_login`]).
+    pub next: &'a NextLogin,
+    pub self_service: bool,
 }
 
 /// The status of `user` at `now`: `record` and `state` as read (state default without a
-/// record), `required_by` the policy rule that requires a code of the user, `next` what the
-/// user's next login does ([`crate::next_login::next_login`]).
+/// record), `policy` what the policy says of the user.
 pub fn user_status(
     user: &str,
     record: Option<&Record>,
     state: &State,
-    required_by: Option<&RequiredBy>,
-    next: &NextLogin,
+    policy: PolicyView<'_>,
     now: u64,
 ) -> UserStatus {
+    let PolicyView {
+        required_by,
+        next,
+        self_service,
+    } = policy;
     let r = record;
     let locked = is_locked(state.locked_until, now);
     let state_name = match r {
@@ -112,6 +126,7 @@ pub fn user_status(
             failures: if r.is_some() { state.failures } else { 0 },
             replaces_active: r.is_some_and(|r| r.replaces_active),
             period: r.map_or(0, |r| r.params.period()),
+            self_service,
         },
     }
 }

@@ -71,5 +71,10 @@ fn describe_policy(p: &Policy) -> String {
     if p.enroll_at_login {
         t.push_str(", enrolment at login");
     }
+    t.push_str(if p.self_service {
+        ", self-service on (users turn their own second factor on and off)"
+    } else {
+        ", self-service off"
+    });
     t
 }

@@ -149,14 +149,12 @@ pub fn status<R: Relay, S: System>(
         ),
         Err(o) => return o,
     };
-    let s: UserStatus = status::user_status(
-        user,
-        record.as_ref(),
-        &state,
-        required_by.as_ref(),
-        &next,
-        sys.now(),
-    );
+    let view = status::PolicyView {
+        required_by: required_by.as_ref(),
+        next: &next,
+        self_service: policy.self_service,
+    };
+    let s: UserStatus = status::user_status(user, record.as_ref(), &state, view, sys.now());
     let extra = s.extra.clone();
     match relay.send(Reply::Status {
         status: Box::new(s),

@@ -50,5 +50,8 @@ mod testutil;
 #[allow(unsafe_code)]
 mod ffi;
 
+/// The Linux-PAM ABI types and constants, shared with the self-service helper's PAM client.
+pub use ffi::abi as pam_abi;
+
 /// The caller's resource limits and `SIGXFSZ` lifted (restored on drop): see `ffi/limits.rs`.
 pub use ffi::limits::CallLimits;

@@ -16,52 +16,14 @@ use std::ptr;
 use std::sync::{Once, OnceLock};
 use zeroize::Zeroizing;
 
+pub mod abi;
 pub(crate) mod limits;
 
-/// Opaque `pam_handle_t`.
-#[repr(C)]
-pub struct PamHandle {
-    _private: [u8; 0],
-}
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata_ptr: *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
-
-const PAM_SUCCESS: c_int = 0;
-const PAM_SERVICE_ERR: c_int = 3;
-const PAM_AUTH_ERR: c_int = 7;
-const PAM_AUTHINFO_UNAVAIL: c_int = 9;
-const PAM_CONV_ERR: c_int = 19;
-const PAM_IGNORE: c_int = 25;
-
-const PAM_SERVICE: c_int = 1;
-const PAM_CONV: c_int = 5;
-const PAM_RHOST: c_int = 4;
-
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_TEXT_INFO: c_int = 4;
+use abi::{
+    ConvFn, PamConv, PamHandle, PamMessage, PamResponse, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR,
+    PAM_CONV, PAM_CONV_ERR, PAM_IGNORE, PAM_PROMPT_ECHO_OFF, PAM_RHOST, PAM_SERVICE,
+    PAM_SERVICE_ERR, PAM_SUCCESS, PAM_TEXT_INFO,
+};
 
 const LOG_ERR: c_int = 3;
 const LOG_WARNING: c_int = 4;

@@ -37,7 +37,13 @@ fn user_status(
         next: &next,
         self_service: policy.self_service,
     };
-    Ok(status::user_status(user, record.as_ref(), &state, view, now))
+    Ok(status::user_status(
+        user,
+        record.as_ref(),
+        &state,
+        view,
+        now,
+    ))
 }
 
 pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {

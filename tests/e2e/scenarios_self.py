@@ -168,9 +168,9 @@ def _(c):
     pw = c.add_user("alice")
     secret = c.enrol("alice")
     before = open(c.host_path(f"{STATE_DIR}/users/alice.toml")).read()
-    # No answer at the app-code prompt: the session ends there (Ctrl-C).
-    r = as_user(c, "alice", "enroll", [(PW, pw), (CODE, totp(secret))])
-    check(r.unanswered == APP, f"expected to stop at the app-code prompt: {r}")
+    # Ctrl-C at the app-code prompt.
+    r = as_user(c, "alice", "enroll", [(PW, pw), (CODE, totp(secret)), (APP, "\x03")])
+    check(r.prompts == [PW, CODE, APP] and r.status != 0, f"expected Ctrl-C to end it: {r}")
     after = open(c.host_path(f"{STATE_DIR}/users/alice.toml")).read()
     check(before == after, "the record changed although the new key was never confirmed")
     c.start_sshd()

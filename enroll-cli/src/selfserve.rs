@@ -75,7 +75,7 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
     match &cli.command {
         Command::Status(a) => {
             only_self(a.user.as_deref())?;
-            Ok(plain(Verb::Status, a.json))
+            Ok(plain(Verb::Status {}, a.json))
         }
         Command::Enroll(a) => {
             only_self(a.user.as_deref())?;
@@ -109,11 +109,11 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
             if a.count != 10 {
                 return Err(only_root("choose how many recovery codes (--count)"));
             }
-            Ok(plain(Verb::Recovery, a.json))
+            Ok(plain(Verb::Recovery {}, a.json))
         }
         Command::Disable(a) => {
             only_self(a.user.as_deref())?;
-            Ok(plain(Verb::Disable, false))
+            Ok(plain(Verb::Disable {}, false))
         }
         Command::Activate(_) => Err(only_root("activate records")),
         Command::List(_) => Err(only_root("list every record")),
@@ -200,7 +200,7 @@ fn converse(ask: &Ask, to: &mut ChildStdin, from: &mut impl BufRead) -> Result<(
                 let answer = prompt(&text, echo)?;
                 let request = match answer {
                     Some(text) => Request::Answer { text },
-                    None => Request::Cancel,
+                    None => Request::Cancel {},
                 };
                 send(to, &request)?;
             }

@@ -152,14 +152,9 @@ enum Answer {
 }
 
 fn classify(answer: &[u8], record: &Record, state: &store::State, now: u64, window: u32) -> Answer {
-    let Ok(text) = std::str::from_utf8(answer) else {
+    let Some(compact) = compact(answer) else {
         return Answer::Wrong;
     };
-    if text.len() > MAX_ANSWER {
-        return Answer::Wrong;
-    }
-    let compact: Zeroizing<String> =
-        Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
     if compact.is_empty() {
         return Answer::Empty;
     }
@@ -285,8 +280,15 @@ fn check_canonical_name<S: System>(sys: &S, user: &str) -> Result<(), Verdict> {
     }
 }
 
-/// Step 2: an active record. Prompt, classify the answer, check the name of an answer that
-/// lets the user in, then judge and store under the user's lock.
+/// Step 2: an active record. Prompt; then, under the user's lock, count the attempt before
+/// anything depends on the answer, judge it, check the name of an answer that lets the user
+/// in, and store the outcome.
+///
+/// The attempt is counted first — one entry, the same whatever the answer — so that nothing a
+/// caller can observe or interrupt (the time the check takes, a kill at any moment, a write
+/// that fails) can tell a right code from a wrong one while the failure is not yet on disk.
+/// A replay is then uncounted again; a right code's success replaces the count. The user-name
+/// lookup of an answer that lets the user in runs under the lock, after the count.
 fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     l: Login<'_, S, St>,
@@ -300,33 +302,27 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
         store,
     } = l;
     // A corrupt or untrusted state denies before anything is asked.
-    let state_before = match store.read_state(user) {
-        Ok(s) => s,
-        Err(e) => return unavailable(&e),
-    };
+    if let Err(e) = store.read_state(user) {
+        return unavailable(&e);
+    }
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Reason::ConvFailed.into();
     };
-    let now = sys.now();
-    // An answer that looks right has its user name checked now, before the lock: the lookup
-    // may wait on a directory server, and the lock must not (other logins of the user wait on
-    // it). Under the lock the answer is classified again; the check follows there only if the
-    // record changed in between and the answer became right.
-    let window = req.options.window;
-    let before = classify(&answer, first_read.record(), &state_before, now, window);
-    let name_checked = before.lets_in();
-    if name_checked {
-        if let Err(v) = check_canonical_name(sys, user) {
-            return v;
-        }
+    // Empty is a property of the answer alone (no key is involved): not counted.
+    if compact(&answer).is_some_and(|c| c.is_empty()) {
+        return Reason::EmptyCode.into();
     }
+    let now = sys.now();
+    // The recovery codes the prompt was shown for: a code burned meanwhile by a concurrent
+    // login is a double submit, not a guess.
+    let shown_recovery = first_read.record().recovery.clone();
     let lock = match store.hold(user) {
         Ok(l) => l,
         Err(e) => return unavailable(&e),
     };
     // Read again under the lock: the record may have changed while the user typed.
-    let (record, unchanged, state) = match (lock.record_again(first_read), lock.state()) {
-        (Ok(Some((r, same))), Ok(s)) if r.status == Status::Active => (r, same, s),
+    let (record, state) = match (lock.record_again(first_read), lock.state()) {
+        (Ok(Some((r, _))), Ok(s)) if r.status == Status::Active => (r, s),
         (Ok(_), Ok(_)) => return Reason::RecordChanged.into(),
         (Err(e), _) | (_, Err(e)) => return unavailable(&e),
     };
@@ -336,66 +332,51 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
         }
         .into();
     }
-    // Same record, same state: the answer classified before the lock stands.
-    let answer = if unchanged && state == state_before {
-        before
-    } else {
-        match (before, classify(&answer, &record, &state, now, window)) {
-            // The recovery code matched before the lock, and a concurrent login burned it
-            // meanwhile: a double submit, not a guess.
-            (Answer::Recovery(_), Answer::Wrong) => Answer::RecoveryReplay,
-            (_, again) => again,
-        }
-    };
-    if answer.lets_in() && !name_checked {
-        if let Err(v) = check_canonical_name(sys, user) {
-            return v;
-        }
-    }
-    commit(&lock, policy, record, state, answer, now, req.rhost).into()
-}
-
-impl Answer {
-    fn lets_in(&self) -> bool {
-        matches!(self, Answer::Totp(_) | Answer::Recovery(_))
-    }
-}
-
-/// Judges a classified answer under the user's lock and stores what it means.
-///
-/// Every answer that is judged is first counted as a failure, with the same entry whatever the
-/// answer is: no answer is judged unless its failure is on disk, so the throttle holds even
-/// where writes fail (a full disk, the caller's limits), and a right code whose success cannot
-/// be stored is denied like a wrong one, already counted. Replays and empty answers are not
-/// counted.
-fn commit(
-    lock: &impl HeldUser,
-    policy: &Policy,
-    mut record: Record,
-    mut state: store::State,
-    answer: Answer,
-    now: u64,
-    rhost: Option<&str>,
-) -> Reason {
-    match answer {
-        Answer::Replay(step) => {
-            return Reason::Replay {
-                step,
-                last: state.last_step.unwrap_or(0),
-            }
-        }
-        Answer::RecoveryReplay => return Reason::RecoveryReplay,
-        Answer::Empty => return Reason::EmptyCode,
-        Answer::Totp(_) | Answer::Recovery(_) | Answer::Wrong => {}
-    }
     let mut failed = state.clone();
     failed.failures = failed.failures.saturating_add(1);
     failed.locked_until = policy.throttle.locked_until_after(failed.failures, now);
     if let Err(e) = lock.count_failure(&failed) {
         return Reason::NotCounted {
             error: e.to_string(),
-        };
+        }
+        .into();
     }
+    let judged = match classify(&answer, &record, &state, now, req.options.window) {
+        Answer::Wrong if recovery_matches(&answer, &shown_recovery) => Answer::RecoveryReplay,
+        other => other,
+    };
+    if matches!(judged, Answer::Totp(_) | Answer::Recovery(_)) {
+        if let Err(v) = check_canonical_name(sys, user) {
+            return v;
+        }
+    }
+    commit(&lock, record, state, failed, judged, now, req.rhost).into()
+}
+
+/// The answer without white space (`None`: not UTF-8, or longer than any code).
+fn compact(answer: &[u8]) -> Option<Zeroizing<String>> {
+    let text = std::str::from_utf8(answer).ok()?;
+    (text.len() <= MAX_ANSWER)
+        .then(|| Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect()))
+}
+
+/// Whether the answer is one of `entries`' recovery codes.
+fn recovery_matches(answer: &[u8], entries: &[String]) -> bool {
+    compact(answer).is_some_and(|c| recovery::find(&c, entries).is_some())
+}
+
+/// Stores what a judged answer means, under the user's lock, its failure already counted
+/// (`failed`): a success replaces the count; a replay is uncounted again (if that write fails,
+/// the failure stays: the safe side); a wrong code stays counted.
+fn commit(
+    lock: &impl HeldUser,
+    mut record: Record,
+    mut state: store::State,
+    failed: store::State,
+    answer: Answer,
+    now: u64,
+    rhost: Option<&str>,
+) -> Reason {
     let unstored = |what, e: StoreError| Reason::NotStored {
         what,
         error: e.to_string(),
@@ -431,7 +412,18 @@ fn commit(
                 Err(e) => unstored(Unstored::RecoveryState, e),
             }
         }
-        _ => Reason::WrongCode {
+        Answer::Replay(step) => {
+            let _ = lock.count_failure(&state);
+            Reason::Replay {
+                step,
+                last: state.last_step.unwrap_or(0),
+            }
+        }
+        Answer::RecoveryReplay => {
+            let _ = lock.count_failure(&state);
+            Reason::RecoveryReplay
+        }
+        Answer::Empty | Answer::Wrong => Reason::WrongCode {
             failures: failed.failures,
             locked_until: failed.locked_until,
         },

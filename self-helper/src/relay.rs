@@ -117,7 +117,7 @@ impl<R: Read, W: Write> FrontEnd<R, W> {
             .map_err(|e| self.note(e.to_string()))?;
         match protocol::decode::<Request>(&line) {
             Some(Request::Answer { text }) => Ok(Zeroizing::new(text.as_bytes().to_vec())),
-            Some(Request::Cancel) => Err(self.note("cancelled".into())),
+            Some(Request::Cancel {}) => Err(self.note("cancelled".into())),
             Some(Request::Hello { .. }) | None => {
                 Err(self.note("the front-end sent something else than an answer".into()))
             }

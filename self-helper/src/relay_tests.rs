@@ -72,7 +72,7 @@ fn given_input_ending_mid_line_then_truncated() {
 #[test]
 fn given_a_hello_of_this_version_then_its_verb() {
     let mut f = front(HELLO);
-    assert_eq!(f.hello().unwrap(), Verb::Recovery);
+    assert_eq!(f.hello().unwrap(), Verb::Recovery {});
 }
 
 #[test]

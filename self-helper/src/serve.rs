@@ -104,7 +104,7 @@ fn act<R: Read, W: Write>(front: &mut FrontEnd<R, W>, user: &UserName) -> Outcom
             ))
         }
     };
-    if verb == Verb::Status {
+    if verb == (Verb::Status {}) {
         return selfservice::status(front, &RealSystem, store.as_ref(), user, &policy);
     }
     let params = match selfservice::params(&verb) {
@@ -152,8 +152,8 @@ fn action<R: Read, W: Write>(
             params,
             ENROL_WINDOW,
         ),
-        Verb::Recovery => selfservice::renew_recovery(front, store, user),
-        Verb::Disable => selfservice::disable(&RealSystem, store, user, policy),
-        Verb::Status => selfservice::status(front, &RealSystem, Some(store), user, policy),
+        Verb::Recovery {} => selfservice::renew_recovery(front, store, user),
+        Verb::Disable {} => selfservice::disable(&RealSystem, store, user, policy),
+        Verb::Status {} => selfservice::status(front, &RealSystem, Some(store), user, policy),
     }
 }

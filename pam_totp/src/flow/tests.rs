@@ -43,6 +43,9 @@ impl Conversation for Script {
 struct Fake {
     now: u64,
     groups: HashMap<String, Vec<String>>,
+    /// When set: the state directory whose failure count each user-database lookup records
+    /// (what a caller who interrupts the login at that moment would leave behind).
+    probe: Option<(std::path::PathBuf, std::cell::RefCell<Vec<u32>>)>,
 }
 
 impl System for Fake {
@@ -54,6 +57,11 @@ impl System for Fake {
     }
     /// Like a case-insensitive directory: "ALICE" is alice.
     fn canonical_name(&self, user: &str) -> Result<Option<String>, String> {
+        if let Some((dir, seen)) = &self.probe {
+            let store = Store::open(dir, uid()).unwrap();
+            let failures = store.state(&u(user)).map(|s| s.failures).unwrap_or(0);
+            seen.borrow_mut().push(failures);
+        }
         let lower = user.to_lowercase();
         Ok(self.groups.contains_key(&lower).then_some(lower))
     }
@@ -85,7 +93,11 @@ impl World {
         World {
             t,
             opts,
-            sys: Fake { now: NOW, groups },
+            sys: Fake {
+                now: NOW,
+                groups,
+                probe: None,
+            },
         }
     }
     fn enrol(&self, user: &str) -> Record {
@@ -696,4 +708,17 @@ fn given_another_spelling_of_a_user_then_no_policy_path_lets_it_in() {
         let (v, _) = w.login("ALICE", &["123456"]);
         assert_eq!(v.code, Code::AuthErr, "{policy}: {v:?}");
     }
+}
+
+#[test]
+fn given_a_right_code_then_the_attempt_is_counted_before_the_user_database_is_asked() {
+    let mut w = World::new();
+    w.enrol("alice");
+    w.sys.probe = Some((w.t.state(), Default::default()));
+    let (v, _) = w.login("alice", &[&w.code(0)]);
+    assert_eq!(v.code, Code::Success, "{v:?}");
+    let seen = w.sys.probe.as_ref().unwrap().1.borrow().clone();
+    // Interrupted at the lookup, a right code leaves the same counted failure a wrong one does.
+    assert_eq!(seen, vec![1]);
+    assert_eq!(w.state("alice").failures, 0);
 }

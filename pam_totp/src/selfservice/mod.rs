@@ -73,7 +73,7 @@ fn refused(why: impl Into<String>) -> Outcome {
 
 /// Refused before anything is asked: self-service turned off (all but `status`).
 pub fn refusal(verb: &Verb, policy: &Policy) -> Option<Outcome> {
-    (!policy.self_service && *verb != Verb::Status)
+    (!policy.self_service && *verb != Verb::Status {})
         .then(|| refused("self-service is turned off by your administrator"))
 }
 

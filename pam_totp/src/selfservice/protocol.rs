@@ -22,23 +22,25 @@ pub const MAX_LINE: usize = 16 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Verb {
-    Status,
+    // Empty struct variants, not unit ones: serde's deny_unknown_fields refuses extra fields
+    // only on those (`{"verb":"disable","user":"root"}` must not decode).
+    Status {},
     Enroll {
         algorithm: String,
         digits: u8,
         period: u32,
     },
-    Recovery,
-    Disable,
+    Recovery {},
+    Disable {},
 }
 
 impl Verb {
     pub fn name(&self) -> &'static str {
         match self {
-            Verb::Status => "status",
+            Verb::Status {} => "status",
             Verb::Enroll { .. } => "enroll",
-            Verb::Recovery => "recovery",
-            Verb::Disable => "disable",
+            Verb::Recovery {} => "recovery",
+            Verb::Disable {} => "disable",
         }
     }
 }
@@ -56,7 +58,7 @@ pub enum Request {
         text: Zeroizing<String>,
     },
     /// The user gave up (Ctrl-C, an empty answer where none is allowed).
-    Cancel,
+    Cancel {},
 }
 
 impl std::fmt::Debug for Request {
@@ -64,7 +66,7 @@ impl std::fmt::Debug for Request {
         match self {
             Request::Hello { version, verb } => write!(f, "Hello({version}, {verb:?})"),
             Request::Answer { .. } => f.write_str("Answer(<redacted>)"),
-            Request::Cancel => f.write_str("Cancel"),
+            Request::Cancel {} => f.write_str("Cancel"),
         }
     }
 }
@@ -193,6 +195,8 @@ mod tests {
             &b"{\"type\":\"hello\",\"version\":1,\"verb\":{\"verb\":\"status\"},\"dir\":\"/tmp\"}"
                 [..],
             b"{\"type\":\"answer\"}",
+            b"{\"type\":\"hello\",\"version\":1,\"verb\":{\"verb\":\"disable\",\"user\":\"root\"}}",
+            b"{\"type\":\"cancel\",\"x\":1}",
             b"not json",
             b"",
             b"{\"type\":\"hello\",\"version\":1,\"verb\":{\"verb\":\"rm -rf\"}}",

@@ -142,6 +142,8 @@ check_contents() {
     done <<EOF
 -rw-r--r-- /usr/lib/$multiarch/security/pam_totp.so
 -rwxr-xr-x /usr/sbin/pam-totp
+-rwsr-xr-x /usr/libexec/pam-totp/pam-totp-self
+-rw-r--r-- /etc/pam.d/pam-totp
 -rw-r--r-- /usr/share/pam-configs/pam-totp
 -rw-r--r-- /etc/pam-totp/policy.toml
 -rw-r--r-- /usr/share/man/man8/pam_totp.8.gz
@@ -155,7 +157,9 @@ check_contents() {
 -rw-r--r-- /usr/share/doc/pam-totp/changelog.Debian.gz
 -rw-r--r-- /usr/share/lintian/overrides/pam-totp
 EOF
-    if grep -vE '^[d-]r[-w][-x]r-[-x]r-[-x] root/root ' "$listing"; then
+    # (the one setuid file: the self-service helper, checked by mode above)
+    if grep -vE '^[d-]r[-w][-x]r-[-x]r-[-x] root/root ' "$listing" |
+        grep -vE '^-rwsr-xr-x root/root .* \./usr/libexec/pam-totp/pam-totp-self$'; then
         echo "entries above are not root/root or are group/world-writable"
         return 1
     fi
@@ -174,7 +178,8 @@ check_control() {
         grep -qE '^Depends: .*libc6 \(>= [^)]+\)' "$c" &&
         grep -qE '^Depends: .*libpam0g \(>= [^)]+\)' "$c" &&
         grep -qE '^Depends: .*libpam-runtime \(>= 1\.0\.1-6\)' "$c" &&
-        [[ $(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles) == /etc/pam-totp/policy.toml ]] &&
+        [[ $(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles) == \
+            $'/etc/pam-totp/policy.toml\n/etc/pam.d/pam-totp' ]] &&
         [[ $(dpkg-deb --ctrl-tarfile "$deb" | tar -t) == *./md5sums* ]]
 }
 check_profile() {
@@ -264,7 +269,7 @@ fi
 
 # ---- the container -----------------------------------------------------------------------
 cp "$deb" "$run/in/pam-totp.deb"
-cp "$here/inside.sh" "$here/ssh-login.exp" "$run/in/"
+cp "$here/inside.sh" "$here/ssh-login.exp" "$here/self-enrol.exp" "$run/in/"
 dpkg-architecture -qDEB_HOST_MULTIARCH >"$run/in/multiarch" 2>/dev/null || gcc -print-multiarch >"$run/in/multiarch"
 t_ct=$SECONDS
 # The PID namespace ends with its first process: sshd and syslogd die with it, and every

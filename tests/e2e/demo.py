@@ -28,6 +28,8 @@ USER = "demo"
 PASSWORD = "demo-password"
 ISSUER = "pam-totp-demo"
 PAUSE = float(os.environ.get("DEMO_PAUSE", "0.8"))
+SELF_USER = "sam"
+SELF_PASSWORD = "sam-password"
 
 BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") \
     if sys.stdout.isatty() else ("", "", "", "", "")
@@ -50,8 +52,10 @@ def setup():
     say("Starting a throwaway container: private /etc, users and state; loopback-only network")
     c = e2e.Container(keep=False)
     c.install_stacks()
+    c.write_pam("pam-totp", "@include common-auth\n@include common-account\n")
     c.start_sshd()
     c.add_user(USER, PASSWORD)
+    c.add_user(SELF_USER, SELF_PASSWORD)
     aside(f"container {c.dir} (init PID {c.pid}); sshd on 127.0.0.1:{e2e.SSH_PORT} inside it")
     aside(f"PAM: /etc/pam.d/common-auth = pam_unix (password), then {e2e.MODULE}")
     aside(f"user {USER!r}, password {PASSWORD!r}")
@@ -134,8 +138,46 @@ def auto(c):
     ok &= expect(s.ran("Hello again"), "logged in after unlock")
     syslog_since(c, mark)
 
+    ok &= self_service(c, step)
     say("Done: " + ("every step behaved as expected." if ok else "SOME STEPS FAILED (see ✘)."))
     return 0 if ok else 1
+
+
+def self_service(c, step):
+    """The self-service chapter: a user turns two-factor login on and off for themselves."""
+    ok = True
+    if c.run("test", "-u", "/usr/libexec/pam-totp/pam-totp-self", check=False).returncode:
+        aside("(self-service chapter skipped: the helper pam-totp-self is not built)")
+        return ok
+    u, pw = SELF_USER, SELF_PASSWORD
+
+    def as_user(args, answers):
+        return c.converse(["script", "-qfec", f"exec runuser -u {u} -- pam-totp {args}",
+                           "/dev/null"], answers)
+
+    def key(t):
+        return re.findall(r"Key:\s+((?:[A-Z2-7]{1,4} ?)+)", t)[-1].replace(" ", "")
+
+    step(f"Self-service: {u} turns two-factor login on for himself: pam-totp enroll "
+         "(his password, then a code from the app he just set up)")
+    mark = c.syslog.mark()
+    s = as_user("enroll --qr none", [("Password:", pw),
+                                     ("Code from the app:", lambda t: e2e.totp(key(t)))])
+    ok &= expect(s.status == 0 and "Two-factor login is on" in s.transcript,
+                 f"{u} enrolled himself; no administrator involved")
+    secret = key(s.transcript)
+    for ln in c.syslog.since(mark):
+        if "pam-totp:self" in ln:
+            aside("syslog: " + re.sub(r"^<\d+>", "", ln))
+    step(f"{u} logs in over ssh with his new code")
+    s = c.ssh(u, pw, e2e.totp(secret, offset_steps=1), command="echo Hello $USER")
+    ok &= expect(s.ran(f"Hello {u}"), "logged in with password and code")
+    step(f"{u} turns it off again: pam-totp disable (password and a current code)")
+    time.sleep(31 - time.time() % 30)
+    s = as_user("disable", [("Password:", pw),
+                            ("Verification code:", e2e.totp(secret, offset_steps=1))])
+    ok &= expect(s.status == 0 and "off" in s.transcript, "turned off; he logs in as before")
+    return ok
 
 
 def interactive(c):

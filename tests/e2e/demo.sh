@@ -5,7 +5,8 @@
 #                                 the QR code with a phone), then try the printed ssh command;
 #                                 Ctrl-C ends the demo and removes the container
 #   DEMO=auto tests/e2e/demo.sh   the whole story unattended and narrated (enrol, log in with
-#                                 a code, replay refused, recovery code, lockout, unlock); exit
+#                                 a code, replay refused, recovery code, lockout, unlock, and
+#                                 a user turning it on and off for himself); exit
 #                                 status 0 when every step behaved as expected
 # Needs root (Linux namespaces, sshd). Installs missing Debian packages (tests/deps.sh) and
 # builds the module and the CLI when they are missing. Env: PAM_TOTP_SO, PAM_TOTP_CLI (built
@@ -32,7 +33,8 @@ fi
 target=${CARGO_TARGET_DIR:-$repo/target}
 export PAM_TOTP_SO=${PAM_TOTP_SO:-$target/release/libpam_totp.so}
 export PAM_TOTP_CLI=${PAM_TOTP_CLI:-$target/release/pam-totp}
-if [[ ! -f "$PAM_TOTP_SO" || ! -f "$PAM_TOTP_CLI" ]]; then
+export PAM_TOTP_SELF=${PAM_TOTP_SELF:-$target/release/pam-totp-self}
+if [[ ! -f "$PAM_TOTP_SO" || ! -f "$PAM_TOTP_CLI" || ! -f "$PAM_TOTP_SELF" ]]; then
     echo "demo: building the module and the CLI (cargo build --release --workspace)"
     (cd "$repo" && cargo build --release --workspace)
 fi

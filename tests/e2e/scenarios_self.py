@@ -225,3 +225,67 @@ def _(c):
                                   HELPER]), input=STATUS_HELLO + "\n", capture_output=True,
                        text=True, timeout=30)
     check(r.returncode == 1, f"uid 4242 without a passwd entry: {r}")
+
+
+@scenario("self_front_end_killed_at_every_prompt_leaves_the_record_and_no_helper_behind",
+          needs_cli=True)
+def _(c):
+    ready(c)
+    pw = c.add_user("alice")
+    secret = c.enrol("alice")
+    record = c.host_path(f"{STATE_DIR}/users/alice.toml")
+    before = open(record).read()
+    answers = [(PW, pw), (CODE, None), (APP, None)]
+    for stop in range(len(answers)):
+        next_step()
+        child = c.spawn(["runuser", "-u", "alice", "--", "pam-totp", "enroll", "--qr", "none"])
+        for i, (label, reply) in enumerate(answers):
+            child.expect(label)
+            if i == stop:
+                break
+            child.sendline(reply if reply is not None else totp(secret))
+        c.run("pkill", "-KILL", "-x", "pam-totp")
+        child.close(force=True)
+        deadline = time.time() + 5
+        while time.time() < deadline and c.run("pgrep", "-x", "pam-totp-self",
+                                               check=False).returncode == 0:
+            time.sleep(0.1)
+        check(c.run("pgrep", "-x", "pam-totp-self", check=False).returncode != 0,
+              f"the helper outlived its front-end (killed at {answers[stop][0]})")
+        check(open(record).read() == before, f"the record changed (killed at {answers[stop][0]})")
+        leftovers = [n for n in os.listdir(c.host_path(f"{STATE_DIR}/users")) if ".tmp" in n]
+        check(not leftovers, f"temp files left: {leftovers}")
+    c.start_sshd()
+    good = c.ssh("alice", password=pw, code=totp(secret, offset_steps=1))
+    check(good.ran("LOGGED-IN-alice"), f"the old key no longer works: {good}")
+
+
+@scenario("self_proof_racing_a_login_with_the_same_code_lets_exactly_one_use_it",
+          needs_cli=True)
+def _(c):
+    ready(c)
+    pw = c.add_user("alice")
+    secret = c.enrol("alice")
+    c.start_sshd()
+    next_step()
+    ssh = c.spawn(c.ssh_argv("alice"))
+    ssh.expect("Password:")
+    ssh.sendline(pw)
+    ssh.expect(CODE)
+    rec = c.spawn(["runuser", "-u", "alice", "--", "pam-totp", "recovery"])
+    rec.expect(PW)
+    rec.sendline(pw)
+    rec.expect(CODE)
+    code = totp(secret)
+    ssh.sendline(code)
+    rec.sendline(code)
+    import pexpect
+    ssh.expect(pexpect.EOF)
+    rec.expect(pexpect.EOF)
+    ssh_out, rec_out = ssh.logfile_read.getvalue(), rec.logfile_read.getvalue()
+    ssh.close()
+    rec.close()
+    logged_in = "LOGGED-IN-alice" in ssh_out
+    renewed = "New recovery codes" in rec_out
+    check(logged_in != renewed, f"exactly one may use the code: ssh={logged_in} "
+          f"recovery={renewed}\n--- ssh ---\n{ssh_out}\n--- recovery ---\n{rec_out}")

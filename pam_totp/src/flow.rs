@@ -140,6 +140,24 @@ impl<S, St> Clone for Login<'_, S, St> {
 
 impl<S, St> Copy for Login<'_, S, St> {}
 
+impl<'l, S, St> Login<'l, S, St> {
+    fn new(
+        sys: &'l S,
+        req: &'l Request<'l>,
+        user: &'l UserName,
+        policy: &'l Policy,
+        store: &'l St,
+    ) -> Self {
+        Login {
+            sys,
+            req,
+            user,
+            policy,
+            store,
+        }
+    }
+}
+
 /// What the user typed, classified.
 enum Answer {
     Empty,
@@ -202,30 +220,32 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
     policy: &Policy,
     store: &St,
 ) -> Verdict {
-    let login = Login {
-        sys,
-        req,
-        user,
-        policy,
-        store,
-    };
-    let record = match store.read_record(user) {
-        Ok(r) => r,
-        Err(e) => return unavailable(&e),
-    };
-    match (
-        Enrolment::of(record.as_ref().map(store::RecordRead::record)),
-        record,
-    ) {
-        (Enrolment::Active, Some(r)) => verify_enrolled(conv, login, r),
-        (Enrolment::ReplacementPending, _) => {
-            if conv.prompt_hidden(&req.options.prompt).is_err() {
-                return Reason::ConvFailed.into();
+    let login = Login::new(sys, req, user, policy, store);
+    match enrolment(store, user) {
+        Err(v) => v,
+        Ok(found) => match found {
+            (Enrolment::Active, Some(r)) => verify_enrolled(conv, login, r),
+            (Enrolment::ReplacementPending, _) => {
+                if conv.prompt_hidden(&req.options.prompt).is_err() {
+                    return Reason::ConvFailed.into();
+                }
+                Reason::ReenrolmentPending.into()
             }
-            Reason::ReenrolmentPending.into()
-        }
-        _ => unenrolled(conv, login),
+            _ => unenrolled(conv, login),
+        },
     }
+}
+
+/// The user's record as read, and what it makes of them (SPEC §3 step 2 or 3–5).
+fn enrolment<St: UserStore>(
+    store: &St,
+    user: &UserName,
+) -> Result<(Enrolment, Option<RecordRead>), Verdict> {
+    let record = store.read_record(user).map_err(|e| unavailable(&e))?;
+    Ok((
+        Enrolment::of(record.as_ref().map(RecordRead::record)),
+        record,
+    ))
 }
 
 /// The proof of a code for self-service (SPEC §8): for an active record, the answer is judged
@@ -240,24 +260,12 @@ pub fn prove_code<C: Conversation, S: System, St: UserStore>(
     policy: &Policy,
     store: &St,
 ) -> Option<Verdict> {
-    let login = Login {
-        sys,
-        req,
-        user,
-        policy,
-        store,
-    };
-    let record = match store.read_record(user) {
-        Ok(r) => r,
-        Err(e) => return Some(unavailable(&e)),
-    };
-    match (
-        Enrolment::of(record.as_ref().map(RecordRead::record)),
-        record,
-    ) {
-        (Enrolment::Active, Some(r)) => Some(verify_enrolled(conv, login, r)),
-        (Enrolment::ReplacementPending, _) => Some(Reason::ReenrolmentPending.into()),
-        _ => None,
+    let login = Login::new(sys, req, user, policy, store);
+    match enrolment(store, user) {
+        Err(v) => Some(v),
+        Ok((Enrolment::Active, Some(r))) => Some(verify_enrolled(conv, login, r)),
+        Ok((Enrolment::ReplacementPending, _)) => Some(Reason::ReenrolmentPending.into()),
+        Ok(_) => None,
     }
 }
 

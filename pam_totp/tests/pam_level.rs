@@ -1085,3 +1085,47 @@ fn given_rhost_and_user_with_spaces_then_each_stays_one_quoted_log_field() {
         o.describe()
     );
 }
+
+#[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`, or `cargo test -- --include-ignored` as root"]
+fn given_the_self_service_pam_service_name_in_another_program_then_the_code_is_still_asked() {
+    let env = test_env!("service_name_alone");
+    let rec = Record::new("alice");
+    env.write_record(&rec);
+    // A program (not the setuid helper) that names the helper's PAM service.
+    write_file(
+        &env.pamd.join("pam-totp"),
+        format!(
+            "auth required {} {}\n",
+            env.module().display(),
+            env.base_options()
+        )
+        .as_bytes(),
+        0o644,
+    );
+    for service in ["pam-totp", "PAM-Totp"] {
+        let mut child = env
+            .sandboxed(harness_bin())
+            .arg(&env.pamd)
+            .arg(service)
+            .arg("alice")
+            .env("HARNESS_SETCRED", "0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sandbox");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{}\n", wrong_code(&rec, 3)).as_bytes())
+            .expect("answer");
+        let o = finish(child, Vec::new());
+        assert!(
+            o.result == "PAM_AUTH_ERR" && o.lines.iter().any(|l| l.starts_with("PROMPT")),
+            "service {service}: {}",
+            o.describe()
+        );
+    }
+}

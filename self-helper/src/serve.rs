@@ -128,10 +128,19 @@ fn act<R: Read, W: Write>(front: &mut FrontEnd<R, W>, user: &UserName) -> Outcom
         }
     };
     let options = Options::default();
-    if let Err(o) = selfservice::prove_code(front, &RealSystem, &store, user, &policy, &options) {
-        return o;
-    }
-    action(front, &store, user, &policy, &verb, params)
+    let proven = match selfservice::prove_code(front, &RealSystem, &store, user, &policy, &options)
+    {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    action(front, &store, user, &policy, &proven, &verb, params)
+}
+
+/// The policy as it reads now (the action checks it again right before it writes).
+fn policy_now() -> Result<Policy, String> {
+    store::load_policy(Path::new(DEFAULT_POLICY), 0)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| e.to_string())
 }
 
 fn action<R: Read, W: Write>(
@@ -139,6 +148,7 @@ fn action<R: Read, W: Write>(
     store: &Store,
     user: &UserName,
     policy: &Policy,
+    proven: &selfservice::Proven,
     verb: &Verb,
     params: pam_totp::totp::Params,
 ) -> Outcome {
@@ -149,11 +159,13 @@ fn action<R: Read, W: Write>(
             store,
             user,
             policy,
+            proven,
+            &policy_now,
             params,
             ENROL_WINDOW,
         ),
-        Verb::Recovery {} => selfservice::renew_recovery(front, store, user),
-        Verb::Disable {} => selfservice::disable(&RealSystem, store, user, policy),
+        Verb::Recovery {} => selfservice::renew_recovery(front, store, user, proven, &policy_now),
+        Verb::Disable {} => selfservice::disable(&RealSystem, store, user, proven, &policy_now),
         Verb::Status {} => selfservice::status(front, &RealSystem, Some(store), user, policy),
     }
 }

@@ -20,6 +20,7 @@ use crate::sys::System;
 use crate::totp::{Algorithm, Params};
 use protocol::{NewKey, Reply, Verb};
 use std::fmt;
+use std::path::Path;
 use zeroize::Zeroizing;
 
 /// The PAM service the helper checks the password with (`/etc/pam.d/pam-totp`). The module
@@ -32,11 +33,14 @@ pub const HELPER_PATH: &str = "/usr/libexec/pam-totp/pam-totp-self";
 /// How many codes from the app a user may try when enrolling before starting over.
 pub const ENROL_TRIES: u32 = 3;
 
-/// Whether the module returns PAM_IGNORE without asking under this PAM service: the one the
-/// self-service helper uses for the password, after which it asks for the code itself, so
-/// that no code is asked twice even when the system's auth stack includes pam_totp.
-pub fn module_steps_aside(service: &str) -> bool {
-    service == PAM_SERVICE
+/// Whether the module returns PAM_IGNORE without asking: only inside the self-service helper
+/// itself (this process runs the installed helper, setuid: real and effective uid differ),
+/// checking the password under its own PAM service, after which it asks for the code itself —
+/// so that no code is asked twice when the system's auth stack includes pam_totp. Any other
+/// program that names the same PAM service (a service name is the application's choice) is
+/// asked for the code as usual.
+pub fn module_steps_aside(service: &str, exe: Option<&Path>, setuid: bool) -> bool {
+    service.eq_ignore_ascii_case(PAM_SERVICE) && setuid && exe == Some(Path::new(HELPER_PATH))
 }
 
 /// How the helper talks to the front-end: prompts and texts as a conversation, and replies.
@@ -93,9 +97,17 @@ pub fn params(verb: &Verb) -> Result<Params, Outcome> {
         .map_err(|e| refused(e.to_string()))
 }
 
+/// What a proof was made against: the user's record as it was then (`None`: no record).
+/// The action that follows writes only while the record is still exactly this one, so that
+/// what an administrator did meanwhile (a forced re-enrolment, a disable) is never undone.
+pub struct Proven(Option<crate::store::Record>);
+
+/// The policy as it reads now: the action re-checks it at the moment it writes.
+pub type PolicyNow<'a> = &'a dyn Fn() -> Result<Policy, String>;
+
 /// The proof of a code (SPEC §8): for an active record, a code from the app or a recovery
 /// code, judged exactly as at login — window, replay, throttle; the step is consumed, a wrong
-/// code counts. `Ok(())` when proven or when there is no active record to prove.
+/// code counts. `Ok` when proven or when there is no active record to prove.
 pub fn prove_code<R: Relay, S: System>(
     relay: &mut R,
     sys: &S,
@@ -103,7 +115,12 @@ pub fn prove_code<R: Relay, S: System>(
     user: &UserName,
     policy: &Policy,
     options: &Options,
-) -> Result<(), Outcome> {
+) -> Result<Proven, Outcome> {
+    let before = store.record(user).map_err(|e| {
+        refused(format!(
+            "your record cannot be read ({e}); ask your administrator"
+        ))
+    })?;
     let req = Request {
         user,
         rhost: None,
@@ -111,8 +128,8 @@ pub fn prove_code<R: Relay, S: System>(
         owner: 0,
     };
     match flow::prove_code(relay, sys, &req, user, policy, store) {
-        None => Ok(()),
-        Some(v) if v.code == Code::Success => Ok(()),
+        None => Ok(Proven(before)),
+        Some(v) if v.code == Code::Success => Ok(Proven(before)),
         Some(v) => Err(refused(format!("the code was not accepted ({})", v.reason))),
     }
 }
@@ -177,16 +194,54 @@ fn groups<S: System>(
         .map_err(|e| refused(format!("cannot look up your groups: {e}")))
 }
 
-/// `disable`: removes record and state, unless the policy requires a code of the user.
-pub fn disable<S: System>(sys: &S, store: &Store, user: &UserName, policy: &Policy) -> Outcome {
-    let g = match groups(sys, user, policy) {
-        Ok(g) => g,
-        Err(o) => return o,
-    };
-    if let Some(by) = policy.required_by(user, g.as_deref()) {
-        return refused(required_message(&by));
+/// Under the user's lock, right before a write: the record is still the one the proof was
+/// made against, and the policy as it reads now still lets users change their own second
+/// factor. That policy, if so.
+fn still_allowed(
+    lock: &crate::store::UserLock,
+    proven: &Proven,
+    policy_now: PolicyNow,
+) -> Result<Policy, Outcome> {
+    match lock.record() {
+        Ok(r) if r == proven.0 => {}
+        Ok(_) => {
+            return Err(refused(
+                "your second factor was changed meanwhile (by your administrator?); nothing \
+                 was changed; run the command again",
+            ))
+        }
+        Err(e) => return Err(refused(format!("your record cannot be read ({e})"))),
     }
-    match store.hold(user).and_then(|l| l.disable()) {
+    let policy = policy_now().map_err(|e| refused(format!("the policy cannot be used ({e})")))?;
+    match refusal(&Verb::Disable {}, &policy) {
+        Some(o) => Err(o),
+        None => Ok(policy),
+    }
+}
+
+/// `disable`: removes record and state, unless the policy requires a code of the user.
+pub fn disable<S: System>(
+    sys: &S,
+    store: &Store,
+    user: &UserName,
+    proven: &Proven,
+    policy_now: PolicyNow,
+) -> Outcome {
+    let lock = match store.hold(user) {
+        Ok(l) => l,
+        Err(e) => return refused(format!("cannot lock your record ({e})")),
+    };
+    let checked = still_allowed(&lock, proven, policy_now).and_then(|policy| {
+        let g = groups(sys, user, &policy)?;
+        match policy.required_by(user, g.as_deref()) {
+            Some(by) => Err(refused(required_message(&by))),
+            None => Ok(()),
+        }
+    });
+    if let Err(o) = checked {
+        return o;
+    }
+    match lock.disable() {
         Ok(_) => Outcome::Disabled,
         Err(e) => refused(format!("cannot remove your record ({e})")),
     }
@@ -198,7 +253,13 @@ pub fn required_message(by: &RequiredBy) -> String {
 }
 
 /// `recovery`: a fresh set of recovery codes replaces the old one; sent once.
-pub fn renew_recovery<R: Relay>(relay: &mut R, store: &Store, user: &UserName) -> Outcome {
+pub fn renew_recovery<R: Relay>(
+    relay: &mut R,
+    store: &Store,
+    user: &UserName,
+    proven: &Proven,
+    policy_now: PolicyNow,
+) -> Outcome {
     let codes = match recovery::generate(recovery::DEFAULT_COUNT) {
         Ok(c) => c,
         Err(e) => return refused(format!("cannot draw random numbers: {e}")),
@@ -207,13 +268,22 @@ pub fn renew_recovery<R: Relay>(relay: &mut R, store: &Store, user: &UserName) -
         Ok(h) => h,
         Err(e) => return refused(format!("cannot draw random numbers: {e}")),
     };
-    let written = store.hold(user).and_then(|lock| match lock.record()? {
-        Some(mut r) if r.status == Status::Active => {
+    let lock = match store.hold(user) {
+        Ok(l) => l,
+        Err(e) => return refused(format!("cannot lock your record ({e})")),
+    };
+    if let Err(o) = still_allowed(&lock, proven, policy_now) {
+        return o;
+    }
+    let written = match lock.record() {
+        Ok(Some(mut r)) if r.status == Status::Active => {
             r.recovery = hashes;
             lock.put_record(&r).map(|()| true)
         }
-        _ => Ok(false),
-    });
+        Ok(_) => Ok(false),
+        Err(e) => Err(e),
+    };
+    drop(lock);
     match written {
         Ok(true) => match relay.send(Reply::RecoveryCodes { codes }) {
             Ok(()) => Outcome::RecoveryRenewed,
@@ -227,12 +297,15 @@ pub fn renew_recovery<R: Relay>(relay: &mut R, store: &Store, user: &UserName) -
 /// `enroll`: a new key in memory, shown through the front-end; the active record is written
 /// (replacing any old one, atomically) only when a code from the app matches. Until then
 /// nothing on disk changes.
+#[allow(clippy::too_many_arguments)]
 pub fn enrol<R: Relay, S: System>(
     relay: &mut R,
     sys: &S,
     store: &Store,
     user: &UserName,
     policy: &Policy,
+    proven: &Proven,
+    policy_now: PolicyNow,
     params: Params,
     window: u32,
 ) -> Outcome {
@@ -250,11 +323,14 @@ pub fn enrol<R: Relay, S: System>(
             return refused("cancelled before a code from the app confirmed the new key");
         };
         let code = Zeroizing::new(String::from_utf8_lossy(&answer).into_owned());
-        let confirmed = store
-            .hold(user)
-            .map_err(enroll::ConfirmError::from)
-            .and_then(|lock| enroll::confirm(&lock, e.record.clone(), &code, sys.now(), window));
-        match confirmed {
+        let lock = match store.hold(user) {
+            Ok(l) => l,
+            Err(e) => return refused(format!("cannot lock your record ({e})")),
+        };
+        if let Err(o) = still_allowed(&lock, proven, policy_now) {
+            return o;
+        }
+        match enroll::confirm(&lock, e.record.clone(), &code, sys.now(), window) {
             Ok(_) => return Outcome::Enrolled,
             Err(enroll::ConfirmError::Store(e)) => {
                 return refused(format!("cannot write your record ({e})"))
@@ -278,5 +354,172 @@ pub fn done_message(outcome: &Outcome) -> String {
         Outcome::Disabled => "Two-factor login is off for your account.".into(),
         Outcome::Status => String::new(),
         Outcome::Refused(why) => why.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::ConvError;
+    use crate::secret::Secret;
+    use crate::testutil::{record, save, u, TempDir};
+    use crate::totp::Generator;
+
+    const NOW: u64 = 1_800_000_015;
+
+    struct Clock;
+    impl System for Clock {
+        fn now(&self) -> u64 {
+            NOW
+        }
+        fn groups_of(&self, _: &str) -> Result<Option<Vec<String>>, String> {
+            Ok(Some(vec![]))
+        }
+        fn canonical_name(&self, user: &str) -> Result<Option<String>, String> {
+            Ok(Some(user.to_string()))
+        }
+        fn hostname(&self) -> String {
+            "testhost".into()
+        }
+    }
+
+    /// Answers the proof with `first`, and a prompt after a new key with that key's code.
+    struct Front {
+        first: Option<String>,
+        new_key: Option<String>,
+    }
+    impl Conversation for Front {
+        fn prompt_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConvError> {
+            if let Some(a) = self.first.take() {
+                return Ok(Zeroizing::new(a.into_bytes()));
+            }
+            let key = self.new_key.as_ref().ok_or(ConvError)?;
+            let r = record("x");
+            let g = Generator::new(&Secret::from_base32(key).unwrap(), r.params);
+            Ok(Zeroizing::new(
+                g.code_at_step(r.params.step_at(NOW))
+                    .to_string()
+                    .into_bytes(),
+            ))
+        }
+        fn info(&mut self, _: &str) -> Result<(), ConvError> {
+            Ok(())
+        }
+    }
+    impl Relay for Front {
+        fn send(&mut self, reply: Reply) -> Result<(), ConvError> {
+            if let Reply::NewKey(k) = reply {
+                self.new_key = Some(k.secret.to_string());
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn given_the_admin_replaces_the_record_during_a_self_enrolment_then_it_is_not_undone() {
+        let t = TempDir::new();
+        let store = t.store();
+        let alice = record("alice");
+        save(&store, &alice);
+        let code = Generator::new(&alice.secret, alice.params)
+            .code_at_step(alice.params.step_at(NOW) - 1)
+            .to_string();
+        let mut front = Front {
+            first: Some(code),
+            new_key: None,
+        };
+        let policy = Policy::default();
+        let proven = prove_code(
+            &mut front,
+            &Clock,
+            &store,
+            &u("alice"),
+            &policy,
+            &Options::default(),
+        )
+        .unwrap_or_else(|o| panic!("{o}"));
+        // Meanwhile the admin forces a re-enrolment (`pam-totp enroll --force alice`).
+        let mut forced = record("alice");
+        forced.status = Status::Pending;
+        forced.replaces_active = true;
+        forced.secret = Secret::generate(20).unwrap();
+        save(&store, &forced);
+        let outcome = enrol(
+            &mut front,
+            &Clock,
+            &store,
+            &u("alice"),
+            &policy,
+            &proven,
+            &|| Ok(Policy::default()),
+            Params::default(),
+            1,
+        );
+        assert!(
+            matches!(&outcome, Outcome::Refused(why) if why.contains("changed meanwhile")),
+            "{outcome}"
+        );
+        assert_eq!(store.record(&u("alice")).unwrap(), Some(forced));
+    }
+
+    #[test]
+    fn given_self_service_turned_off_during_a_self_enrolment_then_nothing_is_written() {
+        let t = TempDir::new();
+        let store = t.store();
+        let mut front = Front {
+            first: None,
+            new_key: None,
+        };
+        let policy = Policy::default();
+        let proven = prove_code(
+            &mut front,
+            &Clock,
+            &store,
+            &u("bob"),
+            &policy,
+            &Options::default(),
+        )
+        .unwrap_or_else(|o| panic!("{o}"));
+        let off = || {
+            Ok(Policy {
+                self_service: false,
+                ..Policy::default()
+            })
+        };
+        let outcome = enrol(
+            &mut front,
+            &Clock,
+            &store,
+            &u("bob"),
+            &policy,
+            &proven,
+            &off,
+            Params::default(),
+            1,
+        );
+        assert!(
+            matches!(&outcome, Outcome::Refused(why) if why.contains("turned off")),
+            "{outcome}"
+        );
+        assert_eq!(store.record(&u("bob")).unwrap(), None);
+    }
+
+    #[test]
+    fn given_the_service_name_alone_then_the_module_does_not_step_aside() {
+        let helper = Some(Path::new(HELPER_PATH));
+        assert!(module_steps_aside("pam-totp", helper, true));
+        assert!(!module_steps_aside(
+            "pam-totp",
+            Some(Path::new("/usr/sbin/saslauthd")),
+            false
+        ));
+        assert!(!module_steps_aside(
+            "PAM-Totp",
+            Some(Path::new("/usr/sbin/dovecot")),
+            true
+        ));
+        assert!(!module_steps_aside("pam-totp", helper, false));
+        assert!(!module_steps_aside("pam-totp", None, true));
+        assert!(!module_steps_aside("sshd", helper, true));
     }
 }

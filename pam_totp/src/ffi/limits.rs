@@ -18,9 +18,39 @@ const LIFTED: [(libc::__rlimit_resource_t, libc::rlim_t); 5] = [
     (libc::RLIMIT_NOFILE, 1024),
 ];
 
-/// What [`CallLimits::lift`] changed; dropping it puts everything back. Also held for the
-/// whole life of the self-service helper, whose caller chooses its limits too.
-pub struct CallLimits {
+/// Limits and dispositions are process-wide: while any call holds a [`CallLimits`], they stay
+/// lifted; the first call in saves what it finds and the last call out restores it, so that
+/// overlapping calls (threads of one application) never save each other's lifted values.
+static HELD: std::sync::Mutex<(usize, Option<Saved>)> = std::sync::Mutex::new((0, None));
+
+/// Lifts the caller's limits for as long as it lives (see the module comment). Also held for
+/// the whole life of the self-service helper, whose caller chooses its limits too.
+pub struct CallLimits(());
+
+impl CallLimits {
+    pub fn lift() -> CallLimits {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if held.0 == 0 {
+            held.1 = Some(Saved::lift());
+        }
+        held.0 += 1;
+        CallLimits(())
+    }
+}
+
+impl Drop for CallLimits {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 = held.0.saturating_sub(1);
+        if held.0 == 0 {
+            // Dropping the saved values restores them.
+            held.1 = None;
+        }
+    }
+}
+
+/// What one lift changed; dropping it puts everything back.
+struct Saved {
     saved: [Option<libc::rlimit>; LIFTED.len()],
     xfsz: Option<libc::sigaction>,
 }
@@ -34,8 +64,8 @@ fn raised(limit: libc::rlim_t, floor: libc::rlim_t) -> libc::rlim_t {
     }
 }
 
-impl CallLimits {
-    pub fn lift() -> CallLimits {
+impl Saved {
+    fn lift() -> Saved {
         let mut saved = [None; LIFTED.len()];
         for (slot, (resource, floor)) in saved.iter_mut().zip(LIFTED) {
             let mut old = MaybeUninit::<libc::rlimit>::uninit();
@@ -66,7 +96,7 @@ impl CallLimits {
                 *slot = Some(old);
             }
         }
-        CallLimits {
+        Saved {
             saved,
             xfsz: set_disposition(libc::SIGXFSZ, libc::SIG_IGN),
         }
@@ -88,7 +118,7 @@ fn set_disposition(signal: libc::c_int, handler: libc::sighandler_t) -> Option<l
     Some(unsafe { old.assume_init() })
 }
 
-impl Drop for CallLimits {
+impl Drop for Saved {
     fn drop(&mut self) {
         if let Some(old) = self.xfsz.take() {
             // SAFETY: restores the action sigaction handed us; `old` is a valid sigaction.
@@ -105,7 +135,30 @@ impl Drop for CallLimits {
 
 #[cfg(test)]
 mod tests {
-    use super::raised;
+    use super::{raised, CallLimits};
+
+    fn xfsz_ignored() -> bool {
+        let mut old = std::mem::MaybeUninit::<libc::sigaction>::uninit();
+        // SAFETY: a NULL new action only reads the current one into `old`.
+        assert_eq!(
+            unsafe { libc::sigaction(libc::SIGXFSZ, std::ptr::null(), old.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: filled by the successful sigaction above.
+        unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+    }
+
+    #[test]
+    fn given_overlapping_calls_then_the_last_one_out_restores_what_the_first_found() {
+        let before = xfsz_ignored();
+        let first = CallLimits::lift();
+        let second = CallLimits::lift();
+        assert!(xfsz_ignored());
+        drop(first);
+        assert!(xfsz_ignored(), "still lifted while a call holds it");
+        drop(second);
+        assert_eq!(xfsz_ignored(), before, "restored to what the first call found");
+    }
 
     #[test]
     fn given_limits_then_raised_to_the_floor_and_never_lowered() {

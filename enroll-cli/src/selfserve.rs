@@ -175,7 +175,6 @@ fn converse(ask: &Ask, to: &mut ChildStdin, from: &mut impl BufRead) -> Result<(
     )?;
     let mut images: Option<Images> = None;
     let mut key: Option<Box<NewKey>> = None;
-    let mut codes: Option<Vec<Zeroizing<String>>> = None;
     loop {
         let mut line = Zeroizing::new(Vec::new());
         let n = from
@@ -232,8 +231,17 @@ fn converse(ask: &Ask, to: &mut ChildStdin, from: &mut impl BufRead) -> Result<(
                 }
                 key = Some(k);
             }
-            Reply::RecoveryCodes { codes: c } => codes = Some(c),
-            Reply::Done { message } => return done(ask, key.as_deref(), codes, &message),
+            Reply::RecoveryCodes { codes } => {
+                // Shown now; the helper saves them only once told they were.
+                show_recovery(ask, &codes)?;
+                send(
+                    to,
+                    &Request::Answer {
+                        text: Zeroizing::new("shown".into()),
+                    },
+                )?;
+            }
+            Reply::Done { message } => return done(ask, key.as_deref(), &message),
             Reply::Refused { message } => {
                 if let Some(i) = &images {
                     i.remove();
@@ -272,31 +280,28 @@ struct RecoveryJson<'a> {
     recovery_codes: Vec<&'a str>,
 }
 
-fn done(
-    ask: &Ask,
-    key: Option<&NewKey>,
-    codes: Option<Vec<Zeroizing<String>>>,
-    message: &str,
-) -> Result<()> {
+fn show_recovery(ask: &Ask, codes: &[Zeroizing<String>]) -> Result<()> {
+    if ask.json {
+        let me = own_name().unwrap_or_default();
+        return print_json(&RecoveryJson {
+            user: &me,
+            recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
+        });
+    }
+    outln!(
+        "New recovery codes (each works once in place of a code; note them now, they are not \
+         shown again):"
+    )?;
+    for c in codes {
+        outln!("  {}", terminal_safe(c))?;
+    }
+    Ok(())
+}
+
+fn done(ask: &Ask, key: Option<&NewKey>, message: &str) -> Result<()> {
     if let Some(k) = key {
         if ask.json {
             return show_key::json(k, "active", QrMode::None);
-        }
-    }
-    if let Some(codes) = codes {
-        let me = own_name().unwrap_or_default();
-        if ask.json {
-            return print_json(&RecoveryJson {
-                user: &me,
-                recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
-            });
-        }
-        outln!(
-            "New recovery codes (each works once in place of a code; note them now, they are \
-             not shown again):"
-        )?;
-        for c in &codes {
-            outln!("  {}", terminal_safe(c))?;
         }
     }
     if !message.is_empty() && !ask.json {

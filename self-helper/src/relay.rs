@@ -124,6 +124,21 @@ impl<R: Read, W: Write> FrontEnd<R, W> {
         }
     }
 
+    /// Waits for the front-end's word that it has shown what was sent (an [`Request::Answer`]).
+    fn await_shown(&mut self) -> Result<(), ConvError> {
+        let line = self
+            .lines
+            .next_line()
+            .map_err(|e| self.note(e.to_string()))?;
+        match protocol::decode::<Request>(&line) {
+            Some(Request::Answer { .. }) => Ok(()),
+            Some(Request::Cancel {}) => Err(self.note("cancelled".into())),
+            Some(Request::Hello { .. }) | None => {
+                Err(self.note("the front-end did not confirm what it was sent".into()))
+            }
+        }
+    }
+
     /// The first fault of the exchange (why a conversation error happened), if any.
     pub fn fault(&self) -> Option<&str> {
         self.fault.as_deref()
@@ -153,6 +168,10 @@ impl<R: Read, W: Write> Relay for FrontEnd<R, W> {
             .write_all(line.as_bytes())
             .and_then(|()| self.output.flush());
         written.map_err(|e| self.note(format!("cannot write to the front-end: {e}")))
+    }
+
+    fn shown(&mut self) -> Result<(), ConvError> {
+        self.await_shown()
     }
 }
 

@@ -157,7 +157,11 @@ mod tests {
         drop(first);
         assert!(xfsz_ignored(), "still lifted while a call holds it");
         drop(second);
-        assert_eq!(xfsz_ignored(), before, "restored to what the first call found");
+        assert_eq!(
+            xfsz_ignored(),
+            before,
+            "restored to what the first call found"
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub fn module_steps_aside(service: &str, exe: Option<&Path>, setuid: bool) -> bo
 /// How the helper talks to the front-end: prompts and texts as a conversation, and replies.
 pub trait Relay: Conversation {
     fn send(&mut self, reply: Reply) -> Result<(), ConvError>;
+    /// Waits until the front-end says it has shown what was last sent (the user saw it).
+    fn shown(&mut self) -> Result<(), ConvError>;
 }
 
 /// What one self-service action came to: one syslog line (SPEC §8 wording) and what the
@@ -268,6 +270,11 @@ pub fn renew_recovery<R: Relay>(
         Ok(h) => h,
         Err(e) => return refused(format!("cannot draw random numbers: {e}")),
     };
+    // Shown first, written after: a front-end that dies before the user saw the new codes
+    // leaves the old ones working.
+    if relay.send(Reply::RecoveryCodes { codes }).is_err() || relay.shown().is_err() {
+        return refused("the new recovery codes were not shown; your old ones still work");
+    }
     let lock = match store.hold(user) {
         Ok(l) => l,
         Err(e) => return refused(format!("cannot lock your record ({e})")),
@@ -284,13 +291,13 @@ pub fn renew_recovery<R: Relay>(
         Err(e) => Err(e),
     };
     drop(lock);
+    let not_saved = "the recovery codes shown above were NOT saved; your old ones still work";
     match written {
-        Ok(true) => match relay.send(Reply::RecoveryCodes { codes }) {
-            Ok(()) => Outcome::RecoveryRenewed,
-            Err(_) => refused("the front-end went away after the codes were renewed"),
-        },
-        Ok(false) => refused("you have no active second factor; enrol first (pam-totp enroll)"),
-        Err(e) => refused(format!("cannot write your record ({e})")),
+        Ok(true) => Outcome::RecoveryRenewed,
+        Ok(false) => refused(format!(
+            "{not_saved}: you have no active second factor; enrol first (pam-totp enroll)"
+        )),
+        Err(e) => refused(format!("{not_saved} (cannot write your record: {e})")),
     }
 }
 
@@ -411,6 +418,9 @@ mod tests {
             if let Reply::NewKey(k) = reply {
                 self.new_key = Some(k.secret.to_string());
             }
+            Ok(())
+        }
+        fn shown(&mut self) -> Result<(), ConvError> {
             Ok(())
         }
     }

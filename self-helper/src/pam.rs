@@ -8,7 +8,7 @@ use pam_totp::flow::ConvError;
 use pam_totp::pam_abi::{
     PamConv, PamHandle, PamMessage, PamResponse, PAM_BUF_ERR, PAM_CONV_ERR,
     PAM_DISALLOW_NULL_AUTHTOK, PAM_ERROR_MSG, PAM_MAX_NUM_MSG, PAM_NEW_AUTHTOK_REQD,
-    PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_RUSER, PAM_SUCCESS, PAM_TEXT_INFO,
+    PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_RUSER, PAM_SUCCESS, PAM_TEXT_INFO, PAM_USER,
 };
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
@@ -31,6 +31,7 @@ extern "C" {
         pamh: *mut *mut PamHandle,
     ) -> c_int;
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_get_item(pamh: *const PamHandle, item_type: c_int, item: *mut *const c_void) -> c_int;
     fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
@@ -120,6 +121,17 @@ pub fn check_password(
     // SAFETY: live handle; libpam calls `converse` with `data` during the call.
     session.last = unsafe { pam_authenticate(session.pamh, PAM_DISALLOW_NULL_AUTHTOK) };
     if session.last != PAM_SUCCESS {
+        return Err(Failure::Password);
+    }
+    // A module may rewrite PAM_USER: the password must have been checked for this very user.
+    let mut item: *const c_void = ptr::null();
+    // SAFETY: live handle; libpam writes a pointer it owns (or NULL) into `item`.
+    let rc = unsafe { pam_get_item(session.pamh, PAM_USER, &mut item) };
+    // SAFETY: PAM_USER is a NUL-terminated string owned by libpam while the handle lives.
+    let same = rc == PAM_SUCCESS
+        && !item.is_null()
+        && unsafe { CStr::from_ptr(item.cast()) } == c_user.as_c_str();
+    if !same {
         return Err(Failure::Password);
     }
     // SAFETY: as above.

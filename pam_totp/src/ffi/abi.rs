@@ -52,6 +52,7 @@ pub const PAM_IGNORE: c_int = 25;
 
 // Items.
 pub const PAM_SERVICE: c_int = 1;
+pub const PAM_USER: c_int = 2;
 pub const PAM_RHOST: c_int = 4;
 pub const PAM_CONV: c_int = 5;
 pub const PAM_RUSER: c_int = 8;

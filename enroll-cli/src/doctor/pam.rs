@@ -190,6 +190,29 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
         for r in &totp {
             match Options::parse(&r.args) {
                 Ok(o) => {
+                    let builtin = Options::default();
+                    if o.dir != builtin.dir
+                        || o.policy != builtin.policy
+                        || o.window != builtin.window
+                    {
+                        s.warn(
+                            format!(
+                                "{n}: {} uses dir={} policy={} window={}, but self-service \
+                                 (pam-totp run by users) uses the built-in {}, {} and window={}: \
+                                 users would turn on or off a second factor this stack does not \
+                                 read, or have codes judged differently",
+                                r.at(),
+                                o.dir.display(),
+                                o.policy.display(),
+                                o.window,
+                                builtin.dir.display(),
+                                builtin.policy.display(),
+                                builtin.window
+                            ),
+                            "use the built-in paths and window, or turn self-service off: \
+                             pam-totp policy self-service off",
+                        );
+                    }
                     if o.dir != dir || o.policy != policy {
                         s.note(format!(
                             "{n}: {} uses dir={} policy={}; this run checked {} and {} (run \

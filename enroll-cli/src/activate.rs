@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, a: &ActivateArgs) -> Result<()> {
 
     let (lock, record) = ctx::lock_record(&store, user)?;
     let record = record.ok_or_else(|| no_record(ctx, user))?;
-    match core::confirm(&lock, record, &code, ctx.now(), 1) {
+    match core::confirm(&lock, record, &code, ctx.now(), core::CONFIRM_WINDOW) {
         Ok(step) => {
             outln!(
                 "Activated: {user} now logs in with a code from the app. The code just used \

@@ -256,7 +256,7 @@ pub struct RecoveryArgs {
     /// The user's login name [run by an ordinary user: your own account]
     pub user: Option<String>,
     /// How many codes
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    #[arg(long, default_value_t = pam_totp::recovery::DEFAULT_COUNT as u16, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub count: u16,
     /// Print one JSON document on stdout
     #[arg(long)]

@@ -15,9 +15,6 @@ use pam_totp::store::{Record, Status, Store, StoreError};
 use pam_totp::totp::{Algorithm, Params};
 use std::io::IsTerminal;
 
-/// Wrong codes accepted at the terminal before giving up (the record stays pending).
-const TRIES: u32 = 3;
-
 pub fn algorithm(a: AlgorithmArg) -> Algorithm {
     match a {
         AlgorithmArg::Sha1 => Algorithm::Sha1,
@@ -154,7 +151,7 @@ fn activate_interactively(
     e: &Enrolment,
     replaces: bool,
 ) -> Result<()> {
-    for attempt in 1..=TRIES {
+    for attempt in 1..=core::CONFIRM_TRIES {
         let code = tty::read_hidden("Code from the app (empty: activate later): ")
             .map_err(|err| CliError::new(format!("cannot read from the terminal: {err}")))?;
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
@@ -170,7 +167,7 @@ fn activate_interactively(
                 .hint(format!("see pam-totp status {user}")))
             }
         };
-        match core::confirm(&lock, record, &code, ctx.now(), 1) {
+        match core::confirm(&lock, record, &code, ctx.now(), core::CONFIRM_WINDOW) {
             Ok(_) => {
                 outln!(
                     "Activated: {user} now logs in with a code from the app (this code cannot \
@@ -178,8 +175,10 @@ fn activate_interactively(
                 )?;
                 return Ok(());
             }
-            Err(ConfirmError::WrongCode) | Err(ConfirmError::Replayed) if attempt < TRIES => {
-                let left = TRIES - attempt;
+            Err(ConfirmError::WrongCode) | Err(ConfirmError::Replayed)
+                if attempt < core::CONFIRM_TRIES =>
+            {
+                let left = core::CONFIRM_TRIES - attempt;
                 erroutln!(
                     "That code does not match (or was already used). Check that the phone's clock \
                      is right and type the code shown now ({left} {} left).",
@@ -188,7 +187,8 @@ fn activate_interactively(
             }
             Err(ConfirmError::WrongCode) | Err(ConfirmError::Replayed) => {
                 return Err(CliError::new(format!(
-                    "{TRIES} wrong codes: {user}'s record stays pending"
+                    "{} wrong codes: {user}'s record stays pending",
+                    core::CONFIRM_TRIES
                 ))
                 .hint(
                     "check that the phone's clock is set automatically (codes depend on the time)",

@@ -90,7 +90,7 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
             }
             Ok(Ask {
                 verb: Verb::Enroll {
-                    algorithm: format!("{:?}", a.algorithm).to_uppercase(),
+                    algorithm: crate::enroll::algorithm(a.algorithm).as_str().into(),
                     digits: a.digits.parse().unwrap_or(6),
                     period: a.period,
                 },
@@ -106,7 +106,7 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
         }
         Command::Recovery(a) => {
             only_self(a.user.as_deref())?;
-            if a.count != 10 {
+            if usize::from(a.count) != pam_totp::recovery::DEFAULT_COUNT {
                 return Err(only_root("choose how many recovery codes (--count)"));
             }
             Ok(plain(Verb::Recovery {}, a.json))

@@ -23,6 +23,9 @@ impl Images {
     /// whoever runs the command; on failure nothing written stays.
     pub fn write(key: &NewKey, png: Option<&Path>, svg: Option<&Path>) -> Result<Images> {
         let mut images = Images(Vec::new());
+        if png.is_none() && svg.is_none() {
+            return Ok(images);
+        }
         let matrix = qr::matrix(&key.otpauth_uri).map_err(CliError::new)?;
         let written = (|| -> Result<()> {
             if let Some(p) = png {
@@ -127,12 +130,8 @@ pub fn text(
         terminal_safe(&key.issuer)
     ));
     t.push_str(&group4(&key.secret));
-    t.push_str(&format!(
-        "\n  Type:    TOTP, {}, {} digits, {} s (time-based)\n  URI:     ",
-        terminal_safe(&key.algorithm),
-        key.digits,
-        key.period
-    ));
+    let kind = key.params().map_or_else(|| "?".into(), |p| p.describe());
+    t.push_str(&format!("\n  Type:    {kind} (time-based)\n  URI:     "));
     t.push_str(&terminal_safe(&key.otpauth_uri));
     t.push_str("\n\nRecovery codes (each works once in place of a code; note them now, they are not shown again):\n");
     for c in &key.recovery_codes {

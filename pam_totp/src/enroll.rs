@@ -10,6 +10,13 @@ use crate::store::{HeldUser, Record, Status, StoreError};
 use crate::totp::{otpauth_uri, Generator, Params};
 use zeroize::Zeroizing;
 
+/// Steps either side of now a code from the app may be from when it confirms a new key
+/// (SPEC §5: `activate` accepts a code within ±1 step).
+pub const CONFIRM_WINDOW: u32 = 1;
+
+/// Wrong codes from the app accepted when confirming a new key before giving up.
+pub const CONFIRM_TRIES: u32 = 3;
+
 /// A pending record and the recovery codes in clear (shown once, stored hashed).
 pub struct Enrolment {
     pub record: Record,

@@ -18,10 +18,6 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-/// The window (steps either side) a code from the app is judged with when enrolling, as the
-/// admin CLI's confirmation.
-const ENROL_WINDOW: u32 = 1;
-
 /// Whom the log line names: the user, or only the uid when it has no usable name.
 pub enum Who {
     Uid(u32),
@@ -162,7 +158,6 @@ fn action<R: Read, W: Write>(
             proven,
             &policy_now,
             params,
-            ENROL_WINDOW,
         ),
         Verb::Recovery {} => selfservice::renew_recovery(front, store, user, proven, &policy_now),
         Verb::Disable {} => selfservice::disable(&RealSystem, store, user, proven, &policy_now),

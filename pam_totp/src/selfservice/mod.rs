@@ -30,9 +30,6 @@ pub const PAM_SERVICE: &str = "pam-totp";
 /// Where the package installs the helper (root:root 4755).
 pub const HELPER_PATH: &str = "/usr/libexec/pam-totp/pam-totp-self";
 
-/// How many codes from the app a user may try when enrolling before starting over.
-pub const ENROL_TRIES: u32 = 3;
-
 /// Whether the module returns PAM_IGNORE without asking: only inside the self-service helper
 /// itself (this process runs the installed helper, setuid: real and effective uid differ),
 /// checking the password under its own PAM service, after which it asks for the code itself —
@@ -314,7 +311,6 @@ pub fn enrol<R: Relay, S: System>(
     proven: &Proven,
     policy_now: PolicyNow,
     params: Params,
-    window: u32,
 ) -> Outcome {
     let issuer = policy.issuer.clone().unwrap_or_else(|| sys.hostname());
     let e = match enroll::new_enrolment(user, &issuer, params, sys.now(), recovery::DEFAULT_COUNT) {
@@ -325,7 +321,7 @@ pub fn enrol<R: Relay, S: System>(
     if relay.send(Reply::NewKey(Box::new(key))).is_err() {
         return refused("the front-end went away before the key was confirmed");
     }
-    for attempt in 1..=ENROL_TRIES {
+    for attempt in 1..=enroll::CONFIRM_TRIES {
         let Ok(answer) = relay.prompt_hidden("Code from the app: ") else {
             return refused("cancelled before a code from the app confirmed the new key");
         };
@@ -337,12 +333,18 @@ pub fn enrol<R: Relay, S: System>(
         if let Err(o) = still_allowed(&lock, proven, policy_now) {
             return o;
         }
-        match enroll::confirm(&lock, e.record.clone(), &code, sys.now(), window) {
+        match enroll::confirm(
+            &lock,
+            e.record.clone(),
+            &code,
+            sys.now(),
+            enroll::CONFIRM_WINDOW,
+        ) {
             Ok(_) => return Outcome::Enrolled,
             Err(enroll::ConfirmError::Store(e)) => {
                 return refused(format!("cannot write your record ({e})"))
             }
-            Err(err) if attempt < ENROL_TRIES => {
+            Err(err) if attempt < enroll::CONFIRM_TRIES => {
                 let _ = relay.info(&format!("{err}; try again."));
             }
             Err(err) => return refused(format!("{err}; nothing was changed")),
@@ -463,7 +465,6 @@ mod tests {
             &proven,
             &|| Ok(Policy::default()),
             Params::default(),
-            1,
         );
         assert!(
             matches!(&outcome, Outcome::Refused(why) if why.contains("changed meanwhile")),
@@ -505,7 +506,6 @@ mod tests {
             &proven,
             &off,
             Params::default(),
-            1,
         );
         assert!(
             matches!(&outcome, Outcome::Refused(why) if why.contains("turned off")),

@@ -87,6 +87,12 @@ pub struct NewKey {
 }
 
 impl NewKey {
+    /// The key's parameters (`None` when the fields do not make a valid set).
+    pub fn params(&self) -> Option<crate::totp::Params> {
+        let algorithm = crate::totp::Algorithm::parse(&self.algorithm)?;
+        crate::totp::Params::new(algorithm, i64::from(self.digits), i64::from(self.period)).ok()
+    }
+
     /// What a fresh enrolment shows: the key, its parameters, the URI, the recovery codes.
     pub fn of(e: &crate::enroll::Enrolment) -> NewKey {
         let r = &e.record;

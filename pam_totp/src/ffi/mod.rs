@@ -305,9 +305,11 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
         }
     };
     let service = h.string_item(PAM_SERVICE).unwrap_or_default();
-    let exe = std::fs::read_link("/proc/self/exe").ok();
-    let setuid = nix::unistd::getuid() != nix::unistd::geteuid();
-    if crate::selfservice::module_steps_aside(&service, exe.as_deref(), setuid) {
+    let process = || {
+        let exe = std::fs::read_link("/proc/self/exe").ok();
+        (exe, nix::unistd::getuid() != nix::unistd::geteuid())
+    };
+    if crate::selfservice::module_steps_aside(&service, process) {
         h.log(
             LOG_INFO,
             &format!(

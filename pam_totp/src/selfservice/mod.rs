@@ -20,7 +20,7 @@ use crate::sys::System;
 use crate::totp::{Algorithm, Params};
 use protocol::{NewKey, Reply, Verb};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// The PAM service the helper checks the password with (`/etc/pam.d/pam-totp`). The module
@@ -36,8 +36,17 @@ pub const HELPER_PATH: &str = "/usr/libexec/pam-totp/pam-totp-self";
 /// so that no code is asked twice when the system's auth stack includes pam_totp. Any other
 /// program that names the same PAM service (a service name is the application's choice) is
 /// asked for the code as usual.
-pub fn module_steps_aside(service: &str, exe: Option<&Path>, setuid: bool) -> bool {
-    service.eq_ignore_ascii_case(PAM_SERVICE) && setuid && exe == Some(Path::new(HELPER_PATH))
+/// `process` says what this process is — the program it runs, and whether it is setuid —
+/// and is asked only under that service (every other login pays nothing for it).
+pub fn module_steps_aside(
+    service: &str,
+    process: impl FnOnce() -> (Option<PathBuf>, bool),
+) -> bool {
+    if !service.eq_ignore_ascii_case(PAM_SERVICE) {
+        return false;
+    }
+    let (exe, setuid) = process();
+    setuid && exe.as_deref() == Some(Path::new(HELPER_PATH))
 }
 
 /// How the helper talks to the front-end: prompts and texts as a conversation, and replies.
@@ -76,8 +85,15 @@ fn refused(why: impl Into<String>) -> Outcome {
 
 /// Refused before anything is asked: self-service turned off (all but `status`).
 pub fn refusal(verb: &Verb, policy: &Policy) -> Option<Outcome> {
-    (!policy.self_service && *verb != Verb::Status {})
-        .then(|| refused("self-service is turned off by your administrator"))
+    match verb {
+        Verb::Status {} => None,
+        _ => turned_off(policy),
+    }
+}
+
+/// Self-service turned off: no change of one's own second factor.
+fn turned_off(policy: &Policy) -> Option<Outcome> {
+    (!policy.self_service).then(|| refused("self-service is turned off by your administrator"))
 }
 
 /// The key parameters a user asked for, checked as the admin CLI checks them.
@@ -212,7 +228,7 @@ fn still_allowed(
         Err(e) => return Err(refused(format!("your record cannot be read ({e})"))),
     }
     let policy = policy_now().map_err(|e| refused(format!("the policy cannot be used ({e})")))?;
-    match refusal(&Verb::Disable {}, &policy) {
+    match turned_off(&policy) {
         Some(o) => Err(o),
         None => Ok(policy),
     }
@@ -516,20 +532,26 @@ mod tests {
 
     #[test]
     fn given_the_service_name_alone_then_the_module_does_not_step_aside() {
-        let helper = Some(Path::new(HELPER_PATH));
-        assert!(module_steps_aside("pam-totp", helper, true));
+        fn is(exe: Option<&'static str>, setuid: bool) -> impl FnOnce() -> (Option<PathBuf>, bool) {
+            move || (exe.map(PathBuf::from), setuid)
+        }
+        assert!(module_steps_aside("pam-totp", is(Some(HELPER_PATH), true)));
         assert!(!module_steps_aside(
             "pam-totp",
-            Some(Path::new("/usr/sbin/saslauthd")),
-            false
+            is(Some("/usr/sbin/saslauthd"), false)
         ));
         assert!(!module_steps_aside(
             "PAM-Totp",
-            Some(Path::new("/usr/sbin/dovecot")),
-            true
+            is(Some("/usr/sbin/dovecot"), true)
         ));
-        assert!(!module_steps_aside("pam-totp", helper, false));
-        assert!(!module_steps_aside("pam-totp", None, true));
-        assert!(!module_steps_aside("sshd", helper, true));
+        assert!(!module_steps_aside(
+            "pam-totp",
+            is(Some(HELPER_PATH), false)
+        ));
+        assert!(!module_steps_aside("pam-totp", is(None, true)));
+        assert!(!module_steps_aside("sshd", is(Some(HELPER_PATH), true)));
+        assert!(!module_steps_aside("sshd", || unreachable!(
+            "asked for another service"
+        )));
     }
 }

@@ -2,7 +2,6 @@
 //! logs it (`Display`), tests match on the variant, and nothing parses the text back.
 #![forbid(unsafe_code)]
 
-use crate::escape::log_field;
 use crate::names::log_safe;
 use crate::policy::RequiredBy;
 use crate::timefmt::rfc3339;
@@ -151,14 +150,10 @@ impl fmt::Display for Reason {
     }
 }
 
-/// An untrusted name in double quotes, escaped so that it cannot close them.
+/// An untrusted name in double quotes, escaped (`"` and `\` included) so that it cannot close
+/// them: the wording these reasons had before they were typed.
 fn quoted(name: &str) -> String {
-    let field = log_field(name);
-    if field.starts_with('"') {
-        field
-    } else {
-        format!("\"{}\"", log_safe(name))
-    }
+    format!("\"{}\"", log_safe(name))
 }
 
 #[cfg(test)]

@@ -245,6 +245,11 @@ pub fn temp_prefix(name: &str) -> String {
     format!(".{name}.tmp")
 }
 
+/// Whether a name in a store directory is one of [`replace`]'s temp files (of any file).
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp")
+}
+
 fn temp_name(dir: &Path, name: &str, kind: TempName) -> PathBuf {
     match kind {
         TempName::Locked => dir.join(temp_prefix(name)),

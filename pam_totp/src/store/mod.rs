@@ -214,7 +214,7 @@ impl Store {
     pub fn stray_temp_files(&self) -> Result<Vec<PathBuf>, StoreError> {
         Ok(files::list_dir(&self.users)?
             .into_iter()
-            .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+            .filter(|n| files::is_temp(n))
             .map(|n| self.users.join(n))
             .collect())
     }
@@ -223,7 +223,7 @@ impl Store {
     /// a valid user name, the decoy's, a temp file): the store ignores them.
     pub fn unknown_files(&self) -> Result<Vec<String>, StoreError> {
         let own = |n: &str| {
-            if n.starts_with('.') && n.contains(".tmp") {
+            if files::is_temp(n) {
                 return true;
             }
             match n.rsplit_once('.') {

@@ -5,6 +5,7 @@ use crate::cli::{ListArgs, StatusArgs};
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
 use crate::output::{duration, errout, out, outln, print_json};
+use pam_totp::clock;
 use pam_totp::escape::terminal_safe;
 use pam_totp::names::UserName;
 use pam_totp::policy::Policy;
@@ -96,6 +97,9 @@ pub fn human(s: &UserStatus) -> String {
         line(&mut t, "Last success:", &last);
         if let Some(clock) = clock_text(s) {
             line(&mut t, "Clock:", &clock);
+        }
+        if let Some(words) = clock::phone_offset_words(&s.user, s.clock_offset_seconds) {
+            line(&mut t, "Phone clock:", &words);
         }
         if let Some(l) = &s.locked_until {
             line(&mut t, "Locked until:", l);

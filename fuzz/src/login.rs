@@ -174,6 +174,7 @@ pub fn login(account: usize, answer: &[u8]) -> (Verdict, usize) {
         rhost: Some("192.0.2.1"),
         options: &s.options,
         owner: s.owner,
+        typed_ahead: None,
     };
     let v = flow::authenticate(&mut conv, &FixedClock, &req);
     if v.code == Code::Success && a.recovery {

@@ -60,6 +60,26 @@ pub fn imported_used_step(step: u64, params: Params, now: u64) -> Result<u64, u6
     }
 }
 
+/// The phone's clock at the last accepted code (SPEC §10), in seconds: `None` before the first
+/// code, negative when the phone was behind.
+pub fn phone_offset_seconds(state: &State, params: Params) -> Option<i64> {
+    state
+        .last_offset
+        .map(|o| o.saturating_mul(i64::from(params.period())))
+}
+
+/// The words for a phone clock that was off at the last login, and what to do; `None` when it
+/// was in step (or nothing is known yet).
+pub fn phone_offset_words(user: &str, seconds: Option<i64>) -> Option<String> {
+    let s = seconds.filter(|s| *s != 0)?;
+    let direction = if s < 0 { "behind" } else { "ahead" };
+    Some(format!(
+        "{user}'s phone was {} s {direction} at the last login; turn on automatic time on the \
+         phone",
+        s.unsigned_abs()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +125,25 @@ mod tests {
             imported_used_step(p.step_at(NOW), p, NOW),
             Ok(p.step_at(NOW))
         );
+    }
+
+    #[test]
+    fn given_last_offset_then_seconds_and_words_say_behind_or_ahead() {
+        let p = Params::default();
+        let at = |o| State {
+            last_offset: o,
+            ..State::default()
+        };
+        assert_eq!(phone_offset_seconds(&at(None), p), None);
+        assert_eq!(phone_offset_seconds(&at(Some(-1)), p), Some(-30));
+        assert_eq!(phone_offset_words("alice", Some(0)), None);
+        assert_eq!(phone_offset_words("alice", None), None);
+        assert_eq!(
+            phone_offset_words("alice", Some(-30)).unwrap(),
+            "alice's phone was 30 s behind at the last login; turn on automatic time on the phone"
+        );
+        assert!(phone_offset_words("bob", Some(60))
+            .unwrap()
+            .starts_with("bob's phone was 60 s ahead"));
     }
 }

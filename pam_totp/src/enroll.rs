@@ -115,6 +115,7 @@ pub fn confirm(
         return Err(ConfirmError::Replayed);
     }
     state.last_step = Some(step);
+    state.last_offset = Some(record.params.offset_of(step, now));
     state.failures = 0;
     state.locked_until = 0;
     lock.accept(&state)?;

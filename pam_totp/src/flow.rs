@@ -81,14 +81,15 @@ impl From<Reason> for Verdict {
     fn from(reason: Reason) -> Verdict {
         use Reason::*;
         let (code, level) = match &reason {
-            AcceptedStep(_) => (Code::Success, Level::Info),
+            AcceptedStep { .. } => (Code::Success, Level::Info),
             AcceptedRecovery { .. } | EnrolledAtLogin { .. } => (Code::Success, Level::Notice),
-            NotRequired => (Code::Ignore, Level::Info),
+            NotRequired | SplitCodeKept | SplitWhole { .. } => (Code::Ignore, Level::Info),
             Grace { .. } | EnrolmentSkipped { .. } => (Code::Ignore, Level::Notice),
             Replay { .. } | RecoveryReplay => (Code::AuthErr, Level::Warning),
             NotCounted { .. } | NotStored { .. } => (Code::AuthErr, Level::Err),
             WrongCode { .. }
             | EmptyCode
+            | NoCodeTyped
             | Locked { .. }
             | ReenrolmentPending
             | RecordChanged
@@ -121,6 +122,9 @@ pub struct Request<'a> {
     pub options: &'a Options,
     /// Owner that trusted files must have: 0 (root) in production.
     pub owner: u32,
+    /// What a `split` line earlier in the stack left (SPEC §9): the code is taken from it, and
+    /// the user is never prompted.
+    pub typed_ahead: Option<&'a TypedAhead>,
 }
 
 /// One login once its user name is valid and its policy read: what every step below needs.
@@ -213,6 +217,23 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
 /// The decision for a valid user name once the policy is read, over any store: the
 /// conformance tests run it against every store there is.
 pub fn decide<C: Conversation, S: System, St: UserStore>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    user: &UserName,
+    policy: &Policy,
+    store: &St,
+) -> Verdict {
+    match req.typed_ahead {
+        Some(ahead) => {
+            let mut conv = split::AheadConversation::new(conv, ahead);
+            decide_asking(&mut conv, sys, req, user, policy, store)
+        }
+        None => decide_asking(conv, sys, req, user, policy, store),
+    }
+}
+
+fn decide_asking<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
@@ -318,7 +339,10 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
     };
     // Empty is a property of the answer alone (no key is involved): not counted.
     if compact(&answer).is_some_and(|c| c.is_empty()) {
-        return Reason::EmptyCode.into();
+        return match req.typed_ahead {
+            Some(_) => Reason::NoCodeTyped.into(),
+            None => Reason::EmptyCode.into(),
+        };
     }
     let now = sys.now();
     // The recovery codes the prompt was shown for: a code burned meanwhile by a concurrent
@@ -400,10 +424,12 @@ fn commit(
     };
     match answer {
         Answer::Totp(step) => {
+            let offset = record.params.offset_of(step, now);
             state.last_step = Some(step);
+            state.last_offset = Some(offset);
             success(&mut state);
             match lock.accept(&state) {
-                Ok(()) => Reason::AcceptedStep(step),
+                Ok(()) => Reason::AcceptedStep { step, offset },
                 Err(e) => unstored(Unstored::AcceptedStep, e),
             }
         }
@@ -496,6 +522,18 @@ fn enroll_at_login<C: Conversation, S: System, St: UserStore>(
         policy,
         store,
     } = l;
+    // A one-field service cannot show a key: skip while grace allows it, else deny.
+    if req.typed_ahead.is_some() {
+        return match grace {
+            Some(until) => Reason::EnrolmentSkipped { until }.into(),
+            None => Reason::EnrolmentFailed(
+                "a service with one password field cannot show a new key; enrol with \
+                 `pam-totp enroll` or at an ssh login first"
+                    .into(),
+            )
+            .into(),
+        };
+    }
     let issuer = policy.issuer.clone().unwrap_or_else(|| sys.hostname());
     let enrolment = match enroll::new_enrolment(
         user,
@@ -589,6 +627,9 @@ fn required_but_unenrolled<C: Conversation, S: System, St: UserStore>(
     }
     Reason::RequiredNotEnrolled(by).into()
 }
+
+pub mod split;
+pub use split::TypedAhead;
 
 #[cfg(test)]
 mod tests;

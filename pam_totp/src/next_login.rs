@@ -100,6 +100,17 @@ impl NextLogin {
         )
     }
 
+    /// Whether a one-field service (SPEC §9) expects a code typed after this user's password:
+    /// every login that asks for a code or denies. The others — no code needed, grace, and
+    /// enrolment at login that may still be skipped — get the answer whole, as the password.
+    pub fn expects_code_typed_ahead(&self) -> bool {
+        match self {
+            NextLogin::AskCode | NextLogin::DeniedUntilActivated | NextLogin::Denied { .. } => true,
+            NextLogin::EnrolAtLogin { grace, .. } => grace.is_none(),
+            NextLogin::NoCode | NextLogin::Grace { .. } => false,
+        }
+    }
+
     /// In words, for an admin: "is asked for a code", "is asked to enrol at the next login"...
     pub fn describe(&self) -> String {
         use crate::timefmt::date;

@@ -15,6 +15,9 @@ pub struct Options {
     pub window: u32,
     pub prompt: String,
     pub debug: bool,
+    /// `split` (SPEC §9): take "password + code" apart from the one answer of a service with a
+    /// single password field; the code is judged by a later `pam_totp.so` line.
+    pub split: bool,
     /// `fault=panic` (only with the `fault-injection` feature): panic inside the module.
     pub fault_panic: bool,
 }
@@ -27,6 +30,7 @@ impl Default for Options {
             window: 1,
             prompt: DEFAULT_PROMPT.to_string(),
             debug: false,
+            split: false,
             fault_panic: false,
         }
     }
@@ -44,6 +48,11 @@ pub enum OptionError {
     Window(String),
     #[error("module option prompt= must not be empty or hold control characters")]
     Prompt,
+    #[error(
+        "module option {0}= does nothing on a split line (it asks for no code and judges none); \
+         put it on the pam_totp.so line after the password module"
+    )]
+    NotWithSplit(&'static str),
 }
 
 fn absolute(key: &'static str, value: &str) -> Result<PathBuf, OptionError> {
@@ -92,6 +101,10 @@ impl Options {
                     o.debug = true;
                     "debug"
                 }
+                ("split", None) => {
+                    o.split = true;
+                    "split"
+                }
                 #[cfg(feature = "fault-injection")]
                 ("fault", Some("panic")) => {
                     o.fault_panic = true;
@@ -103,6 +116,11 @@ impl Options {
                 return Err(OptionError::Duplicate(known.to_string()));
             }
             seen.push(known);
+        }
+        if o.split {
+            if let Some(k) = ["window", "prompt"].into_iter().find(|k| seen.contains(k)) {
+                return Err(OptionError::NotWithSplit(k));
+            }
         }
         Ok(o)
     }
@@ -132,6 +150,8 @@ mod tests {
         assert_eq!(o.window, 3);
         assert_eq!(o.prompt, "One-time code: ");
         assert!(o.debug);
+        let s = Options::parse(&["split", "dir=/srv/totp", "debug"]).unwrap();
+        assert!(s.split && s.debug && !o.split);
     }
 
     #[test]
@@ -155,6 +175,13 @@ mod tests {
                 OptionError::NotAbsolute("dir", "/a/../b".into()),
             ),
             (&["prompt="], OptionError::Prompt),
+            (&["split=1"], OptionError::Unknown("split=1".into())),
+            (&["split", "window=2"], OptionError::NotWithSplit("window")),
+            (
+                &["prompt=Code: ", "split"],
+                OptionError::NotWithSplit("prompt"),
+            ),
+            (&["split", "split"], OptionError::Duplicate("split".into())),
             (
                 &["window=1", "window=2"],
                 OptionError::Duplicate("window".into()),

@@ -19,7 +19,11 @@ pub enum Unstored {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
     // -- let in
-    AcceptedStep(u64),
+    AcceptedStep {
+        step: u64,
+        /// Steps the code was ahead (+) or behind (−) the server's clock (SPEC §10).
+        offset: i64,
+    },
     AcceptedRecovery {
         left: usize,
     },
@@ -34,6 +38,13 @@ pub enum Reason {
     },
     EnrolmentSkipped {
         until: u64,
+    },
+    /// A `split` line kept the code typed after the password for the line after the password.
+    SplitCodeKept,
+    /// A `split` line passed the answer on whole: no code is expected of the user, or (when
+    /// `expected`) none was typed after the password, and the line after the password denies.
+    SplitWhole {
+        expected: bool,
     },
     // -- denied, counted
     WrongCode {
@@ -52,6 +63,8 @@ pub enum Reason {
     },
     RecoveryReplay,
     EmptyCode,
+    /// One-field service: nothing was typed after the password (not counted).
+    NoCodeTyped,
     Locked {
         until: u64,
     },
@@ -80,7 +93,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Reason::*;
         match self {
-            AcceptedStep(step) => write!(f, "accepted step {step}"),
+            AcceptedStep { step, offset } => write!(f, "accepted step {step} (offset {offset})"),
             AcceptedRecovery { left } => write!(f, "accepted recovery code ({left} left)"),
             EnrolledAtLogin { by, step } => {
                 write!(f, "enrolled at login ({by}), accepted step {step}")
@@ -95,6 +108,16 @@ impl fmt::Display for Reason {
                 f,
                 "not enrolled, enrolment skipped, grace until {}",
                 rfc3339(*until)
+            ),
+            SplitCodeKept => {
+                f.write_str("split: password passed on, code kept for the check after the password")
+            }
+            SplitWhole { expected: false } => {
+                f.write_str("split: answer passed on whole (no code expected of the user)")
+            }
+            SplitWhole { expected: true } => f.write_str(
+                "split: no code at the end of the answer; passed on whole, the check after the \
+                 password denies",
             ),
             WrongCode {
                 failures,
@@ -125,6 +148,7 @@ impl fmt::Display for Reason {
                 f.write_str("replayed recovery code (burned by a concurrent login; not counted)")
             }
             EmptyCode => f.write_str("empty code (not counted)"),
+            NoCodeTyped => f.write_str("no code typed after the password (not counted)"),
             Locked { until } => write!(f, "locked until {}", rfc3339(*until)),
             NotCounted { error } => {
                 write!(f, "code not checked: cannot count the attempt: {error}")
@@ -162,7 +186,14 @@ mod tests {
 
     #[test]
     fn given_reasons_then_the_wording_is_specs() {
-        assert_eq!(Reason::AcceptedStep(7).to_string(), "accepted step 7");
+        assert_eq!(
+            Reason::AcceptedStep {
+                step: 7,
+                offset: -1
+            }
+            .to_string(),
+            "accepted step 7 (offset -1)"
+        );
         assert_eq!(
             Reason::WrongCode {
                 failures: 5,

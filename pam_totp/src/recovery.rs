@@ -39,6 +39,24 @@ pub fn generate(count: usize) -> std::io::Result<Vec<Zeroizing<String>>> {
     Ok(out)
 }
 
+/// Length of a recovery code typed with its dashes (`4fh7-k2m9-xq3p`).
+pub const DASHED_LEN: usize = CODE_LEN + 2;
+
+/// Whether `typed` has the shape of a recovery code as §4 lets users type it, any case: the 12
+/// characters of the alphabet, and with `dashed` the two dashes where they are shown.
+pub fn has_code_shape(typed: &[u8], dashed: bool) -> bool {
+    let in_alphabet = |b: &u8| ALPHABET.contains(&b.to_ascii_lowercase());
+    if dashed {
+        typed.len() == DASHED_LEN
+            && typed.iter().enumerate().all(|(i, b)| match i {
+                4 | 9 => *b == b'-',
+                _ => in_alphabet(b),
+            })
+    } else {
+        typed.len() == CODE_LEN && typed.iter().all(in_alphabet)
+    }
+}
+
 /// Lower-cased, dashes and spaces removed; what is hashed.
 pub fn normalize(input: &str) -> Zeroizing<String> {
     Zeroizing::new(

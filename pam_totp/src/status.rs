@@ -31,6 +31,9 @@ pub struct UserStatus {
     /// What of the state lies in the future (a login while the clock was ahead); `null` when
     /// nothing does.
     pub clock_ahead: Option<ClockAheadJson>,
+    /// How far the phone's clock was off at the last accepted code, in seconds (SPEC §10):
+    /// negative when behind; `null` before the first login.
+    pub clock_offset_seconds: Option<i64>,
     /// Shown to people, not part of the JSON of SPEC §5.
     #[serde(skip)]
     pub extra: StatusExtra,
@@ -120,6 +123,7 @@ pub fn user_status(
             last_step_ahead_steps: a.last_step.map(|(_, by)| by),
             last_success_in_future: a.last_success.is_some(),
         }),
+        clock_offset_seconds: r.and_then(|r| clock::phone_offset_seconds(state, r.params)),
         extra: StatusExtra {
             issuer: r.map(|r| r.issuer.clone()),
             type_text: r.map(|r| r.params.describe()),

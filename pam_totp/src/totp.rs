@@ -115,6 +115,16 @@ impl Params {
     pub fn step_at(&self, now: u64) -> u64 {
         now / u64::from(self.period)
     }
+    /// The clock offset of a code that matched `step` at `now` (SPEC §10): matched step − the
+    /// step of `now`, negative when the phone's clock was behind.
+    pub fn offset_of(&self, step: u64, now: u64) -> i64 {
+        let current = self.step_at(now);
+        if step >= current {
+            i64::try_from(step - current).unwrap_or(i64::MAX)
+        } else {
+            i64::try_from(current - step).map_or(i64::MIN, |d| -d)
+        }
+    }
     /// "TOTP, SHA1, 6 digits, 30 s"
     pub fn describe(&self) -> String {
         format!(

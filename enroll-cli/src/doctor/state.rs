@@ -97,6 +97,7 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
         }
     }
     let mut enrolled = Enrolled::new();
+    let mut phones_off = Vec::new();
     for user in &users {
         let record = match store.record(user) {
             Ok(Some(r)) => r,
@@ -149,6 +150,9 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
         }
         if let Some(st) = state {
             report_future_state(&mut s, user, &st, record.params, now);
+            if let Some(o) = clock::phone_offset_seconds(&st, record.params).filter(|o| *o != 0) {
+                phones_off.push((user.to_string(), o));
+            }
             if is_locked(st.locked_until, now) {
                 s.warn(
                     format!(
@@ -161,7 +165,28 @@ pub(super) fn check_state(dir: &Path, now: u64, module_used: bool) -> (Section, 
             }
         }
     }
+    report_phone_clocks(&mut s, &phones_off);
     (s, Some(enrolled))
+}
+
+/// Users whose phone's clock was off at their last login (SPEC §10): their codes still work
+/// while the offset stays inside the window; one more step of drift and they do not.
+fn report_phone_clocks(s: &mut Section, off: &[(String, i64)]) {
+    if off.is_empty() {
+        return;
+    }
+    let each: Vec<String> = off
+        .iter()
+        .map(|(user, o)| {
+            let way = if *o < 0 { "behind" } else { "ahead" };
+            format!("{user} ({} s {way})", o.unsigned_abs())
+        })
+        .collect();
+    s.note(format!(
+        "phone clock off at the last login: {} — ask them to turn on automatic time on the \
+         phone (codes work while the offset stays inside window=)",
+        each.join(", ")
+    ));
 }
 
 /// How many stray temp file names a finding shows.
@@ -291,6 +316,26 @@ mod tests {
                 .unwrap_or("")
                 .contains("pam-totp unlock --reset-clock alice"),
             "{hit:?}"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs root (doctor trusts only root-owned files): run by `make test`"]
+    fn given_a_phone_clock_behind_at_the_last_login_then_the_user_is_listed() {
+        let dir = state_dir_with(&store::State {
+            last_step: Some(Params::default().step_at(NOW) - 1),
+            last_offset: Some(-1),
+            ..Default::default()
+        });
+        let (s, _) = check_state(&dir, NOW, true);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.text.contains("phone clock off")
+                    && f.text.contains("alice (30 s behind)")),
+            "{:?}",
+            s.findings
         );
     }
 

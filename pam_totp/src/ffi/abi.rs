@@ -46,6 +46,7 @@ pub const PAM_SERVICE_ERR: c_int = 3;
 pub const PAM_BUF_ERR: c_int = 5;
 pub const PAM_AUTH_ERR: c_int = 7;
 pub const PAM_AUTHINFO_UNAVAIL: c_int = 9;
+pub const PAM_NO_MODULE_DATA: c_int = 18;
 pub const PAM_NEW_AUTHTOK_REQD: c_int = 12;
 pub const PAM_CONV_ERR: c_int = 19;
 pub const PAM_IGNORE: c_int = 25;
@@ -55,6 +56,7 @@ pub const PAM_SERVICE: c_int = 1;
 pub const PAM_USER: c_int = 2;
 pub const PAM_RHOST: c_int = 4;
 pub const PAM_CONV: c_int = 5;
+pub const PAM_AUTHTOK: c_int = 6;
 pub const PAM_RUSER: c_int = 8;
 
 // Flags.

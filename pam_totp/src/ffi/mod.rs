@@ -6,7 +6,8 @@
 //! code. Only this module reads the clock (through [`crate::sys::RealSystem`]).
 
 use crate::escape::log_field;
-use crate::flow::{self, Code, ConvError, Conversation, Level, Request};
+use crate::flow::split::{self as split_line, Split, TypedAhead};
+use crate::flow::{self, Code, ConvError, Conversation, Level, Request, Verdict};
 use crate::options::Options;
 use crate::sys::RealSystem;
 use std::cell::Cell;
@@ -20,8 +21,8 @@ pub mod abi;
 pub(crate) mod limits;
 
 use abi::{
-    ConvFn, PamConv, PamHandle, PamMessage, PamResponse, PAM_AUTHINFO_UNAVAIL, PAM_AUTH_ERR,
-    PAM_CONV, PAM_CONV_ERR, PAM_IGNORE, PAM_PROMPT_ECHO_OFF, PAM_RHOST, PAM_SERVICE,
+    ConvFn, PamConv, PamHandle, PamMessage, PamResponse, PAM_AUTHINFO_UNAVAIL, PAM_AUTHTOK,
+    PAM_AUTH_ERR, PAM_CONV, PAM_CONV_ERR, PAM_IGNORE, PAM_PROMPT_ECHO_OFF, PAM_RHOST, PAM_SERVICE,
     PAM_SERVICE_ERR, PAM_SUCCESS, PAM_TEXT_INFO,
 };
 
@@ -38,6 +39,44 @@ extern "C" {
     fn pam_get_item(pamh: *const PamHandle, item_type: c_int, item: *mut *const c_void) -> c_int;
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
     fn pam_fail_delay(pamh: *mut PamHandle, musec_delay: std::ffi::c_uint) -> c_int;
+    fn pam_get_authtok(
+        pamh: *mut PamHandle,
+        item: c_int,
+        authtok: *mut *const c_char,
+        prompt: *const c_char,
+    ) -> c_int;
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_get_data(
+        pamh: *const PamHandle,
+        module_data_name: *const c_char,
+        data: *mut *const c_void,
+    ) -> c_int;
+    fn pam_set_data(
+        pamh: *mut PamHandle,
+        module_data_name: *const c_char,
+        data: *mut c_void,
+        cleanup: Option<DataCleanup>,
+    ) -> c_int;
+}
+
+/// `cleanup` of `pam_set_data`: called by libpam once for each datum it drops (replaced,
+/// removed, or at `pam_end`).
+type DataCleanup = unsafe extern "C" fn(pamh: *mut PamHandle, data: *mut c_void, status: c_int);
+
+/// The name of the PAM data a `split` line leaves for the line after the password (SPEC §9).
+const TYPED_AHEAD: &CStr = c"pam_totp_typed_ahead";
+
+/// Frees (and so wipes) what [`Handle::put_typed_ahead`] gave libpam.
+unsafe extern "C" fn drop_typed_ahead(_pamh: *mut PamHandle, data: *mut c_void, _status: c_int) {
+    if data.is_null() {
+        return;
+    }
+    let _ = panic::catch_unwind(|| {
+        // SAFETY: `data` is the pointer `Box::into_raw` made in `put_typed_ahead`, handed to
+        // libpam once with this cleanup; libpam calls the cleanup once per datum, so it is
+        // freed here exactly once.
+        drop(unsafe { Box::from_raw(data.cast::<TypedAhead>()) });
+    });
 }
 
 /// Delay libpam applies before reporting a failed authentication, as pam_unix does: it slows
@@ -90,6 +129,87 @@ impl Handle {
         // SAFETY: a NUL-terminated string owned by libpam, alive for this call.
         let s = unsafe { CStr::from_ptr(p) };
         Ok(s.to_string_lossy().into_owned())
+    }
+
+    /// The application's one answer (`PAM_AUTHTOK`; libpam asks "Password: " if unset).
+    fn authtok(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        let mut p: *const c_char = ptr::null();
+        // SAFETY: valid handle; a NULL prompt makes libpam use its default; it writes a pointer
+        // it owns (or NULL) into `p`.
+        let rc = unsafe { pam_get_authtok(self.0, PAM_AUTHTOK, &mut p, ptr::null()) };
+        if rc != PAM_SUCCESS || p.is_null() {
+            return Err(format!(
+                "cannot get the answer (pam_get_authtok returned {rc})"
+            ));
+        }
+        // SAFETY: a NUL-terminated string owned by libpam, alive for this call.
+        let s = unsafe { CStr::from_ptr(p) };
+        Ok(Zeroizing::new(s.to_bytes().to_vec()))
+    }
+
+    /// Sets `PAM_AUTHTOK` (libpam copies it, and wipes the value it replaces).
+    fn set_authtok(&self, password: &[u8]) -> Result<(), String> {
+        if password.contains(&0) {
+            return Err("the password holds a NUL byte".into());
+        }
+        // Sized up front: the buffer never moves, so no unwiped copy is left behind.
+        let mut c = Zeroizing::new(Vec::with_capacity(password.len() + 1));
+        c.extend_from_slice(password);
+        c.push(0);
+        // SAFETY: valid handle; `c` is a NUL-terminated string alive for the call, which libpam
+        // copies.
+        let rc = unsafe { pam_set_item(self.0, PAM_AUTHTOK, c.as_ptr().cast()) };
+        match rc {
+            PAM_SUCCESS => Ok(()),
+            rc => Err(format!(
+                "cannot set the password (pam_set_item returned {rc})"
+            )),
+        }
+    }
+
+    /// Leaves `t` for a later `pam_totp.so` line of this handle, replacing what an earlier
+    /// attempt on the same handle left.
+    fn put_typed_ahead(&self, t: TypedAhead) -> Result<(), String> {
+        let raw = Box::into_raw(Box::new(t));
+        // SAFETY: valid handle; the name is a static C string; on success libpam owns `raw`
+        // and frees it through `drop_typed_ahead`.
+        let rc = unsafe {
+            pam_set_data(
+                self.0,
+                TYPED_AHEAD.as_ptr(),
+                raw.cast(),
+                Some(drop_typed_ahead),
+            )
+        };
+        if rc != PAM_SUCCESS {
+            // SAFETY: libpam did not take `raw`: it is still ours, freed once here.
+            drop(unsafe { Box::from_raw(raw) });
+            return Err(format!("cannot keep the code (pam_set_data returned {rc})"));
+        }
+        Ok(())
+    }
+
+    /// Takes what a `split` line left, if one ran: a copy, and the datum is removed (wiped).
+    fn take_typed_ahead(&self) -> Option<TypedAhead> {
+        let mut p: *const c_void = ptr::null();
+        // SAFETY: valid handle, static name; libpam writes its pointer (or NULL) into `p`.
+        let rc = unsafe { pam_get_data(self.0, TYPED_AHEAD.as_ptr(), &mut p) };
+        if rc != PAM_SUCCESS || p.is_null() {
+            return None;
+        }
+        // SAFETY: only `put_typed_ahead` stores data under this name, always a live
+        // `Box<TypedAhead>` until libpam calls its cleanup, which it has not (we hold no other
+        // reference and libpam calls it only on replace or at pam_end).
+        let copy = match unsafe { &*p.cast::<TypedAhead>() } {
+            TypedAhead::Code(c) => TypedAhead::Code(c.clone()),
+            TypedAhead::Nothing => TypedAhead::Nothing,
+        };
+        // SAFETY: valid handle, static name; replacing the datum with NULL makes libpam call
+        // `drop_typed_ahead` on the old one (so `p` is not used after this).
+        unsafe {
+            pam_set_data(self.0, TYPED_AHEAD.as_ptr(), ptr::null_mut(), None);
+        }
+        Some(copy)
     }
 
     fn conversation(&self) -> Result<PamConversation<'_>, String> {
@@ -297,6 +417,17 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
             return PAM_AUTH_ERR;
         }
     };
+    let service = h.string_item(PAM_SERVICE).unwrap_or_default();
+    let line = Line {
+        h,
+        opts,
+        user: &user,
+        rhost: rhost.as_deref(),
+        service: &service,
+    };
+    if opts.split {
+        return line.split();
+    }
     let mut conv = match h.conversation() {
         Ok(c) => c,
         Err(e) => {
@@ -304,7 +435,6 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
             return PAM_CONV_ERR;
         }
     };
-    let service = h.string_item(PAM_SERVICE).unwrap_or_default();
     let process = || {
         let exe = std::fs::read_link("/proc/self/exe").ok();
         (exe, nix::unistd::getuid() != nix::unistd::geteuid())
@@ -320,42 +450,97 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
         );
         return PAM_IGNORE;
     }
-    let req = Request {
-        user: &user,
-        rhost: rhost.as_deref(),
-        options: opts,
-        owner: 0,
-    };
+    let typed_ahead = h.take_typed_ahead();
+    let req = line.request(typed_ahead.as_ref());
     let verdict = flow::authenticate(&mut conv, &RealSystem, &req);
-    h.log(
-        level_priority(verdict.level),
-        &format!(
-            "user={} rhost={} {}",
-            log_field(&user),
-            rhost
-                .as_deref()
-                .map(log_field)
-                .unwrap_or_else(|| "-".into()),
-            verdict.reason
-        ),
-    );
-    if opts.debug {
+    line.finish(&verdict)
+}
+
+/// One `pam_sm_authenticate` call of one stack line, once its user is known.
+struct Line<'a> {
+    h: &'a Handle,
+    opts: &'a Options,
+    user: &'a str,
+    rhost: Option<&'a str>,
+    service: &'a str,
+}
+
+impl Line<'_> {
+    fn request<'r>(&'r self, typed_ahead: Option<&'r TypedAhead>) -> Request<'r> {
+        Request {
+            user: self.user,
+            rhost: self.rhost,
+            options: self.opts,
+            owner: 0,
+            typed_ahead,
+        }
+    }
+
+    /// A `split` line (SPEC §9): takes the one answer apart and hands both parts on.
+    fn split(&self) -> c_int {
+        let answer = match self.h.authtok() {
+            Ok(a) => a,
+            Err(e) => {
+                self.deny_unlogged(LOG_ERR, &e);
+                return PAM_AUTH_ERR;
+            }
+        };
+        let out = split_line::split(&RealSystem, &self.request(None), &answer);
+        let handed_on = match out.split {
+            Some(Split::Code { password, code }) => self
+                .h
+                .set_authtok(&password)
+                .and_then(|()| self.h.put_typed_ahead(TypedAhead::Code(code))),
+            Some(Split::Whole) => self.h.put_typed_ahead(TypedAhead::Nothing),
+            None => Ok(()),
+        };
+        if let Err(e) = handed_on {
+            self.deny_unlogged(LOG_ERR, &format!("split: {e}"));
+            return PAM_SERVICE_ERR;
+        }
+        self.finish(&out.verdict)
+    }
+
+    /// A denial decided here, not by the flow: one log line, and the fail delay.
+    fn deny_unlogged(&self, priority: c_int, why: &str) {
+        self.h.log(
+            priority,
+            &format!("user={} denied: {why}", log_field(self.user)),
+        );
+        self.h.request_fail_delay();
+    }
+
+    /// Logs the decision (one line; the debug line with `debug`) and maps it to a PAM code.
+    fn finish(&self, verdict: &Verdict) -> c_int {
+        let h = self.h;
         h.log(
-            LOG_DEBUG,
+            level_priority(verdict.level),
             &format!(
-                "debug: service={} dir={} policy={} window={} result={:?}",
-                log_field(&service),
-                opts.dir.display(),
-                opts.policy.display(),
-                opts.window,
-                verdict.code
+                "user={} rhost={} {}",
+                log_field(self.user),
+                self.rhost.map(log_field).unwrap_or_else(|| "-".into()),
+                verdict.reason
             ),
         );
+        if self.opts.debug {
+            h.log(
+                LOG_DEBUG,
+                &format!(
+                    "debug: service={} dir={} policy={} window={} split={} result={:?}",
+                    log_field(self.service),
+                    self.opts.dir.display(),
+                    self.opts.policy.display(),
+                    self.opts.window,
+                    self.opts.split,
+                    verdict.code
+                ),
+            );
+        }
+        if !matches!(verdict.code, Code::Success | Code::Ignore) {
+            h.request_fail_delay();
+        }
+        code_value(verdict.code)
     }
-    if !matches!(verdict.code, Code::Success | Code::Ignore) {
-        h.request_fail_delay();
-    }
-    code_value(verdict.code)
 }
 
 /// # Safety

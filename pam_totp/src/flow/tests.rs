@@ -123,6 +123,7 @@ impl World {
             rhost: Some("192.0.2.9"),
             options: &self.opts,
             owner: uid(),
+            typed_ahead: None,
         };
         let v = authenticate(&mut conv, &self.sys, &req);
         (v, conv)
@@ -140,10 +141,39 @@ fn given_current_code_then_login_succeeds_and_step_is_stored() {
     assert_eq!(v.code, Code::Success, "{v:?}");
     assert_eq!(conv.prompts, vec!["Verification code: "]);
     let step = NOW / 30;
-    assert_eq!(v.reason, Reason::AcceptedStep(step));
+    assert_eq!(v.reason, Reason::AcceptedStep { step, offset: 0 });
     let st = w.state(&u("alice"));
     assert_eq!(st.last_step, Some(step));
+    assert_eq!(st.last_offset, Some(0));
     assert_eq!(st.last_success.unwrap().rhost.as_deref(), Some("192.0.2.9"));
+}
+
+#[test]
+fn given_code_from_a_clock_behind_or_ahead_then_its_offset_is_stored_and_logged() {
+    for offset in [-1i64, 1] {
+        let w = World::new();
+        w.enrol("alice");
+        let (v, _) = w.login("alice", &[&w.code(offset)]);
+        let step = (NOW / 30).wrapping_add_signed(offset);
+        assert_eq!(v.reason, Reason::AcceptedStep { step, offset });
+        assert!(v
+            .reason
+            .to_string()
+            .ends_with(&format!("(offset {offset})")));
+        assert_eq!(w.state(&u("alice")).last_offset, Some(offset));
+    }
+}
+
+#[test]
+fn given_recovery_code_then_the_last_offset_is_kept() {
+    let w = World::new();
+    let mut r = w.enrol("alice");
+    assert_eq!(w.login("alice", &[&w.code(-1)]).0.code, Code::Success);
+    let code = "4fh7-k2m9-xq3p";
+    r.recovery = vec![crate::recovery::hash(code).unwrap()];
+    save(&w.t.store(), &r);
+    assert_eq!(w.login("alice", &[code]).0.code, Code::Success);
+    assert_eq!(w.state(&u("alice")).last_offset, Some(-1));
 }
 
 #[test]
@@ -158,6 +188,7 @@ fn given_very_long_rhost_then_success_is_stored_and_the_next_login_still_works()
             rhost: Some(rhost),
             options: &w.opts,
             owner: uid(),
+            typed_ahead: None,
         };
         let v = authenticate(&mut conv, &w.sys, &req);
         assert_eq!(v.code, Code::Success, "{v:?}");
@@ -316,6 +347,7 @@ fn given_bad_input_then_denied_as_wrong_code() {
         rhost: None,
         options: &w.opts,
         owner: uid(),
+        typed_ahead: None,
     };
     assert_eq!(authenticate(&mut conv, &w.sys, &req).code, Code::AuthErr);
 }
@@ -534,6 +566,7 @@ fn enrol_login(w: &World, user: &str, answer: Option<&'static str>) -> (Verdict,
         rhost: None,
         options: &w.opts,
         owner: uid(),
+        typed_ahead: None,
     };
     (authenticate(&mut conv, &w.sys, &req), conv)
 }

@@ -141,6 +141,7 @@ pub fn prove_code<R: Relay, S: System>(
         rhost: None,
         options,
         owner: 0,
+        typed_ahead: None,
     };
     match flow::prove_code(relay, sys, &req, user, policy, store) {
         None => Ok(Proven(before)),

@@ -35,6 +35,9 @@ pub struct State {
     /// Unix seconds; 0 = not locked.
     pub locked_until: u64,
     pub last_success: Option<LastSuccess>,
+    /// Steps between the step of the last accepted code and the step of the server's clock
+    /// then (SPEC §10): negative when the phone was behind. `None` before the first code.
+    pub last_offset: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,13 +100,17 @@ impl State {
         let rhost = last
             .and_then(|l| l.rhost.as_deref())
             .map_or_else(|| "-".to_string(), |r| crate::hex::encode(r.as_bytes()));
-        let body = format!(
+        let mut body = format!(
             "s={} f={} l={} t={} r={rhost}",
             opt(self.last_step),
             self.failures,
             self.locked_until,
             opt(last.map(|l| l.time)),
         );
+        // Written only when known, so that entries without it read as before.
+        if let Some(o) = self.last_offset {
+            body.push_str(&format!(" o={o}"));
+        }
         format!("{body} c={}\n", checksum(&body))
     }
 
@@ -128,6 +135,10 @@ impl State {
             field("t")?,
             field("r")?,
         );
+        let offset = match fields.next() {
+            None => None,
+            Some(kv) => Some(kv.strip_prefix("o=").and_then(signed).ok_or_else(damaged)?),
+        };
         if fields.next().is_some() {
             return Err(damaged());
         }
@@ -149,6 +160,7 @@ impl State {
             failures: u32::try_from(num(f)?).map_err(|_| damaged())?,
             locked_until: num(l)?,
             last_success: time.map(|time| LastSuccess { time, rhost }),
+            last_offset: offset,
         })
     }
 
@@ -166,6 +178,7 @@ impl State {
                 time,
                 rhost: raw.last_success_rhost,
             }),
+            last_offset: None,
         })
     }
 
@@ -192,6 +205,23 @@ impl State {
     }
 }
 
+/// A clock offset in steps: a canonical decimal number, `-` before a negative one; at most
+/// [`MAX_OFFSET`] either way (a window is at most 10 steps).
+fn signed(v: &str) -> Option<i64> {
+    let (negative, magnitude) = match v.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, v),
+    };
+    let m = i64::try_from(digits(magnitude)?).ok()?;
+    if m > MAX_OFFSET || (negative && m == 0) {
+        return None;
+    }
+    Some(if negative { -m } else { m })
+}
+
+/// Largest clock offset a state entry holds, in steps.
+pub const MAX_OFFSET: i64 = 1000;
+
 /// A decimal number in its one canonical spelling (no sign, no leading zeros).
 fn digits(v: &str) -> Option<u64> {
     let canonical =
@@ -212,6 +242,7 @@ mod tests {
                 time: 9,
                 rhost: Some("host name\n\"x\"".into()),
             }),
+            last_offset: Some(-1),
         }
     }
 
@@ -312,6 +343,7 @@ mod tests {
                 time: 1_700_000_000,
                 rhost: Some("192.0.2.7".into()),
             }),
+            last_offset: None,
         };
         assert_eq!(State::parse(&s.to_toml()).unwrap(), s);
         assert_eq!(
@@ -343,5 +375,40 @@ mod tests {
         };
         assert!(s.is_replay(100) && s.is_replay(99) && !s.is_replay(101));
         assert!(!State::default().is_replay(0));
+    }
+
+    #[test]
+    fn given_clock_offset_then_kept_either_way_and_entries_without_it_read_as_none() {
+        for o in [
+            None,
+            Some(0),
+            Some(1),
+            Some(-1),
+            Some(10),
+            Some(-MAX_OFFSET),
+        ] {
+            let s = State {
+                last_offset: o,
+                ..sample(3, 0)
+            };
+            assert_eq!(State::parse_file(journal(&[&s]).as_bytes()).unwrap(), s);
+        }
+        let old = "s=5 f=0 l=0 t=9 r=-";
+        let line = format!("{JOURNAL_HEADER}{old} c={}\n", checksum(old));
+        assert_eq!(
+            State::parse_file(line.as_bytes()).unwrap().last_offset,
+            None
+        );
+    }
+
+    #[test]
+    fn given_malformed_clock_offset_then_the_entry_is_damaged() {
+        for o in [
+            "o=", "o=-0", "o=+1", "o=01", "o=1001", "o=--1", "x=1", "o=1 o=1",
+        ] {
+            let body = format!("s=5 f=0 l=0 t=9 r=- {o}");
+            let line = format!("{JOURNAL_HEADER}{body} c={}\n", checksum(&body));
+            assert!(State::parse_file(line.as_bytes()).is_err(), "{o}");
+        }
     }
 }

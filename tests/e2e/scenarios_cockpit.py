@@ -48,7 +48,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
                  "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-extensions",
                  "--disable-default-apps", "--disable-dev-shm-usage", "--no-proxy-server",
-                 "--password-store=basic", "--window-size=1000,700", "--lang=en-US"]
+                 "--password-store=basic", "--lang=en-US"]
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -144,6 +144,14 @@ class Browser:
         value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": caps}},
                           session=False, timeout=60)
         self.id = value["sessionId"]
+        self.viewport(1000, 700)
+
+    def viewport(self, width, height):
+        """Sizes the window so that the page itself (and so a screenshot) is width x height."""
+        self.call("POST", "/window/rect", {"width": width, "height": height})
+        inner = self.js("return [window.innerWidth, window.innerHeight];")
+        self.call("POST", "/window/rect", {"width": 2 * width - inner[0],
+                                           "height": 2 * height - inner[1]})
 
     def call(self, method, path, body=None, session=True, timeout=20):
         url = f"http://127.0.0.1:{DRIVER_PORT}" + (f"/session/{self.id}" if session else "") + path
@@ -226,19 +234,19 @@ class Cockpit:
         self.c = c
         self.daemons = []
         self.profiles = 0
+
+    def start(self):
+        c = self.c
         c.install_stacks()
         c.write_pam("cockpit", COCKPIT_STACK)
-        # /etc is an overlay inside the container: this never reaches the host's /etc/cockpit.
-        c.run("sh", "-c", "mkdir -p /etc/cockpit && cat > /etc/cockpit/cockpit.conf",
-              input="[WebService]\nLoginTitle = pam-totp e2e\n")
-        ws = Daemon(c, "cockpit-ws", [COCKPIT_WS, "--no-tls", "--address", "127.0.0.1",
-                                      "--port", str(WS_PORT)])
-        self.daemons.append(ws)
-        drv = Daemon(c, "chromedriver", [CHROMEDRIVER, f"--port={DRIVER_PORT}",
-                                         "--allowed-ips=127.0.0.1"])
-        self.daemons.append(drv)
-        ws.wait_listening(WS_PORT)
-        drv.wait_listening(DRIVER_PORT)
+        # Without TLS cockpit-ws takes logins from localhost only (no AllowUnencrypted needed).
+        for name, argv, port in (
+                ("cockpit-ws", [COCKPIT_WS, "--no-tls", "--address", "127.0.0.1",
+                                "--port", str(WS_PORT)], WS_PORT),
+                ("chromedriver", [CHROMEDRIVER, f"--port={DRIVER_PORT}",
+                                  "--allowed-ips=127.0.0.1"], DRIVER_PORT)):
+            self.daemons.append(Daemon(c, name, argv))
+            self.daemons[-1].wait_listening(port)
 
     def browser(self):
         self.profiles += 1
@@ -248,13 +256,17 @@ class Cockpit:
         for d in reversed(self.daemons):
             d.stop()
 
-    def login_to_code_prompt(self, b, user, password):
-        """The login page: user name and password, up to the code prompt; its label."""
+    def submit_password(self, b, user, password):
+        """The login page: user name and password, then "Log in"."""
         b.open(f"http://127.0.0.1:{WS_PORT}/")
         b.wait("the login form", lambda: b.visible("#login-user-input"))
         b.type("#login-user-input", user)
         b.type("#login-password-input", password)
         b.click("#login-button")
+
+    def login_to_code_prompt(self, b, user, password):
+        """User name and password, up to the code prompt; returns the prompt's label."""
+        self.submit_password(b, user, password)
         b.wait("the code prompt", lambda: b.visible("#conversation-input"))
         return b.text("#conversation-prompt")
 
@@ -277,6 +289,7 @@ class Cockpit:
 def cockpit(c):
     ck = Cockpit(c)
     try:
+        ck.start()
         yield ck
     finally:
         ck.stop()
@@ -342,3 +355,15 @@ def _(c):
             check(not b.session_cookie(), f"the replayed code logged in ({err!r})")
         check(c.syslog.wait_for(r"pam_totp\(cockpit:auth\).*user=alice .*replayed code", mark),
               "no 'replayed code' syslog line from the cockpit service")
+
+
+@scenario("cockpit_wrong_password_is_refused_before_the_code_prompt")
+def _(c):
+    with cockpit(c) as ck, browser(ck) as b:
+        alice(c)
+        mark = c.syslog.mark()
+        ck.submit_password(b, "alice", "not-the-password")
+        err = ck.wait_error(b)
+        check(not b.visible("#conversation-input"), f"a code prompt after a wrong password: {err}")
+        check(not b.session_cookie(), f"a session cookie after a wrong password ({err!r})")
+        check(c.syslog.module_lines(mark) == [], "pam_totp ran after a failed password")

@@ -15,6 +15,7 @@ packages=(
     expect python3-pexpect
     libpam-google-authenticator libpam-oath
     imagemagick librsvg2-bin
+    cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver
     valgrind openssl debootstrap lintian dpkg-dev binutils man-db groff-base
 )
 

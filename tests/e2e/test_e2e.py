@@ -1180,6 +1180,7 @@ def _(c):
 sys.modules.setdefault("test_e2e", sys.modules[__name__])
 sys.path.insert(0, HERE)
 import scenarios_clients  # noqa: E402,F401
+import scenarios_clock  # noqa: E402,F401
 import scenarios_cockpit  # noqa: E402,F401
 import scenarios_limits  # noqa: E402,F401
 import scenarios_self  # noqa: E402,F401

@@ -64,7 +64,9 @@ extern "C" {
 type DataCleanup = unsafe extern "C" fn(pamh: *mut PamHandle, data: *mut c_void, status: c_int);
 
 /// The name of the PAM data a `split` line leaves for the line after the password (SPEC §9).
-const TYPED_AHEAD: &CStr = c"pam_totp_typed_ahead";
+/// The layout of [`TypedAhead`] is part of the name: two copies of the module in one stack that
+/// disagree on it never read each other's datum.
+const TYPED_AHEAD: &CStr = c"pam_totp_typed_ahead_v1";
 
 /// Frees (and so wipes) what [`Handle::put_typed_ahead`] gave libpam.
 unsafe extern "C" fn drop_typed_ahead(_pamh: *mut PamHandle, data: *mut c_void, _status: c_int) {
@@ -478,6 +480,8 @@ impl Line<'_> {
 
     /// A `split` line (SPEC §9): takes the one answer apart and hands both parts on.
     fn split(&self) -> c_int {
+        // What an earlier attempt on this handle left is never judged by this one.
+        drop(self.h.take_typed_ahead());
         let answer = match self.h.authtok() {
             Ok(a) => a,
             Err(e) => {

@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 
 const NOW: u64 = 1_800_000_015; // 15 s into a step
 
+mod split;
+
 #[derive(Default)]
 struct Script {
     answers: Vec<Vec<u8>>,

@@ -5,8 +5,10 @@
 //! `pam_exec.so`, `pam_fprintd.so`, `pam_ssh_agent_auth.so`...) before pam_totp harmless,
 //! although its success ends the stack before the code is asked. Here every module whose
 //! answer is not known is tried with every answer that its control treats differently
-//! (success, and one failure per distinct action), pam_totp always fails (wrong code, or a
-//! damaged record or state), and the question is whether the login can still succeed.
+//! (success, and one failure per distinct action), the pam_totp line that judges the code
+//! always fails (wrong code, or a damaged record or state), a `pam_totp.so split` line (SPEC §9)
+//! gives each of its answers but success, and the question is whether the login can still
+//! succeed.
 //!
 //! Modules whose answer is known, for a user who is not root:
 //! - `pam_permit.so` always succeeds and `pam_deny.so` always fails: nothing to try (and a
@@ -22,7 +24,7 @@
 //! No other module is taken on trust: one that may succeed on its own (a key, a fingerprint,
 //! a group membership, a script) is exactly what this check is for.
 
-use super::pam_stack::{is_totp, module_base, Item, Ret, Rule};
+use super::pam_stack::{module_base, Item, Ret, Rule};
 use super::simulate::{run_stack, Skip};
 
 /// Services run by a program that an ordinary user starts (setuid) or only root may run: the
@@ -51,6 +53,15 @@ const MAX_RUNS: usize = 200_000;
 /// damaged record or state (`PAM_AUTHINFO_UNAVAIL`) or of a bad option or policy.
 const TOTP_FAILURES: [Ret; 3] = [Ret::AUTH_ERR, Ret::AUTHINFO_UNAVAIL, Ret::SERVICE_ERR];
 
+/// What a `pam_totp.so split` line answers (SPEC §9): `PAM_IGNORE` when it hands password and
+/// code on, or a failure (bad option or policy, unreadable record or state); never success.
+const SPLIT_ANSWERS: [Ret; 4] = [
+    Ret::IGNORE,
+    Ret::AUTH_ERR,
+    Ret::AUTHINFO_UNAVAIL,
+    Ret::SERVICE_ERR,
+];
+
 /// The ways the stack lets a user in whose code was not accepted.
 #[derive(Debug, Default)]
 pub(super) struct Bypass<'a> {
@@ -71,8 +82,10 @@ impl Bypass<'_> {
 
 /// The answers `rule` may give in `service`, for a user who is not root.
 fn possible(rule: &Rule, service: &str) -> Vec<Ret> {
-    let candidates = if is_totp(&rule.module) {
+    let candidates = if rule.judges_code() {
         TOTP_FAILURES.to_vec()
+    } else if rule.is_split() {
+        SPLIT_ANSWERS.to_vec()
     } else {
         match module_base(&rule.module) {
             "pam_permit.so" => vec![Ret::SUCCESS],
@@ -115,7 +128,7 @@ pub(super) fn find<'a>(items: &'a [Item], service: &str) -> Bypass<'a> {
             } else {
                 options[0]
             };
-            if is_totp(&rule.module) {
+            if rule.judges_code() {
                 totp_answer = Some(pick);
             }
             pick

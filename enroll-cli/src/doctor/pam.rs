@@ -168,10 +168,12 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
     for n in names.iter().filter(|n| !include_only(n)) {
         let items = cfg.auth_stack(n, n, 0);
         let all = rules(&items);
-        let totp: Vec<&Rule> = all.iter().copied().filter(|r| is_totp(&r.module)).collect();
-        if totp.is_empty() {
+        // Every pam_totp line, and those that judge the code (not `split`, SPEC §9).
+        let loaded: Vec<&Rule> = all.iter().copied().filter(|r| is_totp(&r.module)).collect();
+        if loaded.is_empty() {
             continue;
         }
+        let totp: Vec<&Rule> = loaded.iter().copied().filter(|r| r.judges_code()).collect();
         result.module_used = true;
         using.push(n.clone());
         if totp.len() > 1 {
@@ -187,7 +189,7 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
         }
         // A pam_totp line of this stack that cannot work (bad options, module file missing).
         let mut module_broken = false;
-        for r in &totp {
+        for r in &loaded {
             match Options::parse(&r.args) {
                 Ok(o) => {
                     let builtin = Options::default();
@@ -236,7 +238,7 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
                             r.at()
                         ),
                         "fix the module options (see pam_totp(8): dir=, policy=, window=, \
-                         prompt=, debug)",
+                         prompt=, split, debug; a split line takes neither window= nor prompt=)",
                     )
                 }
             }
@@ -307,11 +309,26 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
                     .filter(|r| is_password(&r.module))
                     .map(|r| format!("{} at {}", module_base(&r.module), r.at()))
                     .collect();
-                s.ok(format!(
-                    "{n}: pam_totp.so ({where_}) runs after {}, and a wrong password stops \
-                     before the code prompt",
-                    pw.join(", ")
-                ));
+                let splits: Vec<String> = loaded
+                    .iter()
+                    .filter(|r| r.is_split())
+                    .map(|r| r.at())
+                    .collect();
+                if splits.is_empty() {
+                    s.ok(format!(
+                        "{n}: pam_totp.so ({where_}) runs after {}, and a wrong password stops \
+                         before the code prompt",
+                        pw.join(", ")
+                    ));
+                } else {
+                    s.ok(format!(
+                        "{n}: pam_totp.so split at {} hands the code typed after the password \
+                         to pam_totp.so ({where_}), which runs after {}: a wrong password stops \
+                         before the code is judged",
+                        splits.join(", "),
+                        pw.join(", ")
+                    ));
+                }
             }
         }
     }
@@ -337,10 +354,24 @@ mod tests {
     use super::*;
     use crate::doctor::report::{Finding, Level};
     use crate::doctor::testutil::root_with;
+    use std::os::unix::fs::PermissionsExt;
 
     /// The findings of `check_pam` on a root with these pam.d files (no module installed).
     fn pam_findings(files: &[(&str, &str)]) -> Vec<Finding> {
+        findings_on(root_with(files))
+    }
+
+    /// The same with pam_totp.so installed root-owned (trusted only when the test runs as root).
+    fn pam_findings_installed(files: &[(&str, &str)]) -> Vec<Finding> {
         let root = root_with(files);
+        let module = root.join("lib/security/pam_totp.so");
+        fs::create_dir_all(module.parent().unwrap()).unwrap();
+        fs::write(&module, "").unwrap();
+        fs::set_permissions(&module, fs::Permissions::from_mode(0o644)).unwrap();
+        findings_on(root)
+    }
+
+    fn findings_on(root: PathBuf) -> Vec<Finding> {
         let r = check_pam(
             &root,
             Path::new("/var/lib/pam-totp"),
@@ -378,5 +409,164 @@ auth required pam_totp.so
         )]);
         assert!(f.iter().any(|f| f.level == Level::Error), "{f:?}");
         assert!(!f.iter().any(|f| f.level == Level::Ok), "{f:?}");
+    }
+
+    const SPLIT_LAYOUT: &str = "auth requisite pam_totp.so split
+auth requisite pam_unix.so use_first_pass
+auth required pam_totp.so
+";
+
+    /// The finding of `level` whose text contains every one of `words`.
+    fn find<'f>(f: &'f [Finding], level: Level, words: &[&str]) -> &'f Finding {
+        f.iter()
+            .find(|x| x.level == level && words.iter().all(|w| x.text.contains(w)))
+            .unwrap_or_else(|| panic!("no {level:?} with {words:?} in {f:#?}"))
+    }
+
+    /// The findings for a `dovecot` service with this stack.
+    fn dovecot(stack: &str) -> Vec<Finding> {
+        pam_findings(&[("dovecot", stack)])
+    }
+
+    /// `finding`'s fix says `text`.
+    fn assert_fix(finding: &Finding, text: &str) {
+        let fix = finding.fix.as_deref().unwrap_or("");
+        assert!(
+            fix.contains(text),
+            "{text:?} not in the fix of {finding:#?}"
+        );
+    }
+
+    /// An error with `words` whose fix says `fix`, and no ok line.
+    fn assert_error(f: &[Finding], words: &[&str], fix: &str) {
+        assert_fix(find(f, Level::Error, words), fix);
+        assert!(!f.iter().any(|x| x.level == Level::Ok), "{f:#?}");
+    }
+
+    /// The errors but the one for the module file, which these roots do not install.
+    fn errors(f: &[Finding]) -> Vec<&Finding> {
+        f.iter()
+            .filter(|x| x.level == Level::Error && !x.text.contains("is not installed"))
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "needs root (doctor trusts only root-owned files): run by `make test`"]
+    fn given_the_split_layout_then_ok_and_no_error() {
+        let f = pam_findings_installed(&[("dovecot", SPLIT_LAYOUT)]);
+        assert!(
+            !f.iter().any(|x| x.level >= Level::Warn),
+            "no warning or error: {f:#?}"
+        );
+        find(
+            &f,
+            Level::Ok,
+            &[
+                "dovecot: pam_totp.so split at dovecot:1",
+                "pam_totp.so (dovecot:3 `required`)",
+                "after pam_unix.so at dovecot:2",
+            ],
+        );
+    }
+
+    #[test]
+    fn given_split_without_a_password_module_after_it_then_error() {
+        let f = dovecot(
+            "auth requisite pam_totp.so split
+auth required pam_totp.so
+",
+        );
+        assert_error(
+            &f,
+            &["dovecot:1", "the split-off password is never checked"],
+            "pam_unix.so use_first_pass",
+        );
+    }
+
+    #[test]
+    fn given_split_without_a_later_pam_totp_line_then_error() {
+        // The password alone with any 6 digits logs in.
+        let f = dovecot(
+            "auth requisite pam_totp.so split
+auth requisite pam_unix.so use_first_pass
+",
+        );
+        assert_error(
+            &f,
+            &[
+                "dovecot:1",
+                "the code typed after the password is never checked",
+                "the password alone with any 6 digits logs in",
+            ],
+            "`auth required pam_totp.so` after the password module",
+        );
+        assert_eq!(errors(&f).len(), 1, "{f:#?}");
+    }
+
+    #[test]
+    fn given_split_and_a_password_module_without_use_first_pass_then_warning() {
+        let f = dovecot(
+            "auth requisite pam_totp.so split
+auth requisite pam_unix.so nullok
+auth required pam_totp.so
+",
+        );
+        let w = find(
+            &f,
+            Level::Warn,
+            &[
+                "pam_unix.so at dovecot:2",
+                "neither use_first_pass nor try_first_pass",
+            ],
+        );
+        assert_fix(w, "`auth requisite pam_unix.so nullok use_first_pass`");
+        // The split line is not a second code check, and runs before the password by design.
+        assert!(errors(&f).is_empty(), "{f:#?}");
+        assert_eq!(
+            f.iter().filter(|x| x.level == Level::Warn).count(),
+            1,
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn given_a_split_line_after_the_password_module_then_error() {
+        // pam_unix saw password+code: no password module after the split line.
+        let f = dovecot(
+            "auth requisite pam_unix.so use_first_pass
+auth requisite pam_totp.so split
+auth required pam_totp.so
+",
+        );
+        assert_error(
+            &f,
+            &[
+                "dovecot:2",
+                "the split-off password is never checked",
+                "pam_unix.so at dovecot:1 runs before it",
+            ],
+            "after the split line at dovecot:2",
+        );
+    }
+
+    #[test]
+    fn given_two_split_lines_then_warning() {
+        let f = pam_findings(&[
+            ("common-split", "auth requisite pam_totp.so split\n"),
+            ("dovecot", &format!("@include common-split\n{SPLIT_LAYOUT}")),
+        ]);
+        find(
+            &f,
+            Level::Warn,
+            &["dovecot: pam_totp.so split is loaded 2 times (common-split:1, dovecot:2)"],
+        );
+        assert!(errors(&f).is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn given_a_split_line_with_window_then_error() {
+        let f = dovecot(&SPLIT_LAYOUT.replacen("split", "split window=2", 1));
+        let e = find(&f, Level::Error, &["dovecot:1", "PAM_SERVICE_ERR"]);
+        assert_fix(e, "split");
     }
 }

@@ -185,6 +185,15 @@ impl Rule {
     pub(super) fn id(&self) -> (String, usize) {
         (self.file.clone(), self.line)
     }
+    /// A `pam_totp.so split` line (SPEC §9): it takes "password + code" apart and judges no
+    /// code; it answers `PAM_IGNORE` when it hands both parts on, never `PAM_SUCCESS`.
+    pub(super) fn is_split(&self) -> bool {
+        is_totp(&self.module) && self.args.iter().any(|a| a == "split")
+    }
+    /// A pam_totp line that checks the code (asked, or left by a split line).
+    pub(super) fn judges_code(&self) -> bool {
+        is_totp(&self.module) && !self.is_split()
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //! decide, can a line let a user in without it: see bypass.rs).
 
 use super::bypass;
-use super::pam_stack::{is_password, is_totp, module_base, rules, Action, Item, Ret, Rule};
+use super::pam_stack::{is_password, module_base, rules, Action, Item, Ret, Rule};
 use super::report::plural_s;
 use std::collections::BTreeSet;
 
@@ -24,7 +24,7 @@ struct Sim<'a, 'f> {
     impression: Impression,
     status: StatusCode,
     totp_ran: bool,
-    /// Lines whose done, die or jump passed over a pam_totp line, in order.
+    /// Lines whose done, die or jump passed over a pam_totp line that judges the code, in order.
     skipped_by: Vec<Skip<'a>>,
     result: &'f mut dyn FnMut(&Rule) -> Ret,
 }
@@ -39,7 +39,7 @@ pub(super) struct Skip<'a> {
 
 fn contains_totp(items: &[Item]) -> bool {
     items.iter().any(|i| match i {
-        Item::Module(r) => is_totp(&r.module),
+        Item::Module(r) => r.judges_code(),
         Item::Substack(sub) => contains_totp(sub),
     })
 }
@@ -55,7 +55,7 @@ impl<'a> Sim<'a, '_> {
                     self.level(sub);
                 }
                 Item::Module(rule) => {
-                    if is_totp(&rule.module) {
+                    if rule.judges_code() {
                         self.totp_ran = true;
                     }
                     let r = (self.result)(rule);
@@ -145,6 +145,10 @@ fn simulate(items: &[Item], result: &dyn Fn(&Rule) -> Ret) -> (bool, bool) {
 
 /// What other modules return in the simulation: neutral unless known.
 fn other_result(rule: &Rule) -> Ret {
+    if rule.is_split() {
+        // A split line hands password and code on and judges no code (SPEC §9).
+        return Ret::IGNORE;
+    }
     match module_base(&rule.module) {
         "pam_permit.so" => Ret::SUCCESS,
         "pam_deny.so" => Ret::AUTH_ERR,
@@ -162,7 +166,8 @@ pub(super) struct StackVerdict {
     /// Problems (ERROR) and remarks (WARN), each with its fix.
     pub(super) errors: Vec<(String, String)>,
     pub(super) warnings: Vec<(String, String)>,
-    /// No password module at all: pam_totp is the only factor the stack checks.
+    /// No password module at all: pam_totp is the only factor the stack checks (false when no
+    /// line judges a code: then nothing is checked, and an error says so).
     pub(super) code_only: bool,
 }
 
@@ -176,14 +181,18 @@ pub(super) fn judge_stack(items: &[Item], service: &str) -> StackVerdict {
         .collect();
     let totp_at = all
         .iter()
-        .filter(|r| is_totp(&r.module))
+        .filter(|r| r.judges_code())
         .map(|r| format!("{} `{}`", r.at(), r.control_text))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut v = StackVerdict {
-        code_only: passwords.is_empty(),
-        ..Default::default()
-    };
+    let mut v = StackVerdict::default();
+    // `pam_totp.so split` lines: a password module and a judging line after each.
+    split::check(&all, &mut v);
+    if !all.iter().any(|r| r.judges_code()) {
+        // Only split lines: the code is never judged (an error above); nothing to simulate.
+        return v;
+    }
+    v.code_only = passwords.is_empty();
     let requisite_fix = "make a failed password end the stack before pam_totp: `auth requisite \
                          pam_unix.so` (or `[success=ok default=die]`), or Debian's \
                          `[success=1 default=ignore] pam_unix.so` + `requisite pam_deny.so` + \
@@ -197,7 +206,7 @@ pub(super) fn judge_stack(items: &[Item], service: &str) -> StackVerdict {
         let res = |r: &Rule| {
             if is_password(&r.module) {
                 fail
-            } else if is_totp(&r.module) {
+            } else if r.judges_code() {
                 Ret::AUTH_ERR
             } else {
                 other_result(r)
@@ -236,7 +245,7 @@ pub(super) fn judge_stack(items: &[Item], service: &str) -> StackVerdict {
         let res_for = |totp: Ret| {
             let winner = winner.clone();
             move |r: &Rule| {
-                if is_totp(&r.module) {
+                if r.judges_code() {
                     totp
                 } else if is_password(&r.module) {
                     if Some(r.id()) == winner {
@@ -392,5 +401,6 @@ fn skip_fix(r: &Rule) -> String {
     )
 }
 
+mod split;
 #[cfg(test)]
 mod tests;

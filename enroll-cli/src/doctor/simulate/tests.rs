@@ -366,3 +366,103 @@ fn given_pam_totp_failure_mapped_to_ignore_then_the_stack_can_succeed_without_th
         v.errors
     );
 }
+
+const SPLIT_LAYOUT: &str = "auth requisite pam_totp.so split
+auth requisite pam_unix.so use_first_pass
+auth required pam_totp.so
+";
+
+#[test]
+fn given_the_split_layout_then_the_code_judging_line_passes_every_check() {
+    // The split line runs before the password by design and is no second code check.
+    assert_no_finding(&[("dovecot", SPLIT_LAYOUT)], "dovecot");
+    let (v, _) = judge(&[("dovecot", SPLIT_LAYOUT)], "dovecot");
+    assert!(!v.code_only);
+}
+
+#[test]
+fn given_split_before_debian_common_auth_then_only_the_use_first_pass_warning() {
+    let (v, _) = judge(
+        &[
+            ("common-auth", DEBIAN_COMMON_AUTH),
+            (
+                "dovecot",
+                "auth requisite pam_totp.so split\n@include common-auth\n",
+            ),
+        ],
+        "dovecot",
+    );
+    assert!(v.errors.is_empty(), "{:?}", v.errors);
+    let warnings = texts(&v.warnings);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("pam_unix.so at common-auth:2")
+            && warnings[0].contains("neither use_first_pass nor try_first_pass"),
+        "{warnings:?}"
+    );
+    // common-auth serves other services too, which give no password before it.
+    assert!(
+        v.warnings[0]
+            .1
+            .contains("pam_unix.so nullok try_first_pass`"),
+        "{:?}",
+        v.warnings
+    );
+}
+
+#[test]
+fn given_a_code_judging_line_between_split_and_password_then_a_wrong_password_reaches_it() {
+    let (v, _) = judge(
+        &[(
+            "dovecot",
+            "auth requisite pam_totp.so split
+auth required pam_totp.so
+auth requisite pam_unix.so use_first_pass
+",
+        )],
+        "dovecot",
+    );
+    let errors = texts(&v.errors);
+    assert!(
+        errors
+            .iter()
+            .any(|t| t.contains("wrong password still reaches pam_totp.so (dovecot:2")),
+        "{errors:?}"
+    );
+    // ... and nothing judges the code after the password.
+    assert!(
+        errors
+            .iter()
+            .any(|t| t.contains("the code typed after the password is never checked")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn given_a_split_line_whose_failure_jumps_over_the_code_then_the_stack_can_skip_it() {
+    // The split line never succeeds, but its failures are tried like any answer.
+    assert_skippable(
+        &[(
+            "dovecot",
+            "auth [ignore=ignore default=2] pam_totp.so split
+auth requisite pam_unix.so use_first_pass
+auth required pam_totp.so
+auth required pam_permit.so
+",
+        )],
+        "dovecot",
+        "pam_totp.so at dovecot:1",
+    );
+}
+
+#[test]
+fn given_a_sufficient_split_line_then_no_finding() {
+    // A split line never answers PAM_SUCCESS: `sufficient` cannot end the stack.
+    assert_no_finding(
+        &[(
+            "dovecot",
+            &SPLIT_LAYOUT.replacen("requisite", "sufficient", 1),
+        )],
+        "dovecot",
+    );
+}

@@ -11,7 +11,7 @@ packages=(
     gcc g++ make util-linux iproute2
     libpam0g-dev libpam-modules
     oathtool pamtester zbar-tools
-    openssh-server openssh-client sudo
+    openssh-server openssh-client sudo dovecot-imapd
     expect python3-pexpect
     libpam-google-authenticator libpam-oath
     imagemagick librsvg2-bin

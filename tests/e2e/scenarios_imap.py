@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 
-from test_e2e import (INNER_ENV, MODULE, STATE_DIR, TestFailure, check,  # noqa: F401
+from test_e2e import (INNER_ENV, MODULE, STATE_DIR, TestFailure, check,
                       new_recovery_code, recovery_hash, scenario, totp, wrong_code)
 
 IMAP_PORT = 1143
@@ -129,12 +129,12 @@ def imap_login(c, user, password):
     return r.returncode == 0 and "IMAP-OK" in r.stdout, source
 
 
-def imap_ready(c, user="alice", enrol=True, recovery=()):
-    """Dovecot with the SPEC §9 stack and one user: (password, secret or None)."""
+def imap_ready(c, recovery=()):
+    """Dovecot with the SPEC §9 stack and alice enrolled: (her password, her secret)."""
     start_dovecot(c)
-    # Ends in a digit, as many passwords do; never in `digits` digits (see the unenrolled case).
-    pw = c.add_user(user, password=f"pw-{secrets.token_hex(4)}-hunter2")
-    return pw, (c.enrol(user, recovery=recovery) if enrol else None)
+    # Ends in a digit, as many passwords do, but not in six (see the unenrolled case).
+    pw = c.add_user("alice", password=f"pw-{secrets.token_hex(4)}-hunter2")
+    return pw, c.enrol("alice", recovery=recovery)
 
 
 def state(c, user):

@@ -11,10 +11,11 @@ import re
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 
 from test_e2e import (INNER_ENV, MODULE, STATE_DIR, TestFailure, check,
-                      new_recovery_code, recovery_hash, scenario, totp, wrong_code)
+                      new_recovery_code, new_secret, recovery_hash, scenario, totp, wrong_code)
 
 IMAP_PORT = 1143
 CONF = "/etc/dovecot/pam-totp-e2e.conf"
@@ -80,8 +81,10 @@ print("IMAP-OK", user, typ)
 m.logout()
 """
 
+LOGINS_LOCK = threading.Lock()
+
 SPLIT_STACK = (f"auth  requisite  {MODULE} {ARGS} split\n"
-               "auth  requisite  pam_unix.so use_first_pass nodelay\n"
+               "auth  requisite  pam_unix.so use_first_pass\n"
                f"auth  required   {MODULE} {ARGS}\n"
                "account  required  pam_unix.so\n")
 
@@ -120,8 +123,9 @@ def dovecot_log(c):
 def imap_login(c, user, password):
     """Logs in over IMAP from a new loopback address; (whether the server said OK and INBOX
     could be selected, the client's address: PAM_RHOST of this login)."""
-    c.imap_logins = getattr(c, "imap_logins", 0) + 1
-    source = f"127.0.0.{10 + c.imap_logins}"
+    with LOGINS_LOCK:
+        c.imap_logins = getattr(c, "imap_logins", 0) + 1
+        source = f"127.0.0.{10 + c.imap_logins}"
     r = c.run("python3", "-c", CLIENT, user, str(IMAP_PORT), source, input=password,
               check=False)
     c.transcripts.append(f"$ imap login {user} from {source} (exit status {r.returncode})\n"
@@ -242,6 +246,24 @@ def _(c):
     assert_nothing_logged(c, mark, secret, pw)
 
 
+@scenario("imap_code_after_a_password_whose_tail_looks_like_a_recovery_code_is_read_as_the_code")
+def _(c):
+    start_dovecot(c)
+    # "...hunter" + a code of the digits 2-9: the last 12 characters are also in the recovery
+    # code alphabet; the last six digits must win.
+    pw = c.add_user("alice", password=f"pw-{secrets.token_hex(4)}-hunter")
+    while True:
+        secret = new_secret()
+        code = totp(secret)
+        if set(code) <= set("23456789"):
+            break
+    c.write_record("alice", secret)
+    mark = c.syslog.mark()
+    ok, rhost = imap_login(c, "alice", pw + code)
+    check(ok, "password + code whose last 12 characters look like a recovery code refused")
+    decision(c, mark, "alice", rhost, r"accepted step \d+")
+
+
 @scenario("imap_unenrolled_user_password_passes_through_whole")
 def _(c):
     start_dovecot(c)
@@ -284,10 +306,33 @@ def _(c):
     assert_nothing_logged(c, mark, pw, first, typed, first.replace("-", ""))
 
 
+@scenario("imap_parallel_logins_with_the_same_password_plus_code_let_exactly_one_in")
+def _(c):
+    pw, secret = imap_ready(c)
+    answer = pw + totp(secret)
+    n = 4
+    results = [None] * n
+
+    def login(i):
+        results[i] = imap_login(c, "alice", answer)
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = sum(ok for ok, _ in results)
+    check(winners == 1, f"{winners} of {n} parallel IMAP logins with one code got in")
+    lines = c.syslog.module_lines(0)
+    check(sum("accepted step" in ln for ln in lines) == 1 and
+          sum("replayed code" in ln for ln in lines) == n - 1,
+          f"expected 1 accepted and {n - 1} replayed, got {lines}")
+
+
 @scenario("imap_without_split_an_enrolled_user_cannot_log_in_with_one_password_field")
 def _(c):
     """Why `split` exists: without it Dovecot answers the code prompt with the password."""
-    start_dovecot(c, "auth  requisite  pam_unix.so nodelay\n"
+    start_dovecot(c, "auth  requisite  pam_unix.so\n"
                      f"auth  required   {MODULE} {ARGS}\n"
                      "account  required  pam_unix.so\n")
     pw = c.add_user("alice", password=f"pw-{secrets.token_hex(4)}-hunter2")

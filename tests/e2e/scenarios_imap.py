@@ -175,7 +175,7 @@ def recovery_code():
     password + TOTP code)."""
     while True:
         code = new_recovery_code()
-        if not code[-6:].replace("-", "x").isdigit():
+        if not code.replace("-", "")[-6:].isdigit():
             return code
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end tests of pam_totp.so behind the real sshd, login and su.
+"""End-to-end tests of pam_totp.so behind the real sshd, login, su and Dovecot IMAP.
 
 Every scenario runs in a throwaway container built from Linux namespaces by
 tests/e2e/container.sh (private /etc/pam.d, /etc/ssh, passwd/shadow/group, state directory,
@@ -257,6 +257,8 @@ class Container:
             raise TestFailure(f"container.sh start failed ({r.returncode}):\n{r.stderr}")
         self.pid = int(r.stdout.strip())
         self.sshd = None
+        self.daemons = []       # other daemons started by scenarios (Popen of their nsenter)
+        self.logs = []          # (title, function returning the text), shown when a test fails
         self.uid_next = 2001
         self.users = {}
         self.transcripts = []   # every session, shown when a test fails
@@ -545,6 +547,8 @@ class Container:
     def debug_dump(self):
         out = ["--- syslog ---"] + self.syslog.since(0, settle=0)
         out += ["--- sshd -e output ---", self.sshd_log().rstrip()] if self.sshd else []
+        for title, read in self.logs:
+            out += [f"--- {title} ---", read().rstrip()]
         out += ["--- sessions ---"] + self.transcripts
         out += [f"--- container dir: {self.dir} (kept)" if self.keep else ""]
         return "\n".join(out)
@@ -556,6 +560,11 @@ class Container:
                 self.sshd.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.sshd.kill()
+        for p in self.daemons:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
         self.syslog.close()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -1182,6 +1191,7 @@ sys.path.insert(0, HERE)
 import scenarios_clients  # noqa: E402,F401
 import scenarios_clock  # noqa: E402,F401
 import scenarios_cockpit  # noqa: E402,F401
+import scenarios_imap  # noqa: E402,F401
 import scenarios_limits  # noqa: E402,F401
 import scenarios_self  # noqa: E402,F401
 

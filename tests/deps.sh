@@ -11,11 +11,7 @@ packages=(
     gcc g++ make util-linux iproute2
     libpam0g-dev libpam-modules
     oathtool pamtester zbar-tools
-<<<<<<< HEAD
-    openssh-server openssh-client sudo putty-tools python3-paramiko
-=======
-    openssh-server openssh-client sudo dovecot-imapd
->>>>>>> wt-imap
+    openssh-server openssh-client sudo putty-tools python3-paramiko dovecot-imapd
     expect python3-pexpect
     libpam-google-authenticator libpam-oath
     imagemagick librsvg2-bin

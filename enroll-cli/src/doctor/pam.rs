@@ -187,6 +187,7 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
                 "keep one pam_totp line (check the files it includes)",
             );
         }
+        one_field_checks(&mut s, n, &loaded);
         // A pam_totp line of this stack that cannot work (bad options, module file missing).
         let mut module_broken = false;
         for r in &loaded {
@@ -347,6 +348,71 @@ pub(super) fn check_pam(root: &Path, dir: &Path, policy: &Path) -> PamResult {
     }
     result.section = s;
     result
+}
+
+/// Services that ask PAM once and answer every prompt with the one password typed (SPEC §9).
+const ONE_FIELD_SERVICES: &[&str] = &[
+    "dovecot",
+    "imap",
+    "pop",
+    "pop3",
+    "cyrus",
+    "courier",
+    "vsftpd",
+    "proftpd",
+    "pure-ftpd",
+    "openvpn",
+    "strongswan",
+    "ppp",
+    "radiusd",
+    "smtp",
+];
+
+/// A one-field service whose stack judges a code without a `split` line: the daemon answers the
+/// code prompt with the password, so every correct-password login counts a failure and locks the
+/// user's second factor (ssh included). And a split line and the line that judges its code must
+/// read the same records and policy, or the split line decides from other files who types a code.
+fn one_field_checks(s: &mut Section, service: &str, loaded: &[&Rule]) {
+    let split: Vec<&&Rule> = loaded.iter().filter(|r| r.is_split()).collect();
+    if split.is_empty() {
+        if ONE_FIELD_SERVICES.contains(&service) && loaded.iter().any(|r| r.judges_code()) {
+            s.warn(
+                format!(
+                    "{service}: pam_totp.so without a `split` line: {service} answers the code \
+                     prompt with the password, so every login of an enrolled user is a wrong \
+                     code and a mail or FTP client that polls locks the user's second factor"
+                ),
+                "use the split layout: `auth requisite pam_totp.so split`, `auth requisite \
+                 pam_unix.so use_first_pass`, `auth required pam_totp.so` (README: one password \
+                 field)",
+            );
+        }
+        return;
+    }
+    let files = |r: &Rule| Options::parse(&r.args).ok().map(|o| (o.dir, o.policy));
+    let judged: Vec<_> = loaded.iter().filter(|r| r.judges_code()).collect();
+    for sp in &split {
+        for j in &judged {
+            if let (Some(a), Some(b)) = (files(sp), files(j)) {
+                if a != b {
+                    s.error(
+                        format!(
+                            "{service}: pam_totp.so split at {} reads dir={} policy={}, but the \
+                             line that judges its code at {} reads dir={} policy={}: the split \
+                             line decides from other records who types a code",
+                            sp.at(),
+                            a.0.display(),
+                            a.1.display(),
+                            j.at(),
+                            b.0.display(),
+                            b.1.display()
+                        ),
+                        "give both lines the same dir= and policy= (or none)",
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -568,5 +634,33 @@ auth required pam_totp.so
         let f = dovecot(&SPLIT_LAYOUT.replacen("split", "split window=2", 1));
         let e = find(&f, Level::Error, &["dovecot:1", "PAM_SERVICE_ERR"]);
         assert_fix(e, "split");
+    }
+
+    #[test]
+    fn given_a_one_field_service_judging_a_code_without_split_then_warning() {
+        let f = dovecot(
+            "auth requisite pam_unix.so
+auth required pam_totp.so
+",
+        );
+        assert_fix(
+            find(&f, Level::Warn, &["dovecot", "without a `split` line"]),
+            "pam_totp.so split",
+        );
+    }
+
+    #[test]
+    fn given_split_and_judging_lines_with_other_files_then_error() {
+        let f = dovecot(
+            "auth requisite pam_totp.so split dir=/srv/totp
+auth requisite pam_unix.so use_first_pass
+auth required pam_totp.so
+",
+        );
+        assert_error(
+            &f,
+            &["dovecot:1", "dir=/srv/totp", "decides from other records"],
+            "same dir= and policy=",
+        );
     }
 }

@@ -224,24 +224,21 @@ pub fn decide<C: Conversation, S: System, St: UserStore>(
     policy: &Policy,
     store: &St,
 ) -> Verdict {
+    let login = Login::new(sys, req, user, policy, store);
     match req.typed_ahead {
-        Some(ahead) => {
-            let mut conv = split::AheadConversation::new(conv, ahead);
-            decide_asking(&mut conv, sys, req, user, policy, store)
-        }
-        None => decide_asking(conv, sys, req, user, policy, store),
+        Some(ahead) => decide_asking(&mut split::AheadConversation::new(conv, ahead), login),
+        None => decide_asking(conv, login),
     }
 }
 
+/// [`decide`] over the conversation that answers the code prompt.
 fn decide_asking<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
-    sys: &S,
-    req: &Request,
-    user: &UserName,
-    policy: &Policy,
-    store: &St,
+    login: Login<'_, S, St>,
 ) -> Verdict {
-    let login = Login::new(sys, req, user, policy, store);
+    let Login {
+        req, user, store, ..
+    } = login;
     match enrolment(store, user) {
         Err(v) => v,
         Ok(found) => match found {

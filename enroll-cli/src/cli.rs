@@ -98,8 +98,8 @@ pub enum Command {
     #[command(subcommand)]
     Import(ImportCommand),
     /// Show or edit the policy: who must use a second factor, grace, enrolment at login
-    #[command(subcommand, long_about = POLICY_LONG)]
-    Policy(PolicyCommand),
+    #[command(long_about = POLICY_LONG)]
+    Policy(PolicyArgs),
     /// Check the installation: permissions, policy, PAM stacks, sshd, clock
     Doctor(DoctorArgs),
 }
@@ -177,6 +177,17 @@ pub struct UserArg {
 pub struct DisableArgs {
     /// The user's login name [run by an ordinary user: your own account]
     pub user: Option<String>,
+    /// Print one JSON document on stdout: `{"user": .., "disabled": true|false}` (false: there
+    /// was no record)
+    #[arg(long)]
+    pub json: bool,
+    /// Self-service from a program (web page), no terminal: JSON lines both ways. stdout:
+    /// one event per line, `{"event":"prompt","text":..,"echo":false}`, `info`, `status`,
+    /// `new_key` (with `qr_svg`), `recovery_codes`, then `done` (exit 0) or `error` (exit 1,
+    /// `message`, `hint`). stdin: one line per prompt, `{"answer":".."}` or
+    /// `{"cancel":true}` (end of input: cancel). Ordinary users only
+    #[arg(long, conflicts_with = "json")]
+    pub conversation: bool,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +198,10 @@ pub struct UnlockArgs {
     /// current step
     #[arg(long)]
     pub reset_clock: bool,
+    /// Print one JSON document on stdout: `{"user": .., "unlocked": true, "status": {..}}`
+    /// (the status as `status --json` prints it, after the unlock)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +238,13 @@ pub struct EnrollArgs {
     /// Print one JSON document on stdout; never ask for a code
     #[arg(long)]
     pub json: bool,
+    /// Self-service from a program (web page), no terminal: JSON lines both ways. stdout:
+    /// one event per line, `{"event":"prompt","text":..,"echo":false}`, `info`, `status`,
+    /// `new_key` (with `qr_svg`), `recovery_codes`, then `done` (exit 0) or `error` (exit 1,
+    /// `message`, `hint`). stdin: one line per prompt, `{"answer":".."}` or
+    /// `{"cancel":true}` (end of input: cancel). Ordinary users only
+    #[arg(long, conflicts_with_all = ["json", "qr"])]
+    pub conversation: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +264,13 @@ pub struct StatusArgs {
     /// Print JSON (an object for USER, else an array)
     #[arg(long)]
     pub json: bool,
+    /// Self-service from a program (web page), no terminal: JSON lines both ways. stdout:
+    /// one event per line, `{"event":"prompt","text":..,"echo":false}`, `info`, `status`,
+    /// `new_key` (with `qr_svg`), `recovery_codes`, then `done` (exit 0) or `error` (exit 1,
+    /// `message`, `hint`). stdin: one line per prompt, `{"answer":".."}` or
+    /// `{"cancel":true}` (end of input: cancel). Ordinary users only
+    #[arg(long, conflicts_with = "json")]
+    pub conversation: bool,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +290,13 @@ pub struct RecoveryArgs {
     /// Print one JSON document on stdout
     #[arg(long)]
     pub json: bool,
+    /// Self-service from a program (web page), no terminal: JSON lines both ways. stdout:
+    /// one event per line, `{"event":"prompt","text":..,"echo":false}`, `info`, `status`,
+    /// `new_key` (with `qr_svg`), `recovery_codes`, then `done` (exit 0) or `error` (exit 1,
+    /// `message`, `hint`). stdin: one line per prompt, `{"answer":".."}` or
+    /// `{"cancel":true}` (end of input: cancel). Ordinary users only
+    #[arg(long, conflicts_with = "json")]
+    pub conversation: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,10 +380,20 @@ Example: make the group wheel use a second factor, with two weeks of grace, enro
   pam-totp policy grace --days 14
   pam-totp policy enroll-at-login on";
 
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Print one JSON document on stdout: the policy's keys with their values in effect (for
+    /// an edit: after it; the same document as `policy show --json`)
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Show the policy in effect (defaults filled in)
-    Show(PolicyShowArgs),
+    Show,
     /// Require a second factor of everyone, or of users or group members
     Require(WhoArgs),
     /// Undo `require` for everyone, users or groups
@@ -380,13 +426,6 @@ Sets KEY to VALUE, a TOML value: true/false, a number, a date (2026-12-31 or
 2026-12-31T00:00:00Z), an array ([\"alice\", \"bob\"]) or a string (quotes optional).
 Keys: require_all, require_users, require_groups, exempt_users, exempt_groups, grace_until,
 enroll_at_login, issuer, self_service, throttle.attempts, throttle.lock_seconds, throttle.max_lock_seconds.";
-
-#[derive(Debug, Args)]
-pub struct PolicyShowArgs {
-    /// Print one JSON document: the policy's keys with their values in effect
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Debug, Args)]
 #[group(required = true, multiple = true)]
@@ -494,6 +533,19 @@ pub struct DoctorArgs {
 pub struct GenerateDocsArgs {
     /// Output directory: man pages go to OUT_DIR/man, completions to OUT_DIR/completions
     pub out_dir: PathBuf,
+}
+
+impl Command {
+    /// Whether `--conversation` was given (self-service verbs only have it).
+    pub fn conversation(&self) -> bool {
+        match self {
+            Command::Status(a) => a.conversation,
+            Command::Enroll(a) => a.conversation,
+            Command::Recovery(a) => a.conversation,
+            Command::Disable(a) => a.conversation,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]

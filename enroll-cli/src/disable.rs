@@ -3,8 +3,16 @@
 use crate::cli::DisableArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{errout, outln};
+use crate::output::{errout, outln, print_json};
 use pam_totp::escape::terminal_safe;
+use serde::Serialize;
+
+/// `disable --json`: whether a record was removed (false: there was none).
+#[derive(Serialize)]
+pub struct DisableJson<'a> {
+    pub user: &'a str,
+    pub disabled: bool,
+}
 
 pub fn run(ctx: &Ctx, a: &DisableArgs) -> Result<()> {
     let user = &ctx::required_user(a.user.as_deref(), "disable")?;
@@ -18,6 +26,12 @@ pub fn run(ctx: &Ctx, a: &DisableArgs) -> Result<()> {
                 .map_err(|e| CliError::store(&format!("cannot remove {user}'s record"), e))?
         }
     };
+    if a.json {
+        return print_json(&DisableJson {
+            user,
+            disabled: removed,
+        });
+    }
     if removed {
         outln!("Disabled: removed {user}'s record and login state.")?;
     } else {

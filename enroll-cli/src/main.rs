@@ -37,6 +37,9 @@ fn run(cli: &Cli) -> Result<()> {
     if selfserve::applies(cli) {
         return selfserve::run(cli);
     }
+    if cli.command.conversation() {
+        return Err(selfserve::not_here());
+    }
     if let Command::Policy(p) = &cli.command {
         return policy::run(cli, p);
     }

@@ -34,7 +34,7 @@ impl Images {
                 images.0.push((p.to_path_buf(), "PNG", w));
             }
             if let Some(p) = svg {
-                let text = images::svg(&matrix, images::SCALE);
+                let text = svg_of(&matrix);
                 let w = output::write_output(p, text.as_bytes(), 0o600)?;
                 images.0.push((p.to_path_buf(), "SVG", w));
             }
@@ -49,16 +49,27 @@ impl Images {
         }
     }
 
-    /// No images.
-    pub fn none() -> Images {
-        Images(Vec::new())
-    }
-
     pub fn remove(&self) {
         for (_, _, w) in &self.0 {
             w.remove();
         }
     }
+}
+
+/// The QR code of `key` as SVG text, as `--qr-svg` writes it.
+pub fn svg(key: &NewKey) -> Result<Zeroizing<String>> {
+    Ok(svg_of(
+        &qr::matrix(&key.otpauth_uri).map_err(CliError::new)?,
+    ))
+}
+
+fn svg_of(matrix: &qr::Matrix) -> Zeroizing<String> {
+    images::svg(matrix, images::SCALE)
+}
+
+/// The key's type in words: "TOTP, SHA1, 6 digits, 30 s".
+pub fn kind(key: &NewKey) -> String {
+    key.params().map_or_else(|| "?".into(), |p| p.describe())
 }
 
 #[derive(Serialize)]
@@ -130,8 +141,10 @@ pub fn text(
         terminal_safe(&key.issuer)
     ));
     t.push_str(&group4(&key.secret));
-    let kind = key.params().map_or_else(|| "?".into(), |p| p.describe());
-    t.push_str(&format!("\n  Type:    {kind} (time-based)\n  URI:     "));
+    t.push_str(&format!(
+        "\n  Type:    {} (time-based)\n  URI:     ",
+        kind(key)
+    ));
     t.push_str(&terminal_safe(&key.otpauth_uri));
     t.push_str("\n\nRecovery codes (each works once in place of a code; note them now, they are not shown again):\n");
     for c in &key.recovery_codes {

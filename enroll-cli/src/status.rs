@@ -47,14 +47,19 @@ fn user_status(
     ))
 }
 
+/// `user`'s status now, as `status USER --json` prints it.
+pub fn of(ctx: &Ctx, user: &UserName) -> Result<UserStatus> {
+    let policy = ctx.policy()?;
+    let store = ctx.open_store()?;
+    user_status(ctx, &policy, store.as_ref(), user, ctx.now())
+}
+
 pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<()> {
     let Some(user) = &a.user else {
         return run_list(ctx, &ListArgs { json: a.json });
     };
     let user = &ctx::check_user(user)?;
-    let policy = ctx.policy()?;
-    let store = ctx.open_store()?;
-    let s = user_status(ctx, &policy, store.as_ref(), user, ctx.now())?;
+    let s = of(ctx, user)?;
     if a.json {
         return print_json(&s);
     }

@@ -5,10 +5,21 @@
 use crate::cli::UnlockArgs;
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{erroutln, outln, time};
+use crate::output::{erroutln, outln, print_json, time};
+use crate::status;
 use pam_totp::clock;
+use pam_totp::status::UserStatus;
 use pam_totp::store::{State, StoreError};
 use pam_totp::throttle::is_locked;
+use serde::Serialize;
+
+/// `unlock --json`: the user and their status after the unlock.
+#[derive(Serialize)]
+struct UnlockJson<'a> {
+    user: &'a str,
+    unlocked: bool,
+    status: UserStatus,
+}
 
 pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
     let user = &ctx::check_user(&a.user)?;
@@ -78,9 +89,25 @@ pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
     state.last_step = Some(new);
     lock.replace_state(&state)
         .map_err(|e| CliError::store(&format!("cannot write {user}'s login state"), e))?;
-    outln!("{message}")?;
+    drop(lock);
     let period = u64::from(record.params.period());
     let at = |s: u64| time(s.saturating_mul(period));
+    if a.json {
+        if let (Some(f), false) = (future, a.reset_clock) {
+            erroutln!(
+                "warning: {user}'s last used step {f} ({}) lies {} steps in the future (the clock \
+                 was ahead at a login): every code is refused as a replay until then",
+                at(f),
+                f - step
+            );
+        }
+        return print_json(&UnlockJson {
+            user,
+            unlocked: true,
+            status: status::of(ctx, user)?,
+        });
+    }
+    outln!("{message}")?;
     match (future, a.reset_clock) {
         (Some(f), true) => outln!(
             "Clock repaired: {user}'s last used step {f} ({}, {} steps in the future) is now the \

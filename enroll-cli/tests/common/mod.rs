@@ -317,3 +317,35 @@ macro_rules! golden {
         settings.bind(|| insta::assert_snapshot!($name, run.transcript()));
     }};
 }
+
+/// What `zbarimg` reads in an image (it must find a code).
+pub fn zbarimg(image: &Path) -> String {
+    let out = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(image)
+        .output()
+        .expect("cannot run zbarimg (apt-get install zbar-tools)");
+    assert!(
+        out.status.success(),
+        "zbarimg found no code in {}: {}",
+        image.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+/// What an SVG decodes to: rasterised by rsvg-convert, then read by zbarimg.
+pub fn zbarimg_svg(t: &TestDir, svg: &Path) -> String {
+    let svg_png = t.path("svg.png");
+    let st = Command::new("rsvg-convert")
+        .arg(svg)
+        .arg("-o")
+        .arg(&svg_png)
+        .status()
+        .expect("cannot run rsvg-convert (apt-get install librsvg2-bin)");
+    assert!(st.success());
+    zbarimg(&svg_png)
+}

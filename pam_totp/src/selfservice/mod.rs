@@ -145,9 +145,27 @@ pub fn prove_code<R: Relay, S: System>(
     };
     match flow::prove_code(relay, sys, &req, user, policy, store) {
         None => Ok(Proven(before)),
-        Some(v) if v.code == Code::Success => Ok(Proven(before)),
+        Some(v) if v.code == Code::Success => {
+            // A recovery code given as the proof is used up: the record lost that code's hash
+            // and nothing else. That change is the proof's own, not an administrator's.
+            let after = store.record(user).ok().flatten();
+            Ok(Proven(match (before, after) {
+                (Some(b), Some(a)) if only_one_recovery_code_used(&b, &a) => Some(a),
+                (b, _) => b,
+            }))
+        }
         Some(v) => Err(refused(format!("the code was not accepted ({})", v.reason))),
     }
+}
+
+/// `after` is `before` less exactly one of its recovery codes.
+fn only_one_recovery_code_used(
+    before: &crate::store::Record,
+    after: &crate::store::Record,
+) -> bool {
+    let mut expected = before.clone();
+    expected.recovery.retain(|h| after.recovery.contains(h));
+    before.recovery.len() == after.recovery.len() + 1 && expected == *after
 }
 
 /// `status`: the user's own status (never the secret).
@@ -444,6 +462,19 @@ mod tests {
         }
     }
 
+    /// The proof, as the helper makes it, under the default policy.
+    fn prove(front: &mut Front, store: &Store, user: &str) -> Proven {
+        prove_code(
+            front,
+            &Clock,
+            store,
+            &u(user),
+            &Policy::default(),
+            &Options::default(),
+        )
+        .unwrap_or_else(|o| panic!("{o}"))
+    }
+
     #[test]
     fn given_the_admin_replaces_the_record_during_a_self_enrolment_then_it_is_not_undone() {
         let t = TempDir::new();
@@ -458,15 +489,7 @@ mod tests {
             new_key: None,
         };
         let policy = Policy::default();
-        let proven = prove_code(
-            &mut front,
-            &Clock,
-            &store,
-            &u("alice"),
-            &policy,
-            &Options::default(),
-        )
-        .unwrap_or_else(|o| panic!("{o}"));
+        let proven = prove(&mut front, &store, "alice");
         // Meanwhile the admin forces a re-enrolment (`pam-totp enroll --force alice`).
         let mut forced = record("alice");
         forced.status = Status::Pending;
@@ -491,6 +514,27 @@ mod tests {
     }
 
     #[test]
+    fn given_a_recovery_code_as_the_proof_then_the_renewal_goes_ahead() {
+        let t = TempDir::new();
+        let store = t.store();
+        let codes = recovery::generate(3).unwrap();
+        let mut alice = record("alice");
+        alice.recovery = codes.iter().map(|c| recovery::hash(c).unwrap()).collect();
+        save(&store, &alice);
+        let mut front = Front {
+            first: Some(codes[1].to_string()),
+            new_key: None,
+        };
+        let proven = prove(&mut front, &store, "alice");
+        let outcome = renew_recovery(&mut front, &store, &u("alice"), &proven, &|| {
+            Ok(Policy::default())
+        });
+        assert_eq!(outcome, Outcome::RecoveryRenewed);
+        let after = store.record(&u("alice")).unwrap().unwrap();
+        assert_eq!(after.recovery.len(), recovery::DEFAULT_COUNT);
+    }
+
+    #[test]
     fn given_self_service_turned_off_during_a_self_enrolment_then_nothing_is_written() {
         let t = TempDir::new();
         let store = t.store();
@@ -499,15 +543,7 @@ mod tests {
             new_key: None,
         };
         let policy = Policy::default();
-        let proven = prove_code(
-            &mut front,
-            &Clock,
-            &store,
-            &u("bob"),
-            &policy,
-            &Options::default(),
-        )
-        .unwrap_or_else(|o| panic!("{o}"));
+        let proven = prove(&mut front, &store, "bob");
         let off = || {
             Ok(Policy {
                 self_service: false,

@@ -1,20 +1,22 @@
 //! `pam-totp` run by an ordinary user (SPEC §8): the front-end of self-service. It acts on the
 //! caller's own account only, through the setuid helper `pam-totp-self`, which holds every
-//! privilege and every rule; this side talks to the terminal (prompts, QR code, images written
-//! with the user's own rights) and relays.
+//! privilege and every rule; this side talks to the user (prompts, QR code, images written
+//! with the user's own rights) and relays. The user is at a terminal ([`terminal`]) or is a
+//! program speaking JSON lines, such as a web page (`--conversation`, [`conversation`]); both
+//! are a [`Front`] driven by the one [`converse`] loop.
+
+mod conversation;
+mod terminal;
 
 use crate::cli::{Cli, Command, QrMode};
 use crate::error::{CliError, Result};
-use crate::output::{errout, erroutln, out, outln, print_json, write_stdout};
-use crate::show_key::{self, Images};
-use crate::status;
-use crate::tty;
+use crate::show_key::Images;
 use pam_totp::escape::terminal_safe;
 use pam_totp::options::{DEFAULT_DIR, DEFAULT_POLICY};
 use pam_totp::selfservice::protocol::{self, NewKey, Reply, Request, Verb};
 use pam_totp::selfservice::HELPER_PATH;
-use serde::Serialize;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use pam_totp::status::UserStatus;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{ChildStdin, Command as Process, Stdio};
 use zeroize::Zeroizing;
@@ -53,6 +55,22 @@ fn only_self(user: Option<&str>) -> Result<()> {
             terminal_safe(u)
         ))),
     }
+}
+
+/// Where the user is: what the helper's replies become, and where answers come from.
+pub trait Front {
+    /// Asks (`echo` false: hidden). `None`: no answer (cancelled, end of input).
+    fn prompt(&mut self, text: &str, echo: bool) -> Result<Option<Zeroizing<String>>>;
+    fn info(&mut self, text: &str) -> Result<()>;
+    /// The user's own status (what `pam-totp status --json` prints).
+    fn status(&mut self, status: &UserStatus) -> Result<()>;
+    /// A new key to set up in the app (the image files asked for are written already).
+    fn new_key(&mut self, key: &NewKey, images: &Images) -> Result<()>;
+    /// Fresh recovery codes; `Ok` only once they are out (written and flushed): the helper is
+    /// told "shown" after that, and only then saves them.
+    fn recovery_codes(&mut self, codes: &[Zeroizing<String>]) -> Result<()>;
+    /// The end (exit status 0); `key`: the key just enrolled, if any.
+    fn done(&mut self, key: Option<&NewKey>, message: &str) -> Result<()>;
 }
 
 /// What the user asked for, checked: the verb, whether JSON, and how to show a new key.
@@ -113,7 +131,7 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
         }
         Command::Disable(a) => {
             only_self(a.user.as_deref())?;
-            Ok(plain(Verb::Disable {}, false))
+            Ok(plain(Verb::Disable {}, a.json))
         }
         Command::Activate(_) => Err(only_root("activate records")),
         Command::List(_) => Err(only_root("list every record")),
@@ -134,7 +152,26 @@ fn helper_path() -> std::path::PathBuf {
 }
 
 pub fn run(cli: &Cli) -> Result<()> {
-    let ask = ask(cli)?;
+    if cli.command.conversation() {
+        let mut front = conversation::Conversation::new();
+        return ask(cli)
+            .and_then(|a| relay(&a, &mut front))
+            .map_err(|e| front.fail(e));
+    }
+    let a = ask(cli)?;
+    relay(&a, &mut terminal::Terminal::new(&a))
+}
+
+/// `--conversation` where self-service does not apply (root, or --dir/--policy given): an
+/// `error` event.
+pub fn not_here() -> CliError {
+    conversation::Conversation::new().fail(CliError::new(
+        "--conversation is for self-service; as root use the admin verbs with --json",
+    ))
+}
+
+/// Starts the helper and relays between it and `front` until the helper is done.
+fn relay(ask: &Ask, front: &mut impl Front) -> Result<()> {
     let path = helper_path();
     let mut child = Process::new(&path)
         .env_clear()
@@ -153,7 +190,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         return Err(CliError::new("cannot talk to the self-service helper"));
     };
     let mut from = BufReader::new(from.take(64 * 1024 * 1024));
-    let result = converse(&ask, &mut to, &mut from);
+    let result = converse(ask, front, &mut to, &mut from);
     drop(to);
     let _ = child.wait();
     result
@@ -165,7 +202,12 @@ fn send(to: &mut ChildStdin, request: &Request) -> Result<()> {
         .map_err(|e| CliError::new(format!("the self-service helper went away ({e})")))
 }
 
-fn converse(ask: &Ask, to: &mut ChildStdin, from: &mut impl BufRead) -> Result<()> {
+fn converse(
+    ask: &Ask,
+    front: &mut impl Front,
+    to: &mut ChildStdin,
+    from: &mut impl BufRead,
+) -> Result<()> {
     send(
         to,
         &Request::Hello {
@@ -175,137 +217,69 @@ fn converse(ask: &Ask, to: &mut ChildStdin, from: &mut impl BufRead) -> Result<(
     )?;
     let mut images: Option<Images> = None;
     let mut key: Option<Box<NewKey>> = None;
-    loop {
-        let mut line = Zeroizing::new(Vec::new());
-        let n = from
-            .take(protocol::MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| CliError::new(format!("cannot read from the self-service helper: {e}")))?;
-        if n == 0 {
+    let ended = (|| -> Result<String> {
+        loop {
+            let mut line = Zeroizing::new(Vec::new());
+            let n = from
+                .take(protocol::MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| {
+                    CliError::new(format!("cannot read from the self-service helper: {e}"))
+                })?;
+            if n == 0 {
+                return Err(CliError::new(
+                    "the self-service helper ended without an answer",
+                ));
+            }
+            let Some(reply) = protocol::decode::<Reply>(line.trim_ascii_end()) else {
+                return Err(CliError::new(
+                    "the self-service helper sent something unreadable",
+                ));
+            };
+            match reply {
+                Reply::Prompt { text, echo } => {
+                    let request = match front.prompt(&text, echo)? {
+                        Some(text) => Request::Answer { text },
+                        None => Request::Cancel {},
+                    };
+                    send(to, &request)?;
+                }
+                Reply::Info { text } => front.info(&text)?,
+                Reply::Status { status, extra } => {
+                    let mut s = *status;
+                    s.extra = extra;
+                    front.status(&s)?;
+                }
+                Reply::NewKey(k) => {
+                    let written = images.insert(Images::write(&k, ask.png, ask.svg)?);
+                    front.new_key(&k, written)?;
+                    key = Some(k);
+                }
+                Reply::RecoveryCodes { codes } => {
+                    // Shown now; the helper saves them only once told they were.
+                    front.recovery_codes(&codes)?;
+                    send(
+                        to,
+                        &Request::Answer {
+                            text: Zeroizing::new("shown".into()),
+                        },
+                    )?;
+                }
+                Reply::Done { message } => return Ok(message),
+                Reply::Refused { message } => {
+                    return Err(CliError::new(message).hint(WHAT_USERS_CAN_DO))
+                }
+            }
+        }
+    })();
+    match ended {
+        Ok(message) => front.done(key.as_deref(), &message),
+        Err(e) => {
+            // Nothing of a key that was not confirmed stays behind.
             if let Some(i) = &images {
                 i.remove();
             }
-            return Err(CliError::new(
-                "the self-service helper ended without an answer",
-            ));
-        }
-        let Some(reply) = protocol::decode::<Reply>(line.trim_ascii_end()) else {
-            return Err(CliError::new(
-                "the self-service helper sent something unreadable",
-            ));
-        };
-        match reply {
-            Reply::Prompt { text, echo } => {
-                let answer = prompt(&text, echo)?;
-                let request = match answer {
-                    Some(text) => Request::Answer { text },
-                    None => Request::Cancel {},
-                };
-                send(to, &request)?;
-            }
-            Reply::Info { text } => erroutln!("{}", terminal_safe(&text)),
-            Reply::Status { status, extra } => {
-                let mut s = *status;
-                s.extra = extra;
-                if ask.json {
-                    print_json(&s)?;
-                } else {
-                    out!("{}", status::human(&s))?;
-                }
-            }
-            Reply::NewKey(k) => {
-                images = Some(Images::write(&k, ask.png, ask.svg)?);
-                if !ask.json {
-                    let heading = format!(
-                        "A new key for {} (your logins keep the old one, if any, until a code \
-                         from the app confirms this one).",
-                        terminal_safe(&k.user)
-                    );
-                    let ansi = std::io::stdout().is_terminal();
-                    let empty = Images::none();
-                    let shown = images.as_ref().unwrap_or(&empty);
-                    write_stdout(show_key::text(&k, &heading, ask.qr, ansi, shown)?.as_bytes())?;
-                } else if ask.qr == QrMode::Terminal {
-                    // The QR code only (on stderr); the JSON follows once the key is active.
-                    show_key::qr_on_stderr(&k)?;
-                }
-                key = Some(k);
-            }
-            Reply::RecoveryCodes { codes } => {
-                // Shown now; the helper saves them only once told they were.
-                show_recovery(ask, &codes)?;
-                send(
-                    to,
-                    &Request::Answer {
-                        text: Zeroizing::new("shown".into()),
-                    },
-                )?;
-            }
-            Reply::Done { message } => return done(ask, key.as_deref(), &message),
-            Reply::Refused { message } => {
-                if let Some(i) = &images {
-                    i.remove();
-                }
-                return Err(CliError::new(message).hint(WHAT_USERS_CAN_DO));
-            }
+            Err(e)
         }
     }
-}
-
-/// Asks the user: hidden for passwords and codes. `None`: no answer (end of input, Ctrl-C).
-fn prompt(text: &str, echo: bool) -> Result<Option<Zeroizing<String>>> {
-    let text = terminal_safe(text);
-    let read = if echo {
-        errout!("{text}");
-        let mut line = Zeroizing::new(String::new());
-        match std::io::stdin().lock().read_line(&mut line) {
-            Ok(0) => Ok(None),
-            Ok(_) => {
-                while line.ends_with('\n') || line.ends_with('\r') {
-                    line.pop();
-                }
-                Ok(Some(line))
-            }
-            Err(e) => Err(e),
-        }
-    } else {
-        tty::read_hidden(&text)
-    };
-    read.map_err(|e| CliError::new(format!("cannot read your answer: {e}")))
-}
-
-#[derive(Serialize)]
-struct RecoveryJson<'a> {
-    user: &'a str,
-    recovery_codes: Vec<&'a str>,
-}
-
-fn show_recovery(ask: &Ask, codes: &[Zeroizing<String>]) -> Result<()> {
-    if ask.json {
-        let me = own_name().unwrap_or_default();
-        return print_json(&RecoveryJson {
-            user: &me,
-            recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
-        });
-    }
-    outln!(
-        "New recovery codes (each works once in place of a code; note them now, they are not \
-         shown again):"
-    )?;
-    for c in codes {
-        outln!("  {}", terminal_safe(c))?;
-    }
-    Ok(())
-}
-
-fn done(ask: &Ask, key: Option<&NewKey>, message: &str) -> Result<()> {
-    if let Some(k) = key {
-        if ask.json {
-            return show_key::json(k, "active", QrMode::None);
-        }
-    }
-    if !message.is_empty() && !ask.json {
-        outln!("{}", terminal_safe(message))?;
-    }
-    Ok(())
 }

@@ -46,8 +46,16 @@
         return cockpit.message(ex);
     }
 
+    /* data-busy on <body>: how many CLI runs are under way (tests wait for 0) */
+    function busy(delta) {
+        document.body.dataset.busy = String(Number(document.body.dataset.busy || 0) + delta);
+    }
+
     function run(args, opts) {
-        return cockpit.spawn(["pam-totp"].concat(args), Object.assign({ err: "message", environ: ENV }, opts || {}));
+        busy(1);
+        const p = cockpit.spawn(["pam-totp"].concat(args), Object.assign({ err: "message", environ: ENV }, opts || {}));
+        p.always(() => busy(-1));
+        return p;
     }
     function runAdmin(args) {
         return run(args, { superuser: "require" });
@@ -166,6 +174,7 @@
     }
 
     function showPrompt(text, echo) {
+        document.body.dataset.prompts = String(Number(document.body.dataset.prompts || 0) + 1);
         setText("prompt-label", text);
         const input = $("prompt-input");
         input.type = echo ? "text" : "password";

@@ -131,7 +131,9 @@
         $("codes-list").textContent = "";
         $("qr").removeAttribute("src");
         $("prompt-input").value = "";
+        show("test-hint", false);
         show("flow", true);
+        $("flow").scrollIntoView({ block: "start" });
     }
 
     function info(text) {
@@ -160,10 +162,13 @@
         setText("key-groups", ev.key_groups);
         setText("key-type", ev.type);
         show("key", true);
+        flow.keyShown = true;
     }
 
     function showCodes(codes) {
         const ol = $("codes-list");
+        flow.keyShown = false;   // the key is active: no more testing
+        show("test-hint", false);
         ol.textContent = "";
         for (const c of codes) {
             const li = document.createElement("li");
@@ -173,6 +178,10 @@
         show("codes", true);
     }
 
+    function echoIsPassword(text, echo) {
+        return !echo && /password/i.test(text);
+    }
+
     function showPrompt(text, echo) {
         document.body.dataset.prompts = String(Number(document.body.dataset.prompts || 0) + 1);
         setText("prompt-label", text);
@@ -180,6 +189,10 @@
         input.type = echo ? "text" : "password";
         input.setAttribute("inputmode", /code/i.test(text) ? "numeric" : "text");
         input.value = "";
+        // after a new key: the code tests it, and activates it when it matches
+        const testing = !!(flow && flow.keyShown) && !echoIsPassword(text, echo);
+        show("test-hint", testing);
+        setText("prompt-submit", testing ? "Activate" : "Continue");
         show("prompt-form", true);
         $("prompt-submit").disabled = false;
         input.focus();
@@ -194,10 +207,12 @@
         case "status": renderStatus(ev.status); break;
         case "done":
             flow.ended = true;
+            show("test-hint", false);
             result("success", ev.message);
             break;
         case "error":
             flow.ended = true;
+            show("test-hint", false);
             result("danger", ev.message, ev.hint);
             break;
         default:
@@ -209,7 +224,7 @@
         if (flow && !flow.finished) flow.proc.close("terminated");
         resetFlow(title);
         const proc = run([verb, "--conversation"]);
-        const f = flow = { proc, ended: false, finished: false };
+        const f = flow = { proc, ended: false, finished: false, keyShown: false };
         let buf = "";
         proc.stream(data => {
             buf += data;

@@ -278,14 +278,15 @@ def _(c):
                    "grace_until = 2099-12-31T00:00:00Z\n")
     with cockpit(c) as ck, browser(ck) as b:
         pw, secret = alice_enrolled(c, recovery=[new_recovery_code() for _ in range(3)])
-        login(ck, b, "alice", pw, code=totp(secret))
+        login(ck, b, "alice", pw, code=totp(secret, offset_steps=-1))   # phone 30 s behind
         b.wait("the status", lambda: b.text("#st-state") == "active")
         want = shown_status(status_json(c, "alice"))
         got = page_status(b)
         diff = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
         check(not diff, f"page vs `pam-totp status --json` (page, CLI): {diff}")
         check(want["st-last"] != "never" and want["st-recovery"] == "3" and
-              want["st-required"].startswith("yes (require_users)"), f"status: {want}")
+              want["st-required"].startswith("yes (require_users)") and
+              want["st-clock"].startswith("30 s behind"), f"status: {want}")
 
 
 @scenario("cockpit-self-enrol", needs_cli=True)

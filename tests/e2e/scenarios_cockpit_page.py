@@ -172,7 +172,7 @@ def shoot(b, css, name, docs=True):
         os.makedirs(DOCS_IMG, exist_ok=True)
         out = os.path.join(DOCS_IMG, f"{name}.png")
         if shutil.which("convert"):
-            subprocess.run(["convert", path, "-strip", "-colors", "64", f"PNG8:{out}"],
+            subprocess.run(["convert", path, "-strip", "+dither", "-colors", "64", f"PNG8:{out}"],
                            check=True, capture_output=True)
         else:
             shutil.copyfile(path, out)
@@ -263,6 +263,19 @@ def _(c):
         with browser(ck) as b:
             login(ck, b, "alice", pw, code=totp(secret))
             b.wait("alice's status on the page", lambda: b.text("#st-state") == "active")
+            # in Cockpit's shell: a menu entry, and the page in its frame
+            b.open(f"http://127.0.0.1:{WS_PORT}/pam-totp")
+            b.wait("the menu entry", lambda: b.js(
+                "return [...document.querySelectorAll('nav a')].some(a => "
+                "a.getAttribute('href') === '/pam-totp' && "
+                "a.textContent.trim() === 'Two-factor login');"))
+            frame = b.wait("the page's frame", lambda: b.js(
+                "const f = document.querySelector(\"iframe[name='cockpit1:localhost/pam-totp']\");"
+                "return f && f.contentDocument && f.contentDocument.body &&"
+                " f.contentDocument.body.dataset.ready === '1' &&"
+                " f.contentDocument.getElementById('st-state').textContent;"))
+            check(frame == "active", f"state in the shell's frame: {frame!r}")
+            shoot(b, "body", "cockpit-shell")
         with browser(ck) as b:
             prompt = ck.login_to_code_prompt(b, "alice", pw)
             check("code" in prompt.lower(), f"code prompt {prompt!r}")

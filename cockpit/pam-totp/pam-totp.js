@@ -314,10 +314,16 @@
         setText("admin-error-text", errText(ex));
         show("admin-error", true);
     }
-    function adminDone(out) {
+    /* The CLI's own words: its stdout (first line as the title), and what it said on stderr
+       while succeeding (warnings such as a group that does not exist yet). */
+    function adminDone(out, warning) {
         show("admin-error", false);
-        const first = String(out || "").trim().split("\n")[0];
-        setText("admin-done-text", first || "Done.");
+        const lines = String(out || "").replace(/\s+$/, "").split("\n");
+        setText("admin-done-text", lines[0] || "Done.");
+        setText("admin-done-more", lines.slice(1).join("\n"));
+        show("admin-done-more", lines.length > 1);
+        setText("admin-done-warning", (warning || "").trim());
+        show("admin-done-warning", !!(warning || "").trim());
         show("admin-done", true);
     }
 
@@ -358,7 +364,7 @@
         show("admin-error", false);
         show("admin-done", false);
         return runAdmin(args)
-            .then(out => { (then || adminDone)(out); return loadAdmin() })
+            .then((out, warning) => { (then || adminDone)(out, warning); return loadAdmin() })
             .catch(adminError);
     }
 
@@ -379,8 +385,7 @@
         show("admin-qr", !!k.qr_svg);
         show("admin-key", true);
         show("admin-error", false);
-        setText("admin-done-text", "New key for " + user + " (state: " + (k.state || "pending") + ").");
-        show("admin-done", true);
+        adminDone("New key for " + user + " (state: " + (k.state || "pending") + ").");
     }
 
     function renderUsers(list) {
@@ -433,7 +438,7 @@
     function policyEdit(args) {
         show("policy-error", false);
         return runAdmin(["policy"].concat(args))
-            .then(out => { adminDone(out); return loadAdmin() })
+            .then((out, warning) => { adminDone(out, warning); return loadAdmin() })
             .catch(ex => { policyError(ex); return loadPolicy() });
     }
 

@@ -166,6 +166,8 @@ def shoot(b, css, name, docs=True):
     (64 colours)."""
     os.makedirs(ARTEFACTS, exist_ok=True)
     path = os.path.join(ARTEFACTS, f"{name}.png")
+    b.js("document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", css)
+    time.sleep(0.1)
     with open(path, "wb") as f:
         f.write(element_png(b, css))
     if docs:
@@ -420,13 +422,14 @@ def _(c):
 @scenario("cockpit-admin-list-unlock", needs_cli=True)
 def _(c):
     page_ready(c, self_service=False)
-    c.write_policy("version = 1\n\n[throttle]\nattempts = 1\nlock_seconds = 600\n"
-                   "max_lock_seconds = 3600\n")
+    c.write_policy("version = 1\nrequire_users = [\"bob\"]\n\n[throttle]\nattempts = 1\n"
+                   "lock_seconds = 600\nmax_lock_seconds = 3600\n")
     with cockpit(c) as ck:
         apw = add_admin(c)
         pw, secret = alice_enrolled(c)
         c.add_user("bob")
-        bob_secret = c.enrol("bob")
+        bob_codes = [recovery_hash(new_recovery_code()) for _ in range(8)]
+        bob_secret = c.enrol("bob", recovery=bob_codes)
         with browser(ck) as b:   # one wrong code locks alice (attempts = 1)
             ck.login_to_code_prompt(b, "alice", pw)
             ck.answer_code(b, wrong_code(secret))
@@ -519,7 +522,6 @@ def _(c):
         c.add_user("bob")
         c.enrol("bob")
         login(ck, b, "alice", pw, code=totp(secret))
-        time.sleep(1)   # the permission check has answered (data-admin is set)
         check(b.js("return document.body.dataset.admin;") == "no", "admin mode for alice")
         for css in ("#admin", "#policy", "[data-action='unlock']", "#pol-require-all"):
             check(not b.visible(css), f"{css} visible to a plain user")

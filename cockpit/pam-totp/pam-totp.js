@@ -165,10 +165,17 @@
         flow.keyShown = true;
     }
 
+    /* The CLI may send the recovery codes before the code from the app has activated the new
+       key; they are shown when the conversation ends with `done` (and never after `error`:
+       then they were never valid). */
+    function hideKey() {
+        show("key", false);
+        $("qr").removeAttribute("src");
+        setText("key-groups", "");
+    }
+
     function showCodes(codes) {
         const ol = $("codes-list");
-        flow.keyShown = false;   // the key is active: no more testing
-        show("test-hint", false);
         ol.textContent = "";
         for (const c of codes) {
             const li = document.createElement("li");
@@ -203,15 +210,20 @@
         case "prompt": showPrompt(ev.text, ev.echo); break;
         case "info": info(ev.text); break;
         case "new_key": showKey(ev); break;
-        case "recovery_codes": showCodes(ev.codes || []); break;
+        case "recovery_codes": flow.codes = ev.codes || []; break;
         case "status": renderStatus(ev.status); break;
         case "done":
             flow.ended = true;
             show("test-hint", false);
+            $("flow-info").textContent = "";
+            if (flow.codes) showCodes(flow.codes);
+            hideKey();   // active now: the key is not shown again
+            flow.codes = null;
             result("success", ev.message);
             break;
         case "error":
             flow.ended = true;
+            flow.codes = null;
             show("test-hint", false);
             result("danger", ev.message, ev.hint);
             break;
@@ -224,7 +236,7 @@
         if (flow && !flow.finished) flow.proc.close("terminated");
         resetFlow(title);
         const proc = run([verb, "--conversation"]);
-        const f = flow = { proc, ended: false, finished: false, keyShown: false };
+        const f = flow = { proc, ended: false, finished: false, keyShown: false, codes: null };
         let buf = "";
         proc.stream(data => {
             buf += data;
@@ -271,6 +283,7 @@
             input.value = "";           // never kept: it goes to the CLI's stdin only
             $("prompt-submit").disabled = true;
             show("prompt-form", false);
+            $("flow-info").textContent = "";   // what the CLI said about the last answer
             answer({ answer: value });
         });
         $("flow-cancel").addEventListener("click", () => {

@@ -328,6 +328,10 @@ def _(c):
         check(uri == want, f"QR code on the page: {uri!r}, expected {want!r}")
         rec = record_text(c, "alice") or ""
         check('state = "active"' not in rec, "an active record before the code from the app")
+        b.wait("the code prompt", lambda: prompts(b) > seen and b.visible("#prompt-input"))
+        check(b.visible("#test-hint") and b.text("#prompt-submit") == "Activate",
+              "no 'enter a code to test' and Activate after the new key")
+        check(not b.visible("#codes"), "recovery codes shown before the key is activated")
         shoot_both(b, "#flow", "cockpit-enable")
         b.viewport(360, 740)   # usable on a phone: nothing wider than the screen
         width = b.js("return document.documentElement.scrollWidth;")
@@ -342,7 +346,10 @@ def _(c):
         check(len(codes) == 10 and all(CODE_RE.match(x) for x in codes), f"codes {codes}")
         ok, msg, _ = flow_result(b)
         check(ok, f"enrolment failed on the page: {msg}")
+        check(not b.visible("#key"), "the key is still shown after activation")
         shoot_both(b, "#flow", "cockpit-recovery-codes")
+        b.click("#codes-copy")
+        b.wait("'Copied.'", lambda: b.visible("#codes-copied"))
         st = status_json(c, "alice")
         check(st["state"] == "active" and st["recovery_codes_left"] == 10, f"status {st}")
         check(record_secret(c, "alice") == secret, "the record's key is not the one shown")

@@ -418,7 +418,10 @@
             const td = document.createElement("td");
             td.className = "pt-row-actions";
             td.appendChild(button("Unlock", "pf-m-secondary pf-m-small",
-                                  () => adminAction(["unlock", st.user]), "unlock"));
+                                  () => adminAction(["unlock", st.user, "--json"], (out, warning) => {
+                                      const r = JSON.parse(out);
+                                      adminDone(r.unlocked ? r.user + " is unlocked." : r.user + " was not locked.", warning);
+                                  }), "unlock"));
             td.appendChild(button("New key", "pf-m-secondary pf-m-small",
                                   () => confirmThen(tr, "Replace " + st.user + "'s key? The old one stops working at once.",
                                                     () => adminAction(["enroll", st.user, "--force", "--json", "--qr", "none"],
@@ -426,7 +429,11 @@
                                   "reenrol"));
             td.appendChild(button("Turn off", "pf-m-danger pf-m-small",
                                   () => confirmThen(tr, "Remove " + st.user + "'s second factor?",
-                                                    () => adminAction(["disable", st.user])),
+                                                    () => adminAction(["disable", st.user, "--json"], (out, warning) => {
+                                                        const r = JSON.parse(out);
+                                                        adminDone(r.disabled ? r.user + "'s second factor is removed."
+                                                            : r.user + " had no second factor.", warning);
+                                                    })),
                                   "disable"));
             tr.appendChild(td);
             body.appendChild(tr);
@@ -434,12 +441,12 @@
         show("users-empty", list.length === 0);
     }
 
+    function loadUsers() {
+        return runAdmin(["list", "--json"]).then(out => renderUsers(JSON.parse(out))).catch(adminError);
+    }
+
     function loadAdmin() {
-        return Promise.all([
-            runAdmin(["list", "--json"]).then(out => renderUsers(JSON.parse(out))).catch(adminError),
-            loadPolicy(),
-            loadStatus(),
-        ]);
+        return Promise.all([loadUsers(), loadPolicy(), loadStatus()]);
     }
 
     /* ---- policy ---- */
@@ -450,8 +457,13 @@
 
     function policyEdit(args) {
         show("policy-error", false);
-        return runAdmin(["policy"].concat(args))
-            .then((out, warning) => { adminDone(out, warning); return loadAdmin() })
+        // --json: the policy after the change; the CLI's warnings come on stderr
+        return runAdmin(["policy"].concat(args, ["--json"]))
+            .then((out, warning) => {
+                renderPolicy(JSON.parse(out));
+                adminDone("Saved: pam-totp policy " + args.join(" "), warning);
+                return Promise.all([loadUsers(), loadStatus()]);
+            })
             .catch(ex => { policyError(ex); return loadPolicy() });
     }
 

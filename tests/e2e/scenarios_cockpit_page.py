@@ -465,6 +465,14 @@ def _(c):
             b.wait("bob pending in the list", lambda: b.js(
                 "const r = document.querySelector(\"#users-body tr[data-user='bob']\");"
                 "return r && r.dataset.state === 'pending';"))
+            settled(b)
+            b.click("#users-body tr[data-user='alice'] [data-action='disable']")
+            b.click("tr.pt-confirm [data-action='confirm']")
+            b.wait("alice gone from the list", lambda: b.js(
+                "return !document.querySelector(\"#users-body tr[data-user='alice']\");"))
+            check(record_text(c, "alice") is None, "alice's record is still there")
+            check(b.text("#admin-done-text") == "alice's second factor is removed.",
+                  f"message {b.text('#admin-done-text')!r}")
 
 
 @scenario("cockpit-admin-policy", needs_cli=True)
@@ -501,6 +509,15 @@ def _(c):
         for line in original.splitlines():
             if "#" in line:
                 check(line.split("#", 1)[1] in text, f"comment lost:\n{text}")
+        # the CLI's warning (a group that does not exist yet) is shown as it is
+        settled(b)
+        b.type("#pol-exempt_groups-input", "pt-nosuch")
+        b.click("#pol-exempt_groups-add")
+        b.wait("the CLI's warning", lambda: b.visible("#admin-done-warning"))
+        r = c.pam_totp("policy", "exempt", "--group", "pt-nosuch2", "--json")
+        check(b.text("#admin-done-warning") == r.stderr.strip().replace("pt-nosuch2", "pt-nosuch"),
+              f"page {b.text('#admin-done-warning')!r} vs CLI {r.stderr.strip()!r}")
+        settled(b)
         # a refused edit shows the CLI's message as it is
         b.type("#pol-attempts", "0")
         b.click("#pol-throttle-set")

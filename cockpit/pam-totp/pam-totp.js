@@ -61,6 +61,20 @@
         return run(args, { superuser: "require" });
     }
 
+    /* `pam-totp enroll USER --force --json` for an administrator, with the QR code as SVG: the
+       CLI writes it to a file (--qr-svg) in a private temporary directory that is removed at
+       once; stdout is the CLI's JSON, a form feed, then the SVG. */
+    const REENROL = 'set -e; d=$(mktemp -d); trap \'rm -rf "$d"\' EXIT; ' +
+        'pam-totp enroll "$1" --force --json --qr none --qr-svg "$d/qr.svg" >"$d/key.json"; ' +
+        'cat "$d/key.json"; printf "\\n\\f\\n"; cat "$d/qr.svg"';
+
+    function reenrol(user) {
+        busy(1);
+        const p = cockpit.script(REENROL, [user], { superuser: "require", err: "message", environ: ENV });
+        p.always(() => busy(-1));
+        return p;
+    }
+
     /* ---- your own status ---- */
     function describeType(st) {
         if (!st.algorithm) return "—";
@@ -373,18 +387,24 @@
         confirmBar = tr;
     }
 
-    function adminAction(args, then) {
+    function adminRun(proc, then) {
         show("admin-error", false);
         show("admin-done", false);
-        return runAdmin(args)
+        return proc
             .then((out, warning) => { (then || adminDone)(out, warning); return loadAdmin() })
             .catch(adminError);
+    }
+
+    function adminAction(args, then) {
+        return adminRun(runAdmin(args), then);
     }
 
     function showAdminKey(user, out) {
         let k;
         try {
-            k = JSON.parse(out);
+            const parts = String(out).split("\f");
+            k = JSON.parse(parts[0]);
+            if (parts.length > 1 && parts[1].indexOf("<svg") >= 0) k.qr_svg = parts[1].trim();
         } catch (e) {
             adminDone(out);
             return;
@@ -394,6 +414,7 @@
         setText("admin-key-groups", k.key_groups || secret.replace(/(.{4})/g, "$1 ").trim());
         setText("admin-key-uri", k.otpauth_uri);
         setText("admin-key-codes", (k.recovery_codes || []).join("  "));
+        $("admin-qr").dataset.uri = k.otpauth_uri || "";
         if (k.qr_svg) $("admin-qr").src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(k.qr_svg);
         show("admin-qr", !!k.qr_svg);
         show("admin-key", true);
@@ -424,8 +445,7 @@
                                   }), "unlock"));
             td.appendChild(button("New key", "pf-m-secondary pf-m-small",
                                   () => confirmThen(tr, "Replace " + st.user + "'s key? The old one stops working at once.",
-                                                    () => adminAction(["enroll", st.user, "--force", "--json", "--qr", "none"],
-                                                                      out => showAdminKey(st.user, out))),
+                                                    () => adminRun(reenrol(st.user), out => showAdminKey(st.user, out))),
                                   "reenrol"));
             td.appendChild(button("Turn off", "pf-m-danger pf-m-small",
                                   () => confirmThen(tr, "Remove " + st.user + "'s second factor?",
@@ -532,12 +552,25 @@
     }
 
     function setupAdmin() {
-        $("admin-key-close").addEventListener("click", () => {
+        function hideAdminKey() {
             show("admin-key", false);
             setText("admin-key-groups", "");
             setText("admin-key-uri", "");
             setText("admin-key-codes", "");
             $("admin-qr").removeAttribute("src");
+        }
+        $("admin-key-close").addEventListener("click", hideAdminKey);
+        // The code goes on the command line (`activate` reads it from a terminal otherwise):
+        // visible in ps for the moment it runs, and spent by the activation.
+        $("admin-activate").addEventListener("click", () => {
+            const code = $("admin-activate-code").value.trim();
+            $("admin-activate-code").value = "";
+            if (code) {
+                adminAction(["activate", $("admin-key-user").textContent, code], (out, warning) => {
+                    hideAdminKey();
+                    adminDone(out, warning);
+                });
+            }
         });
         $("pol-require-all").addEventListener("change", ev =>
             policyEdit([ev.target.checked ? "require" : "unrequire", "--all"]));

@@ -460,11 +460,21 @@ def _(c):
             uri = b.text("#admin-key-uri")
             new = record_secret(c, "bob")
             check(new and new != bob_secret and f"secret={new}&" in uri, f"new key {uri!r}")
+            qr = decode_qr(shoot(b, "#admin-qr", "cockpit-admin-qr", docs=False))
+            check(qr == uri, f"the admin's QR code {qr!r} is not the URI shown {uri!r}")
             st = status_json(c, "bob")
             check(st["state"] == "pending", f"bob after re-enrolment: {st}")
             b.wait("bob pending in the list", lambda: b.js(
                 "const r = document.querySelector(\"#users-body tr[data-user='bob']\");"
                 "return r && r.dataset.state === 'pending';"))
+            settled(b)
+            b.type("#admin-activate-code", totp(new))
+            b.click("#admin-activate")
+            b.wait("bob active again", lambda: b.js(
+                "const r = document.querySelector(\"#users-body tr[data-user='bob']\");"
+                "return r && r.dataset.state === 'active';"))
+            check(status_json(c, "bob")["state"] == "active", "bob is not active")
+            check(not b.visible("#admin-key"), "bob's key still shown after the activation")
             settled(b)
             b.click("#users-body tr[data-user='alice'] [data-action='disable']")
             b.click("tr.pt-confirm [data-action='confirm']")

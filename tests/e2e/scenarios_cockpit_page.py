@@ -278,6 +278,15 @@ def _(c):
                 " f.contentDocument.getElementById('st-state').textContent;"))
             check(frame == "active", f"state in the shell's frame: {frame!r}")
             shoot(b, "body", "cockpit-shell")
+            # the shell's style (Session menu > Style) reaches the page in its frame
+            b.js("window.localStorage.setItem('shell:style', 'dark');")
+            b.wait("the dark theme in the page's frame", lambda: b.js(
+                "const f = document.querySelector(\"iframe[name='cockpit1:localhost/pam-totp']\");"
+                "return f.contentDocument.documentElement.classList.contains('pf-theme-dark');"))
+            b.js("window.localStorage.setItem('shell:style', 'light');")
+            b.wait("the light theme in the page's frame", lambda: b.js(
+                "const f = document.querySelector(\"iframe[name='cockpit1:localhost/pam-totp']\");"
+                "return !f.contentDocument.documentElement.classList.contains('pf-theme-dark');"))
         with browser(ck) as b:
             prompt = ck.login_to_code_prompt(b, "alice", pw)
             check("code" in prompt.lower(), f"code prompt {prompt!r}")

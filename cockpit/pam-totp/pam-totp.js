@@ -179,15 +179,15 @@
         flow.keyShown = true;
     }
 
-    /* The CLI may send the recovery codes before the code from the app has activated the new
-       key; they are shown when the conversation ends with `done` (and never after `error`:
-       then they were never valid). */
     function hideKey() {
         show("key", false);
         $("qr").removeAttribute("src");
         setText("key-groups", "");
     }
 
+    /* The CLI may send the recovery codes before the code from the app has activated the new
+       key; they are shown when the conversation ends with `done` (and never after `error`:
+       then they were never valid). */
     function showCodes(codes) {
         const ol = $("codes-list");
         ol.textContent = "";
@@ -229,7 +229,6 @@
         case "done":
             flow.ended = true;
             show("test-hint", false);
-            $("flow-info").textContent = "";
             if (flow.codes) showCodes(flow.codes);
             hideKey();   // active now: the key is not shown again
             flow.codes = null;
@@ -601,7 +600,6 @@
         const perm = cockpit.permission({ admin: true });
         perm.addEventListener("changed", () => updateAdmin(perm));
         if (perm.allowed !== null) updateAdmin(perm);
-        cockpit.transport.wait(() => {});
     }
 
     if (document.readyState === "loading")

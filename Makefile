@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e demo torture bench fuzz-quick
+.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit demo torture bench fuzz-quick
 
 all: build
 
@@ -59,6 +59,12 @@ docs: build
 # End-to-end: real sshd, ssh, login and su in throwaway namespace containers (root)
 e2e: build
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
+
+# The Cockpit page (cockpit/pam-totp) and Cockpit's login in headless Chromium: the e2e
+# scenarios named cockpit* (`make test` runs them with the rest of the e2e suite); writes the
+# README screenshots to docs/img/
+test-cockpit: build
+	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py -k cockpit
 
 # A sandboxed sshd with the module, a demo user enrolled on your terminal; DEMO=auto runs the
 # whole story unattended

@@ -114,6 +114,12 @@ chmod 4755 "$stage/usr/libexec/pam-totp/pam-totp-self"
 # Its PAM service (a conffile): the password as the system checks it.
 install -D -m 0644 "$here/pam.d/pam-totp" "$stage/etc/pam.d/pam-totp"
 
+# The Cockpit page (static files; Cockpit loads it when installed, `Suggests: cockpit`; the
+# reasons for shipping it in this package are in packaging/README.md).
+for f in manifest.json index.html pam-totp.js pam-totp.css; do
+    install -D -m 0644 "$root/cockpit/pam-totp/$f" "$stage/usr/share/cockpit/pam-totp/$f"
+done
+
 # pam-auth-update profile and the policy (a conffile).
 install -D -m 0644 "$here/pam-configs/pam-totp" "$stage/usr/share/pam-configs/pam-totp"
 install -D -m 0644 "$here/policy.toml" "$stage/etc/pam-totp/policy.toml"

@@ -16,9 +16,10 @@
 #   DIR/policy                   -> /etc/pam-totp          (root 0755, empty)
 #   DIR/state                    -> /var/lib/pam-totp      (root:root 0700, users/ 0700)
 # and, inside the container:
-#   /etc, /var/lib, /usr/local   overlays on the host's directories with a private upper
-#                                layer, so that stray writes (lock files, new mount points)
-#                                never reach the host
+#   /etc, /var/lib, /usr/local, /usr/libexec, /usr/share/cockpit
+#                                overlays on the host's directories with a private upper
+#                                layer, so that stray writes (lock files, new mount points,
+#                                the Cockpit page the tests install) never reach the host
 #   /usr/local/lib/security/pam_totp.so   the module ($PAM_TOTP_SO, read-only bind)
 #   /usr/local/sbin/pam-totp     the CLI ($PAM_TOTP_CLI, if set and present)
 #   /dev                         a private tmpfs with null, zero, full, random, urandom, tty,
@@ -70,7 +71,8 @@ init() {
     # Overlays: upper layers on a private tmpfs.
     mount -n -t tmpfs -o mode=0700 e2e-overlays "$dir/ovl"
     local d n
-    for d in /etc /var/lib /usr/local /usr/libexec; do
+    for d in /etc /var/lib /usr/local /usr/libexec /usr/share/cockpit; do
+        [[ -d "$d" ]] || continue # /usr/share/cockpit: only where Cockpit is installed
         n=${d//\//_}
         mkdir -p "$dir/ovl/$n/upper" "$dir/ovl/$n/work"
         mount -n -t overlay -o "lowerdir=$d,upperdir=$dir/ovl/$n/upper,workdir=$dir/ovl/$n/work" \

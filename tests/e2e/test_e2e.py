@@ -1191,6 +1191,7 @@ sys.path.insert(0, HERE)
 import scenarios_clients  # noqa: E402,F401
 import scenarios_clock  # noqa: E402,F401
 import scenarios_cockpit  # noqa: E402,F401
+import scenarios_cockpit_page  # noqa: E402,F401
 import scenarios_imap  # noqa: E402,F401
 import scenarios_limits  # noqa: E402,F401
 import scenarios_self  # noqa: E402,F401

@@ -156,6 +156,10 @@ check_contents() {
 -rw-r--r-- /usr/share/doc/pam-totp/copyright
 -rw-r--r-- /usr/share/doc/pam-totp/changelog.Debian.gz
 -rw-r--r-- /usr/share/lintian/overrides/pam-totp
+-rw-r--r-- /usr/share/cockpit/pam-totp/manifest.json
+-rw-r--r-- /usr/share/cockpit/pam-totp/index.html
+-rw-r--r-- /usr/share/cockpit/pam-totp/pam-totp.js
+-rw-r--r-- /usr/share/cockpit/pam-totp/pam-totp.css
 EOF
     # (the one setuid file: the self-service helper, checked by mode above)
     if grep -vE '^[d-]r[-w][-x]r-[-x]r-[-x] root/root ' "$listing" |
@@ -178,6 +182,7 @@ check_control() {
         grep -qE '^Depends: .*libc6 \(>= [^)]+\)' "$c" &&
         grep -qE '^Depends: .*libpam0g \(>= [^)]+\)' "$c" &&
         grep -qE '^Depends: .*libpam-runtime \(>= 1\.0\.1-6\)' "$c" &&
+        grep -qx 'Suggests: cockpit (>= 239)' "$c" &&
         [[ $(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles) == \
             $'/etc/pam-totp/policy.toml\n/etc/pam.d/pam-totp' ]] &&
         [[ $(dpkg-deb --ctrl-tarfile "$deb" | tar -t) == *./md5sums* ]]

@@ -129,6 +129,13 @@ CREATE TABLE pam_totp.recovery_codes (
     PRIMARY KEY (user_name, hash)
 );
 
+-- Host roles made by add_host (so that revoke_host and a later add_host know them).
+CREATE TABLE pam_totp.hosts (
+    name text PRIMARY KEY,
+    added timestamptz NOT NULL DEFAULT clock_timestamp(),
+    revoked timestamptz
+);
+
 -- Every check and every admin action. host: the session_user that called (a host's login role,
 -- or an admin's); never the answer.
 CREATE TABLE pam_totp.audit (
@@ -782,50 +789,72 @@ COMMENT ON FUNCTION pam_totp.set_settings(integer, integer, integer, integer, in
 CREATE FUNCTION pam_totp.add_host(p_host text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pam_totp, pg_temp
 AS $$
+DECLARE
+    v_known boolean;
 BEGIN
-    IF p_host IS NULL OR p_host !~ '^[a-z0-9][a-z0-9.-]{0,62}$' OR p_host ~ '^pg_'
-       OR p_host LIKE 'pam\_totp%' THEN
+    IF p_host IS NULL OR p_host !~ '^[a-z0-9][a-z0-9.-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid host role name %', p_host
             USING HINT = 'lower-case letters, digits, dots and dashes, at most 63';
     END IF;
+    v_known := EXISTS (SELECT 1 FROM pam_totp.hosts WHERE name = p_host);
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_host) THEN
-        IF pg_has_role(p_host, 'pam_totp_host', 'MEMBER')
-           AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = p_host) THEN
-            EXECUTE format('ALTER ROLE %I LOGIN', p_host);
-            PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('add host %s (exists)', p_host));
-            RETURN false;
+        IF NOT v_known OR (SELECT rolsuper FROM pg_roles WHERE rolname = p_host) THEN
+            RAISE EXCEPTION 'role % exists and is not a pam-totp host', p_host;
         END IF;
-        RAISE EXCEPTION 'role % exists and is not a pam-totp host', p_host;
+        EXECUTE format('ALTER ROLE %I LOGIN', p_host);
+        EXECUTE format('GRANT pam_totp_host TO %I', p_host);
+        UPDATE pam_totp.hosts SET revoked = NULL WHERE name = p_host;
+        PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('add host %s (again)', p_host));
+        RETURN false;
     END IF;
     EXECUTE format('CREATE ROLE %I LOGIN IN ROLE pam_totp_host', p_host);
+    INSERT INTO pam_totp.hosts (name) VALUES (p_host)
+    ON CONFLICT (name) DO UPDATE SET added = clock_timestamp(), revoked = NULL;
     PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('add host %s', p_host));
     RETURN true;
 END $$;
 COMMENT ON FUNCTION pam_totp.add_host(text) IS
-'Admin. add_host(name) -> true if created: a LOGIN role named after the host (lower-case '
-'letters, digits, dots, dashes; <= 63), member of pam_totp_host, no password (hosts log in '
-'with a client certificate whose CN is the role name: pg_hba "hostssl ... cert"). An existing '
-'host role is re-enabled (false); any other existing role is refused.';
+'Admin. add_host(name) -> true if a role was created: a LOGIN role named after the host '
+'(lower-case letters, digits, dots, dashes; <= 63), member of pam_totp_host, no password (hosts '
+'log in with a client certificate whose CN is the role name: pg_hba "hostssl ... cert"). A host '
+'added before (even revoked) is re-enabled (false); any other existing role is refused.';
 
 CREATE FUNCTION pam_totp.revoke_host(p_host text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pam_totp, pg_temp
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_auth_members m
-                   WHERE m.roleid = 'pam_totp_host'::regrole
-                     AND m.member = (SELECT oid FROM pg_roles WHERE rolname = p_host)) THEN
+    IF NOT EXISTS (SELECT 1 FROM pam_totp.hosts WHERE name = p_host AND revoked IS NULL)
+       OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_host) THEN
         PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('revoke host %s (not a host)', p_host));
         RETURN false;
     END IF;
     EXECUTE format('ALTER ROLE %I NOLOGIN', p_host);
     EXECUTE format('REVOKE pam_totp_host FROM %I', p_host);
+    UPDATE pam_totp.hosts SET revoked = clock_timestamp() WHERE name = p_host;
     PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('revoke host %s', p_host));
     RETURN true;
 END $$;
 COMMENT ON FUNCTION pam_totp.revoke_host(text) IS
-'Admin. revoke_host(name) -> whether it was a host: the role loses LOGIN and its membership '
-'of pam_totp_host (no new connection, no further check). The role is kept so that audit rows '
-'keep naming it. A session already open keeps running until it ends.';
+'Admin. revoke_host(name) -> whether it was an enabled host: the role loses LOGIN and its '
+'membership of pam_totp_host (no new connection, no further check). The role is kept so that '
+'audit rows keep naming it. A session already open keeps running until it ends.';
+
+CREATE TYPE pam_totp.host_status AS (
+    name text,
+    added timestamptz,
+    revoked timestamptz,
+    last_seen timestamptz     -- its latest audited call
+);
+
+CREATE FUNCTION pam_totp.hosts() RETURNS SETOF pam_totp.host_status
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pam_totp, pg_temp
+AS $$
+    SELECT h.name, h.added, h.revoked,
+           (SELECT max(a.time) FROM pam_totp.audit a WHERE a.host = h.name)
+    FROM pam_totp.hosts h ORDER BY h.name
+$$;
+COMMENT ON FUNCTION pam_totp.hosts() IS
+'Admin. hosts() -> every host role add_host made: added, revoked, last audited call.';
 
 -- ---------------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; each group role exactly its functions.
@@ -844,7 +873,8 @@ GRANT EXECUTE ON FUNCTION
     pam_totp.settings(),
     pam_totp.set_settings(integer, integer, integer, integer, integer),
     pam_totp.add_host(text),
-    pam_totp.revoke_host(text)
+    pam_totp.revoke_host(text),
+    pam_totp.hosts()
 TO pam_totp_admin;
 
 INSERT INTO pam_totp.schema_version (version, name) VALUES (1, '001_init');

@@ -20,8 +20,13 @@ fn line(out: &mut impl Write, key: &[u8], alg: Algorithm, digits: i64, period: i
     let params = Params::new(alg, digits, period).expect("valid parameters");
     let secret = Secret::from_bytes(key.to_vec()).expect("valid key length");
     let code = Generator::new(&secret, params).code_at_step(params.step_at(time));
-    writeln!(out, "{} {alg} {digits} {period} {time} {}", hex::encode(key), &*code)
-        .expect("stdout");
+    writeln!(
+        out,
+        "{} {alg} {digits} {period} {time} {}",
+        hex::encode(key),
+        &*code
+    )
+    .expect("stdout");
 }
 
 fn main() {
@@ -31,7 +36,14 @@ fn main() {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let algs = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512];
-    for t in [59u64, 1111111109, 1111111111, 1234567890, 2000000000, 20000000000] {
+    for t in [
+        59u64,
+        1111111109,
+        1111111111,
+        1234567890,
+        2000000000,
+        20000000000,
+    ] {
         for alg in algs {
             let seed = b"1234567890123456789012345678901234567890123456789012345678901234";
             let key = &seed[..alg.default_key_bytes()];

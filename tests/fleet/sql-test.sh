@@ -577,8 +577,8 @@ sc_fleet-sql-host-roles() {
     [[ $out == *"not permitted to log in"* ]] || { why "revoked host-c: $out"; return 1; }
     expect "re-add host-c" "$(adm <<<"SELECT pam_totp.add_host('host-c')")" f || return 1
     expect "host-c checks again" "$(field "$(check_as host-c nobody 1)" 1)" not_enrolled || return 1
-    expect "hosts()" "$(adm <<<"SELECT string_agg(name || ':' || (revoked IS NULL) || ':' || (last_seen IS NOT NULL), ' ') FROM pam_totp.hosts()")" \
-        "host-a:true:true host-b:true:true host-c:true:true"
+    expect "hosts()" "$(adm <<<"SELECT string_agg(name || ':' || (revoked IS NULL) || ':' || (last_seen IS NOT NULL), ' ') FROM pam_totp.hosts() WHERE name IN ('host-a', 'host-c')")" \
+        "host-a:true:true host-c:true:true"
 }
 
 sc_fleet-sql-key-rotation() {

@@ -119,15 +119,18 @@ CREATE TABLE pam_totp.users (
     CHECK (NOT replaces_active OR status = 'pending')
 );
 
--- Recovery codes, hashed as in §4. A burned code keeps its row for
+-- Recovery codes: §4's entry `sha256:<salt-hex>:<hash-hex>`, itself encrypted like the
+-- secret (a dump then holds nothing to brute-force). A burned code keeps its row for
 -- settings.recovery_replay_seconds (to tell a double submit from a guess), then goes.
 CREATE TABLE pam_totp.recovery_codes (
+    id bigserial PRIMARY KEY,
     user_name text NOT NULL REFERENCES pam_totp.users (name) ON DELETE CASCADE,
-    hash text NOT NULL CHECK (hash ~ '^sha256:([0-9a-fA-F]{2}){8,}:[0-9a-fA-F]{64}$'),
+    entry bytea NOT NULL,             -- pgp_sym_encrypt_bytea(the entry's UTF-8, key)
+    key_id text NOT NULL,
     burned_at bigint,
-    burned_host text,
-    PRIMARY KEY (user_name, hash)
+    burned_host text
 );
+CREATE INDEX recovery_codes_user ON pam_totp.recovery_codes (user_name);
 
 -- Host roles made by add_host (so that revoke_host and a later add_host know them).
 CREATE TABLE pam_totp.hosts (
@@ -268,6 +271,28 @@ BEGIN
     RETURN v;
 END $$;
 
+-- Replaces a user's recovery codes with these §4 entries (validated), encrypted with p_key.
+CREATE FUNCTION pam_totp.store_recovery(p_user text, p_entries text[], p_key text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pam_totp, pg_temp
+AS $$
+DECLARE
+    v_bad text;
+    n integer;
+BEGIN
+    SELECT e INTO v_bad FROM unnest(coalesce(p_entries, '{}')) AS e
+    WHERE e IS NULL OR e !~ '^sha256:([0-9a-fA-F]{2}){8,}:[0-9a-fA-F]{64}$' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'a recovery code entry is not sha256:<salt-hex>:<hash-hex> (salt >= 8 bytes)';
+    END IF;
+    DELETE FROM pam_totp.recovery_codes WHERE user_name = p_user;
+    INSERT INTO pam_totp.recovery_codes (user_name, entry, key_id)
+    SELECT p_user, pam_totp.encrypt_secret(convert_to(e, 'UTF8'), p_key), pam_totp.key_id_of(p_key)
+    FROM (SELECT DISTINCT lower(e) AS e FROM unnest(p_entries) AS e) d;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
 CREATE FUNCTION pam_totp.audit_log(p_user text, p_rhost text, p_outcome text, p_reason text)
 RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pam_totp, pg_temp
@@ -316,12 +341,15 @@ BEGIN
     SET secret = pam_totp.encrypt_secret(pam_totp.decrypt_secret(secret, v_old), v_new),
         key_id = v_id;
     GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE pam_totp.recovery_codes
+    SET entry = pam_totp.encrypt_secret(pam_totp.decrypt_secret(entry, v_old), v_new),
+        key_id = v_id;
     UPDATE pam_totp.config SET key_id = v_id;
     PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('rotate_key (%s secrets)', n));
     RETURN n;
 END $$;
 COMMENT ON FUNCTION pam_totp.rotate_key(text) IS
-'Superuser only. Re-encrypts every secret with the key in the file p_new_path (both old and new '
+'Superuser only. Re-encrypts every secret and recovery entry with the key in the file p_new_path (both old and new '
 'files readable during the call, one transaction), makes it the key file; returns the number '
 'of secrets re-encrypted. Old dumps and base backups stay encrypted with the old key.';
 
@@ -386,7 +414,8 @@ DECLARE
     v_norm text;
     v_window integer;
     v_step bigint;
-    v_hash text;
+    v_rid bigint;
+    v_key text;
     v_fail integer;
     v_locked bigint;
     v_found boolean;
@@ -439,8 +468,9 @@ BEGIN
     v_window := least(greatest(coalesce(p_window, 1), 0), 10, s.max_window);
 
     IF v_compact IS NOT NULL AND length(v_compact) = u.digits AND v_compact ~ '^[0-9]+$' THEN
+        v_key := pam_totp.key();
         v_step := pam_totp.matching_step(
-            pam_totp.decrypt_secret(u.secret, pam_totp.key()),
+            pam_totp.decrypt_secret(u.secret, v_key),
             u.algorithm, u.digits, u.period, v_compact, v_now, v_window);
         IF v_step IS NOT NULL THEN
             r.step := v_step;
@@ -458,19 +488,23 @@ BEGIN
     IF r.outcome IS NULL AND v_compact IS NOT NULL THEN
         v_norm := pam_totp.recovery_normalize(v_compact);
         IF v_norm IS NOT NULL THEN
-            SELECT hash INTO v_hash FROM pam_totp.recovery_codes
-            WHERE user_name = p_user AND burned_at IS NULL
-              AND pam_totp.recovery_match(v_norm, hash)
-            LIMIT 1;
-            IF v_hash IS NOT NULL THEN
+            v_key := coalesce(v_key, pam_totp.key());
+            -- every live entry is decrypted and compared, whichever matches
+            SELECT max(id) FILTER (WHERE ok) INTO v_rid
+            FROM (SELECT id, pam_totp.recovery_match(v_norm,
+                      convert_from(pam_totp.decrypt_secret(entry, v_key), 'UTF8')) AS ok
+                  FROM pam_totp.recovery_codes
+                  WHERE user_name = p_user AND burned_at IS NULL) c;
+            IF v_rid IS NOT NULL THEN
                 UPDATE pam_totp.recovery_codes SET burned_at = v_now, burned_host = session_user
-                WHERE user_name = p_user AND hash = v_hash AND burned_at IS NULL;
+                WHERE id = v_rid AND burned_at IS NULL;
                 IF FOUND THEN
                     r.outcome := 'accepted_recovery';
                 END IF;
             ELSIF EXISTS (SELECT 1 FROM pam_totp.recovery_codes
                           WHERE user_name = p_user AND burned_at IS NOT NULL
-                            AND pam_totp.recovery_match(v_norm, hash)) THEN
+                            AND pam_totp.recovery_match(v_norm,
+                                convert_from(pam_totp.decrypt_secret(entry, v_key), 'UTF8'))) THEN
                 r.outcome := 'recovery_replay';
                 r.reason := 'replayed recovery code (burned by a concurrent login; not counted)';
             END IF;
@@ -568,9 +602,7 @@ BEGIN
         secret = EXCLUDED.secret, key_id = EXCLUDED.key_id, algorithm = EXCLUDED.algorithm,
         digits = EXCLUDED.digits, period = EXCLUDED.period, issuer = EXCLUDED.issuer,
         created = EXCLUDED.created, last_step = NULL, last_offset = NULL;
-    DELETE FROM pam_totp.recovery_codes WHERE user_name = p_user;
-    INSERT INTO pam_totp.recovery_codes (user_name, hash)
-    SELECT DISTINCT p_user, h FROM unnest(coalesce(p_recovery, '{}')) AS h;
+    PERFORM pam_totp.store_recovery(p_user, p_recovery, v_key);
     PERFORM pam_totp.audit_log(p_user, NULL, 'admin',
         format('enrol (%s, %s digits, %s s%s)', v_alg, coalesce(p_digits, 6),
                coalesce(p_period, 30), CASE WHEN r.replaces_active THEN ', replaces active' ELSE '' END));
@@ -700,10 +732,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION '% has no record', p_user;
     END IF;
-    DELETE FROM pam_totp.recovery_codes WHERE user_name = p_user;
-    INSERT INTO pam_totp.recovery_codes (user_name, hash)
-    SELECT DISTINCT p_user, h FROM unnest(coalesce(p_hashes, '{}')) AS h;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    n := pam_totp.store_recovery(p_user, p_hashes, pam_totp.key());
     PERFORM pam_totp.audit_log(p_user, NULL, 'admin', format('renew recovery codes (%s)', n));
     RETURN n;
 END $$;

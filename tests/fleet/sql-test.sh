@@ -251,14 +251,15 @@ EOF
 SECRET_HEX=$(newkey 20)
 RC1=$(recovery_code)
 RC2=$(recovery_code)
+RH1=$(recovery_hash "$RC1")
+RH2=$(recovery_hash "$RC2")
 
 secret_user() {
     [[ $(sq <<<"SELECT count(*) FROM pam_totp.users WHERE name = 'enc1'") == 1 ]] && return 0
     local p=30 s
     fresh_step $p
     s=$(cur_step $p)
-    enrol_active enc1 "$SECRET_HEX" SHA1 6 $p $((s - 1)) "$(recovery_hash "$RC1")" \
-        "$(recovery_hash "$RC2")" || return 1
+    enrol_active enc1 "$SECRET_HEX" SHA1 6 $p $((s - 1)) "$RH1" "$RH2" || return 1
     expect "enc1 login" "$(field "$(check_as host-a enc1 "$(code "$SECRET_HEX" SHA1 6 $p "$s")")" 1)" \
         accepted
 }
@@ -341,7 +342,11 @@ sc_fleet-sql-secrets-encrypted-at-rest() {
         { why "the dump holds no users (test would be vacuous)"; return 1; }
     b32=$(python3 -c 'import base64,sys; print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$SECRET_HEX")
     for f in "$dump" "$T/dumpall.sql"; do
-        for c in "$b32" "$SECRET_HEX" "$RC1" "${RC1//-/}" "$RC2" "${RC2//-/}" "$(cat "$KEY")"; do
+        # the key's text; the secret in base32 and hex; the recovery codes, with and without
+        # dashes; their stored entries' salts and hashes
+        for c in "$(cat "$KEY")" "$b32" "$SECRET_HEX" "$RC1" "${RC1//-/}" "$RC2" "${RC2//-/}" \
+            "$(cut -d: -f2 <<<"$RH1")" "$(cut -d: -f3 <<<"$RH1")" \
+            "$(cut -d: -f2 <<<"$RH2")" "$(cut -d: -f3 <<<"$RH2")"; do
             if grep -qiF -- "$c" "$f"; then
                 why "$(basename "$f") contains '$c'"
                 return 1
@@ -560,6 +565,10 @@ sc_fleet-sql-enrolment-lifecycle() {
     expect "activate the new key" "$(adm <<<"SELECT outcome FROM pam_totp.activate('life1', '$(code "$hex2" SHA1 6 $p "$s")', NULL)")" activated || return 1
     expect "new key's next code" "$(field "$(check_as host-b life1 "$(code "$hex2" SHA1 6 $p $((s + 1)))")" 1)" accepted || return 1
     expect "generated key" "$(adm <<<"SELECT length(secret), replaces_active FROM pam_totp.enrol('life2', NULL, 'SHA256', 8, 60, 'i', NULL, false)")" "32|f" || return 1
+    out=$(adm <<<"SELECT pam_totp.renew_recovery('life1', ARRAY['sha256:00:00'])" 2>&1) &&
+        { why "malformed recovery entry accepted"; return 1; }
+    expect "renew recovery codes" "$(adm -v a="{$(recovery_hash "$(recovery_code)"),$(recovery_hash "$(recovery_code)")}" <<<"SELECT pam_totp.renew_recovery('life1', :'a')")" 2 || return 1
+    expect "status after renewal" "$(adm <<<"SELECT recovery_left FROM pam_totp.status('life1')")" 2 || return 1
     expect "disable" "$(adm <<<"SELECT pam_totp.disable('life1'), pam_totp.disable('life1')")" "t|f" || return 1
     expect "disabled: enrolment" "$(psql_as host-a <<<"SELECT enrolment FROM pam_totp.enrolment('life1')")" none || return 1
     expect "audit of admin actions" "$(sq <<<"SELECT count(*) > 0 FROM pam_totp.audit WHERE user_name = 'life1' AND outcome = 'admin' AND host = 'fleet_admin'")" t
@@ -590,11 +599,12 @@ sc_fleet-sql-key-rotation() {
         "$(sq <<<"SELECT count(*) FROM pam_totp.users")" || return 1
     new_id=$(sq <<<"SELECT key_id FROM pam_totp.config")
     [[ $new_id != "$old_id" ]] || { why "key id unchanged"; return 1; }
-    expect "rows on the old key" "$(sq <<<"SELECT count(*) FROM pam_totp.users WHERE key_id <> '$new_id'")" 0 || return 1
+    expect "rows on the old key" "$(sq <<<"SELECT (SELECT count(*) FROM pam_totp.users WHERE key_id <> '$new_id') + (SELECT count(*) FROM pam_totp.recovery_codes WHERE key_id <> '$new_id')")" 0 || return 1
     mv "$KEY" "$T/old.key"
     fresh_step $p 4
     r=$(check_as host-a enc1 "$(code "$SECRET_HEX" SHA1 6 $p $(($(cur_step $p) + 1)))")
-    expect "check with the new key only" "$(field "$r" 1)" accepted
+    expect "check with the new key only" "$(field "$r" 1)" accepted || return 1
+    expect "recovery code with the new key only" "$(field "$(check_as host-b enc1 "$RC2")" 1)" accepted_recovery
 }
 
 sc_fleet-sql-totp-equals-rust() {

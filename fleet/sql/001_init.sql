@@ -885,6 +885,49 @@ $$;
 COMMENT ON FUNCTION pam_totp.hosts() IS
 'Admin. hosts() -> every host role add_host made: added, revoked, last audited call.';
 
+-- Internal functions: EXECUTE for nobody but the owner (the functions above call them).
+COMMENT ON FUNCTION pam_totp.key() IS
+'Internal. The encryption key: the text of config.key_file (pg_read_file as the owner, a member '
+'of pg_read_server_files), white space trimmed; an error if unset or under 32 characters.';
+COMMENT ON FUNCTION pam_totp.key_id_of(text) IS
+'Internal. A key''s id: the first 8 bytes of HMAC-SHA256(key, ''pam-totp key id''), hex. Tells '
+'which key encrypted a row; reveals nothing about the key.';
+COMMENT ON FUNCTION pam_totp.encrypt_secret(bytea, text) IS
+'Internal. pgp_sym_encrypt_bytea with AES-256 (s2k-mode 1: the key is random, not a password).';
+COMMENT ON FUNCTION pam_totp.decrypt_secret(bytea, text) IS
+'Internal. pgp_sym_decrypt_bytea; "Wrong key or corrupt data" with another key.';
+COMMENT ON FUNCTION pam_totp.code_at(bytea, text, integer, bigint) IS
+'Internal. code_at(key, algorithm, digits, step): the RFC 6238 code of a time step '
+'(HMAC-SHA1/256/512 over int8send(step), RFC 4226 dynamic truncation), equal to '
+'totp::Generator::code_at_step.';
+COMMENT ON FUNCTION pam_totp.matching_step(bytea, text, integer, integer, text, bigint, integer) IS
+'Internal. matching_step(key, algorithm, digits, period, code, now, window): the highest step '
+'of [now/period - window, now/period + window] (not below 0) whose code equals code, or NULL; '
+'totp::Generator::matching_step.';
+COMMENT ON FUNCTION pam_totp.now_s() IS
+'Internal. The database clock (clock_timestamp()) in whole unix seconds: "now" for codes.';
+COMMENT ON FUNCTION pam_totp.rfc3339(bigint) IS
+'Internal. Unix seconds as 2026-11-23T19:00:00Z (timefmt::rfc3339).';
+COMMENT ON FUNCTION pam_totp.locked_until_after(integer, bigint, integer, integer, integer) IS
+'Internal. locked_until_after(failures, now, attempts, lock_seconds, max_lock_seconds): 0 below '
+'attempts, else now + lock_seconds * 2^(failures - attempts), at most max_lock_seconds '
+'(throttle::Throttle::locked_until_after).';
+COMMENT ON FUNCTION pam_totp.recovery_match(text, text) IS
+'Internal. recovery_match(normalised code, entry): SHA-256(salt || code) = hash for an entry '
+'sha256:<salt-hex>:<hash-hex> (recovery::find for one entry).';
+COMMENT ON FUNCTION pam_totp.recovery_normalize(text) IS
+'Internal. recovery::normalize (dashes, spaces, tabs removed; lower-cased), NULL when empty or '
+'over 64 bytes (not looked at as a recovery code).';
+COMMENT ON FUNCTION pam_totp.stored_rhost(text) IS
+'Internal. At most 255 bytes of rhost, cut on a character boundary (flow::stored_rhost).';
+COMMENT ON FUNCTION pam_totp.store_recovery(text, text[], text) IS
+'Internal. Replaces a user''s recovery codes with these entries (validated as '
+'sha256:<salt-hex:8+ bytes>:<hash-hex:32 bytes>, lower-cased, de-duplicated), each encrypted '
+'with the key; returns how many.';
+COMMENT ON FUNCTION pam_totp.audit_log(text, text, text, text) IS
+'Internal. One audit row: user, host = session_user (the caller''s login role), rhost '
+'(stored_rhost), outcome, reason.';
+
 -- ---------------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; each group role exactly its functions.
 -- ---------------------------------------------------------------------------------------

@@ -244,6 +244,12 @@ WHERE p.pronamespace = 'pam_totp'::regnamespace
 EOF
     )" "activate,add_host,disable,enrol,hosts,renew_recovery,revoke_host,set_settings,settings,status,unlock" ||
         return 1
+    expect "functions without a contract (COMMENT)" "$(sq <<'EOF'
+SELECT string_agg(p.proname, ',') FROM pg_proc p
+WHERE p.pronamespace = 'pam_totp'::regnamespace AND p.proowner = 'pam_totp_owner'::regrole
+  AND obj_description(p.oid, 'pg_proc') IS NULL
+EOF
+    )" "" || return 1
     expect "owner can log in" "$(sq <<<"SELECT rolcanlogin FROM pg_roles WHERE rolname = 'pam_totp_owner'")" f
 }
 

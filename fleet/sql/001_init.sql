@@ -69,6 +69,19 @@ ALTER DEFAULT PRIVILEGES FOR ROLE pam_totp_owner REVOKE EXECUTE ON FUNCTIONS FRO
 -- ---------------------------------------------------------------------------------------
 -- Tables
 -- ---------------------------------------------------------------------------------------
+-- What pam_totp.outcome returns for a check.
+CREATE TYPE pam_totp.check_result AS (
+    outcome text,        -- see COMMENT ON FUNCTION pam_totp.check
+    reason text,         -- the module's log wording for the outcome
+    step bigint,         -- accepted or replayed step
+    clock_offset integer,-- accepted: matched step - current step
+    last_step bigint,    -- replay: the last accepted step
+    failures integer,    -- consecutive failures after this call
+    locked_until bigint, -- unix seconds, 0: not locked
+    recovery_left integer, -- unburned recovery codes after this call (enrolled users)
+    db_time bigint       -- the database clock used ("now"), unix seconds
+);
+
 CREATE TABLE pam_totp.schema_version (
     version integer PRIMARY KEY,
     name text NOT NULL,
@@ -116,21 +129,13 @@ CREATE TABLE pam_totp.users (
     last_success_time timestamptz,
     last_success_host text,
     last_success_rhost text,
+    -- recovery codes: pgp_sym_encrypt_bytea of a JSON array [{"h": "sha256:<salt>:<hash>",
+    -- "b": null | burned-at unix seconds}, ...]; a burned code stays listed for
+    -- settings.recovery_replay_seconds (to tell a double submit from a guess), then goes. In
+    -- the row, so that every judged answer writes the same one row (see check).
+    recovery bytea NOT NULL,
     CHECK (NOT replaces_active OR status = 'pending')
 );
-
--- Recovery codes: §4's entry `sha256:<salt-hex>:<hash-hex>`, itself encrypted like the
--- secret (a dump then holds nothing to brute-force). A burned code keeps its row for
--- settings.recovery_replay_seconds (to tell a double submit from a guess), then goes.
-CREATE TABLE pam_totp.recovery_codes (
-    id bigserial PRIMARY KEY,
-    user_name text NOT NULL REFERENCES pam_totp.users (name) ON DELETE CASCADE,
-    entry bytea NOT NULL,             -- pgp_sym_encrypt_bytea(the entry's UTF-8, key)
-    key_id text NOT NULL,
-    burned_at bigint,
-    burned_host text
-);
-CREATE INDEX recovery_codes_user ON pam_totp.recovery_codes (user_name);
 
 -- Host roles made by add_host (so that revoke_host and a later add_host know them).
 CREATE TABLE pam_totp.hosts (
@@ -138,6 +143,16 @@ CREATE TABLE pam_totp.hosts (
     added timestamptz NOT NULL DEFAULT clock_timestamp(),
     revoked timestamptz
 );
+
+-- The outcome of each check, kept a few minutes for pam_totp.outcome (see check).
+CREATE TABLE pam_totp.results (
+    ticket uuid PRIMARY KEY,
+    xid xid8 NOT NULL,        -- the transaction that judged the answer
+    host text NOT NULL,       -- session_user of the check
+    created bigint NOT NULL,
+    result pam_totp.check_result NOT NULL
+);
+CREATE INDEX results_created ON pam_totp.results (created);
 
 -- Every check and every admin action. host: the session_user that called (a host's login role,
 -- or an admin's); never the answer.
@@ -271,27 +286,29 @@ BEGIN
     RETURN v;
 END $$;
 
--- Replaces a user's recovery codes with these §4 entries (validated), encrypted with p_key.
-CREATE FUNCTION pam_totp.store_recovery(p_user text, p_entries text[], p_key text)
-RETURNS integer
+-- The encrypted recovery list of these §4 entries (validated, lower-cased, de-duplicated).
+CREATE FUNCTION pam_totp.recovery_blob(p_entries text[], p_key text) RETURNS bytea
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pam_totp, pg_temp
 AS $$
-DECLARE
-    v_bad text;
-    n integer;
 BEGIN
-    SELECT e INTO v_bad FROM unnest(coalesce(p_entries, '{}')) AS e
-    WHERE e IS NULL OR e !~ '^sha256:([0-9a-fA-F]{2}){8,}:[0-9a-fA-F]{64}$' LIMIT 1;
+    PERFORM 1 FROM unnest(coalesce(p_entries, '{}')) AS e
+    WHERE e IS NULL OR e !~ '^sha256:([0-9a-fA-F]{2}){8,}:[0-9a-fA-F]{64}$';
     IF FOUND THEN
         RAISE EXCEPTION 'a recovery code entry is not sha256:<salt-hex>:<hash-hex> (salt >= 8 bytes)';
     END IF;
-    DELETE FROM pam_totp.recovery_codes WHERE user_name = p_user;
-    INSERT INTO pam_totp.recovery_codes (user_name, entry, key_id)
-    SELECT p_user, pam_totp.encrypt_secret(convert_to(e, 'UTF8'), p_key), pam_totp.key_id_of(p_key)
-    FROM (SELECT DISTINCT lower(e) AS e FROM unnest(p_entries) AS e) d;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    RETURN pam_totp.encrypt_secret(convert_to(coalesce(
+        (SELECT jsonb_agg(jsonb_build_object('h', e, 'b', NULL) ORDER BY e)
+         FROM (SELECT DISTINCT lower(e) AS e FROM unnest(p_entries) AS e) d),
+        '[]'::jsonb)::text, 'UTF8'), p_key);
 END $$;
+
+CREATE FUNCTION pam_totp.recovery_list(p_blob bytea, p_key text) RETURNS jsonb
+LANGUAGE sql VOLATILE STRICT SET search_path = pg_catalog, pam_totp, pg_temp
+AS $$ SELECT convert_from(pam_totp.decrypt_secret(p_blob, p_key), 'UTF8')::jsonb $$;
+
+CREATE FUNCTION pam_totp.recovery_left(p_list jsonb) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pam_totp, pg_temp
+AS $$ SELECT count(*)::integer FROM jsonb_array_elements(p_list) e WHERE jsonb_typeof(e -> 'b') = 'null' $$;
 
 CREATE FUNCTION pam_totp.audit_log(p_user text, p_rhost text, p_outcome text, p_reason text)
 RETURNS void
@@ -339,17 +356,15 @@ BEGIN
     v_id := pam_totp.key_id_of(v_new);
     UPDATE pam_totp.users
     SET secret = pam_totp.encrypt_secret(pam_totp.decrypt_secret(secret, v_old), v_new),
+        recovery = pam_totp.encrypt_secret(pam_totp.decrypt_secret(recovery, v_old), v_new),
         key_id = v_id;
     GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE pam_totp.recovery_codes
-    SET entry = pam_totp.encrypt_secret(pam_totp.decrypt_secret(entry, v_old), v_new),
-        key_id = v_id;
     UPDATE pam_totp.config SET key_id = v_id;
     PERFORM pam_totp.audit_log(NULL, NULL, 'admin', format('rotate_key (%s secrets)', n));
     RETURN n;
 END $$;
 COMMENT ON FUNCTION pam_totp.rotate_key(text) IS
-'Superuser only. Re-encrypts every secret and recovery entry with the key in the file p_new_path (both old and new '
+'Superuser only. Re-encrypts every secret and recovery list with the key in the file p_new_path (both old and new '
 'files readable during the call, one transaction), makes it the key file; returns the number '
 'of secrets re-encrypted. Old dumps and base backups stay encrypted with the old key.';
 
@@ -389,42 +404,40 @@ COMMENT ON FUNCTION pam_totp.enrolment(text) IS
 'replaces_active: the per-host policy decides, SPEC §3 steps 3-5). No secret, no hash, no '
 'state is returned; nothing is written.';
 
-CREATE TYPE pam_totp.check_result AS (
-    outcome text,        -- see COMMENT ON FUNCTION pam_totp.check
-    reason text,         -- the module's log wording for the outcome
-    step bigint,         -- accepted or replayed step
-    clock_offset integer,-- accepted: matched step - current step
-    last_step bigint,    -- replay: the last accepted step
-    failures integer,    -- consecutive failures after this call
-    locked_until bigint, -- unix seconds, 0: not locked
-    recovery_left integer, -- unburned recovery codes after this call (enrolled users)
-    db_time bigint       -- the database clock used ("now"), unix seconds
-);
-
 CREATE FUNCTION pam_totp.check(p_user text, p_answer text, p_rhost text, p_window integer)
-RETURNS pam_totp.check_result
+RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pam_totp, pg_temp
 AS $$
 DECLARE
     u pam_totp.users%ROWTYPE;
     s pam_totp.settings%ROWTYPE;
     r pam_totp.check_result;
+    v_found boolean;
     v_now bigint;
     v_compact text;
     v_norm text;
     v_window integer;
     v_step bigint;
-    v_rid bigint;
     v_key text;
+    v_list jsonb;
+    v_idx bigint;
+    v_burned boolean;
     v_fail integer;
     v_locked bigint;
-    v_found boolean;
+    v_success boolean;
+    v_ticket uuid := gen_random_uuid();
 BEGIN
     -- Serialise every check of this user: the row lock is held until commit.
     SELECT * INTO u FROM pam_totp.users WHERE name = p_user FOR UPDATE;
     v_found := FOUND;
     v_now := pam_totp.now_s();
     r.db_time := v_now;
+    DELETE FROM pam_totp.results WHERE created < v_now - 600;
+    -- flow::compact: NULL (the client's "not UTF-8") or over 128 bytes: a wrong code.
+    IF p_answer IS NOT NULL AND octet_length(p_answer) <= 128 THEN
+        v_compact := regexp_replace(p_answer, '\s', '', 'g');
+    END IF;
+
     IF NOT v_found OR u.status <> 'active' THEN
         IF v_found AND u.replaces_active THEN
             r.outcome := 'pending_replacement';
@@ -433,21 +446,7 @@ BEGIN
             r.outcome := 'not_enrolled';
             r.reason := 'record changed during login';
         END IF;
-        PERFORM pam_totp.audit_log(p_user, p_rhost, r.outcome, r.reason);
-        RETURN r;
-    END IF;
-    SELECT * INTO s FROM pam_totp.settings;
-    DELETE FROM pam_totp.recovery_codes
-    WHERE user_name = p_user AND burned_at < v_now - s.recovery_replay_seconds;
-    r.failures := u.failures;
-    r.locked_until := u.locked_until;
-    r.last_step := u.last_step;
-
-    -- flow::compact: NULL (the client's "not UTF-8") or over 128 bytes: a wrong code.
-    IF p_answer IS NOT NULL AND octet_length(p_answer) <= 128 THEN
-        v_compact := regexp_replace(p_answer, '\s', '', 'g');
-    END IF;
-    IF v_compact = '' THEN
+    ELSIF v_compact = '' THEN
         r.outcome := 'empty';
         r.reason := 'empty code (not counted)';
     ELSIF u.locked_until > v_now THEN
@@ -455,103 +454,116 @@ BEGIN
         r.reason := 'locked until ' || pam_totp.rfc3339(u.locked_until);
     END IF;
     IF r.outcome IS NOT NULL THEN
-        r.recovery_left := (SELECT count(*) FROM pam_totp.recovery_codes
-                            WHERE user_name = p_user AND burned_at IS NULL);
-        PERFORM pam_totp.audit_log(p_user, p_rhost, r.outcome, r.reason);
-        RETURN r;
-    END IF;
-
-    -- Counted as a failure unless it turns out right or a replay (all in this transaction).
-    v_fail := CASE WHEN u.failures >= 2147483647 THEN u.failures ELSE u.failures + 1 END;
-    v_locked := pam_totp.locked_until_after(v_fail, v_now, s.attempts, s.lock_seconds,
-                                            s.max_lock_seconds);
-    v_window := least(greatest(coalesce(p_window, 1), 0), 10, s.max_window);
-
-    IF v_compact IS NOT NULL AND length(v_compact) = u.digits AND v_compact ~ '^[0-9]+$' THEN
+        r.failures := u.failures;
+        r.locked_until := u.locked_until;
+        r.last_step := u.last_step;
+    ELSE
+        -- Judge. The same work and the same writes whatever the answer turns out to be: the
+        -- window is computed for any code-shaped answer, every recovery entry is compared for
+        -- any answer, and the user's row is rewritten once (see fleet/README.md).
+        SELECT * INTO s FROM pam_totp.settings;
         v_key := pam_totp.key();
-        v_step := pam_totp.matching_step(
-            pam_totp.decrypt_secret(u.secret, v_key),
-            u.algorithm, u.digits, u.period, v_compact, v_now, v_window);
-        IF v_step IS NOT NULL THEN
+        v_fail := CASE WHEN u.failures >= 2147483647 THEN u.failures ELSE u.failures + 1 END;
+        v_locked := pam_totp.locked_until_after(v_fail, v_now, s.attempts, s.lock_seconds,
+                                                s.max_lock_seconds);
+        v_window := least(greatest(coalesce(p_window, 1), 0), 10, s.max_window);
+        IF v_compact IS NOT NULL AND length(v_compact) = u.digits AND v_compact ~ '^[0-9]+$' THEN
+            v_step := pam_totp.matching_step(pam_totp.decrypt_secret(u.secret, v_key),
+                u.algorithm, u.digits, u.period, v_compact, v_now, v_window);
+        END IF;
+        -- recovery codes: burned entries past the replay time go; then every entry is compared
+        SELECT coalesce(jsonb_agg(e ORDER BY i), '[]'::jsonb) INTO v_list
+        FROM jsonb_array_elements(pam_totp.recovery_list(u.recovery, v_key)) WITH ORDINALITY AS a (e, i)
+        WHERE jsonb_typeof(e -> 'b') = 'null'
+           OR (e ->> 'b')::bigint >= v_now - s.recovery_replay_seconds;
+        v_norm := pam_totp.recovery_normalize(coalesce(v_compact, ''));
+        SELECT min(i) FILTER (WHERE live AND ok), coalesce(bool_or(ok AND NOT live), false)
+        INTO v_idx, v_burned
+        FROM (SELECT i, jsonb_typeof(e -> 'b') = 'null' AS live,
+                     coalesce(pam_totp.recovery_match(v_norm, e ->> 'h'), false) AS ok
+              FROM jsonb_array_elements(v_list) WITH ORDINALITY AS a (e, i)) t;
+
+        IF v_step IS NOT NULL AND u.last_step IS NOT NULL AND v_step <= u.last_step THEN
+            r.outcome := 'replay';
             r.step := v_step;
-            IF u.last_step IS NOT NULL AND v_step <= u.last_step THEN
-                r.outcome := 'replay';
-                r.reason := format('replayed code (step %s, last accepted %s)', v_step, u.last_step);
-            ELSE
-                r.outcome := 'accepted';
-                r.clock_offset := v_step - v_now / u.period;
-                r.reason := format('accepted step %s (offset %s)', v_step, r.clock_offset);
-            END IF;
+            r.reason := format('replayed code (step %s, last accepted %s)', v_step, u.last_step);
+        ELSIF v_step IS NOT NULL THEN
+            r.outcome := 'accepted';
+            r.step := v_step;
+            r.clock_offset := v_step - v_now / u.period;
+            r.reason := format('accepted step %s (offset %s)', v_step, r.clock_offset);
+        ELSIF v_idx IS NOT NULL THEN
+            r.outcome := 'accepted_recovery';
+            v_list := jsonb_set(v_list, ARRAY[(v_idx - 1)::text, 'b'], to_jsonb(v_now));
+            r.reason := format('accepted recovery code (%s left)', pam_totp.recovery_left(v_list));
+        ELSIF v_burned THEN
+            r.outcome := 'recovery_replay';
+            r.reason := 'replayed recovery code (burned by a concurrent login; not counted)';
+        ELSE
+            r.outcome := 'wrong';
         END IF;
-    END IF;
-
-    IF r.outcome IS NULL AND v_compact IS NOT NULL THEN
-        v_norm := pam_totp.recovery_normalize(v_compact);
-        IF v_norm IS NOT NULL THEN
-            v_key := coalesce(v_key, pam_totp.key());
-            -- every live entry is decrypted and compared, whichever matches
-            SELECT max(id) FILTER (WHERE ok) INTO v_rid
-            FROM (SELECT id, pam_totp.recovery_match(v_norm,
-                      convert_from(pam_totp.decrypt_secret(entry, v_key), 'UTF8')) AS ok
-                  FROM pam_totp.recovery_codes
-                  WHERE user_name = p_user AND burned_at IS NULL) c;
-            IF v_rid IS NOT NULL THEN
-                UPDATE pam_totp.recovery_codes SET burned_at = v_now, burned_host = session_user
-                WHERE id = v_rid AND burned_at IS NULL;
-                IF FOUND THEN
-                    r.outcome := 'accepted_recovery';
-                END IF;
-            ELSIF EXISTS (SELECT 1 FROM pam_totp.recovery_codes
-                          WHERE user_name = p_user AND burned_at IS NOT NULL
-                            AND pam_totp.recovery_match(v_norm,
-                                convert_from(pam_totp.decrypt_secret(entry, v_key), 'UTF8'))) THEN
-                r.outcome := 'recovery_replay';
-                r.reason := 'replayed recovery code (burned by a concurrent login; not counted)';
-            END IF;
+        v_success := r.outcome IN ('accepted', 'accepted_recovery');
+        r.last_step := u.last_step;
+        r.failures := CASE WHEN v_success THEN 0 WHEN r.outcome = 'wrong' THEN v_fail ELSE u.failures END;
+        r.locked_until := CASE WHEN v_success THEN 0 WHEN r.outcome = 'wrong' THEN v_locked ELSE u.locked_until END;
+        IF r.outcome = 'wrong' THEN
+            r.reason := format('wrong code (failure %s)', v_fail)
+                || CASE WHEN v_locked > 0 THEN '; locked until ' || pam_totp.rfc3339(v_locked) ELSE '' END;
         END IF;
-    END IF;
-
-    r.recovery_left := (SELECT count(*) FROM pam_totp.recovery_codes
-                        WHERE user_name = p_user AND burned_at IS NULL);
-    IF r.outcome IN ('accepted', 'accepted_recovery') THEN
         UPDATE pam_totp.users SET
             last_step = CASE WHEN r.outcome = 'accepted' THEN v_step ELSE last_step END,
             last_offset = CASE WHEN r.outcome = 'accepted' THEN r.clock_offset ELSE last_offset END,
-            failures = 0, locked_until = 0,
-            last_success_time = to_timestamp(v_now),
-            last_success_host = session_user,
-            last_success_rhost = pam_totp.stored_rhost(p_rhost)
+            failures = r.failures,
+            locked_until = r.locked_until,
+            last_success_time = CASE WHEN v_success THEN to_timestamp(v_now) ELSE last_success_time END,
+            last_success_host = CASE WHEN v_success THEN session_user ELSE last_success_host END,
+            last_success_rhost = CASE WHEN v_success THEN pam_totp.stored_rhost(p_rhost) ELSE last_success_rhost END,
+            recovery = pam_totp.encrypt_secret(convert_to(v_list::text, 'UTF8'), v_key)
         WHERE name = p_user;
-        r.failures := 0;
-        r.locked_until := 0;
-        IF r.outcome = 'accepted_recovery' THEN
-            r.reason := format('accepted recovery code (%s left)', r.recovery_left);
-        END IF;
-    ELSIF r.outcome IS NULL THEN
-        r.outcome := 'wrong';
-        UPDATE pam_totp.users SET failures = v_fail, locked_until = v_locked WHERE name = p_user;
-        r.failures := v_fail;
-        r.locked_until := v_locked;
-        r.reason := format('wrong code (failure %s)', v_fail)
-            || CASE WHEN v_locked > 0 THEN '; locked until ' || pam_totp.rfc3339(v_locked) ELSE '' END;
+        r.recovery_left := pam_totp.recovery_left(v_list);
     END IF;
+    INSERT INTO pam_totp.results (ticket, xid, host, created, result)
+    VALUES (v_ticket, pg_current_xact_id(), session_user, v_now, r);
     PERFORM pam_totp.audit_log(p_user, p_rhost, r.outcome, r.reason);
-    RETURN r;
+    RETURN v_ticket;
 END $$;
 COMMENT ON FUNCTION pam_totp.check(text, text, text, integer) IS
-'Host. check(user, answer, rhost, window) -> check_result. Call it in autocommit (its own '
-'transaction), once per login, after the user answered. Locks the user''s row (concurrent '
-'checks of one user serialise), takes now from the database clock, judges the answer as the '
-'module does (SPEC §3, flow::verify_enrolled) and commits the outcome with one audit row '
-'(host = session_user). answer NULL means "not UTF-8" (a wrong code); window is capped to '
-'0..min(10, settings.max_window), NULL = 1. Outcomes (reason = the module''s log line): '
-'accepted (step, clock_offset = step - current step; failures reset; last_step = step; '
-'last success time/host/rhost stored) | accepted_recovery (code burned; recovery_left) | '
-'replay (step <= last_step; not counted) | recovery_replay (a code burned within '
-'settings.recovery_replay_seconds; not counted) | wrong (counted: failures, locked_until) | '
-'locked (not checked, not counted; locked_until) | empty (nothing typed; not counted) | '
-'not_enrolled (no active record: "record changed during login") | pending_replacement '
-'(enroll --force not yet activated). Never returns or logs the answer or the secret.';
+'Host. check(user, answer, rhost, window) -> ticket (uuid); then outcome(ticket) in a later '
+'transaction. Call it in autocommit (its own transaction), once per login, after the user '
+'answered. Locks the user''s row (concurrent checks of one user serialise), takes now from the '
+'database clock, judges the answer as the module does (SPEC §3, flow::verify_enrolled) and '
+'writes the outcome, the user''s new state and one audit row (host = session_user) in that '
+'transaction. The outcome is only readable once that transaction has committed, so a host '
+'cannot learn it and roll the count back. answer NULL means "not UTF-8" (a wrong code); window '
+'is capped to 0..min(10, settings.max_window), NULL = 1. Never returns or logs the answer.';
+
+CREATE FUNCTION pam_totp.outcome(p_ticket uuid) RETURNS pam_totp.check_result
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pam_totp, pg_temp
+AS $$
+DECLARE
+    v pam_totp.results%ROWTYPE;
+BEGIN
+    SELECT * INTO v FROM pam_totp.results WHERE ticket = p_ticket AND host = session_user;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pam-totp: no check with this ticket (expired, or another host''s)';
+    END IF;
+    IF pg_xact_status(v.xid) IS DISTINCT FROM 'committed' THEN
+        RAISE EXCEPTION 'pam-totp: the check is not committed yet'
+            USING HINT = 'call pam_totp.check in its own transaction (autocommit), then outcome';
+    END IF;
+    RETURN v.result;
+END $$;
+COMMENT ON FUNCTION pam_totp.outcome(uuid) IS
+'Host. outcome(ticket) -> check_result (outcome, reason, step, clock_offset, last_step, '
+'failures, locked_until, recovery_left, db_time) of a check this host made in the last 10 '
+'minutes whose transaction has committed (else an error: treat as store unavailable). '
+'Outcomes (reason = the module''s log line): accepted (step, clock_offset = step - current '
+'step; failures reset; last_step = step; last success time/host/rhost stored) | '
+'accepted_recovery (code burned; recovery_left) | replay (step <= last_step; not counted) | '
+'recovery_replay (a code burned within settings.recovery_replay_seconds; not counted) | wrong '
+'(counted: failures, locked_until) | locked (not checked, not counted; locked_until) | empty '
+'(nothing typed; not counted) | not_enrolled (no active record: "record changed during '
+'login") | pending_replacement (enroll --force not yet activated).';
 
 -- ---------------------------------------------------------------------------------------
 -- Admin functions (EXECUTE: pam_totp_admin). Each writes an audit row (outcome 'admin').
@@ -594,15 +606,15 @@ BEGIN
     END IF;
     -- A new key: no step of it was used yet; the throttle state is kept.
     INSERT INTO pam_totp.users AS t (name, status, replaces_active, secret, key_id, algorithm,
-                                digits, period, issuer, created)
+                                digits, period, issuer, created, recovery)
     VALUES (p_user, 'pending', r.replaces_active, pam_totp.encrypt_secret(v_secret, v_key),
             pam_totp.key_id_of(v_key), v_alg, coalesce(p_digits, 6), coalesce(p_period, 30),
-            coalesce(p_issuer, ''), clock_timestamp())
+            coalesce(p_issuer, ''), clock_timestamp(), pam_totp.recovery_blob(p_recovery, v_key))
     ON CONFLICT (name) DO UPDATE SET status = 'pending', replaces_active = EXCLUDED.replaces_active,
         secret = EXCLUDED.secret, key_id = EXCLUDED.key_id, algorithm = EXCLUDED.algorithm,
         digits = EXCLUDED.digits, period = EXCLUDED.period, issuer = EXCLUDED.issuer,
-        created = EXCLUDED.created, last_step = NULL, last_offset = NULL;
-    PERFORM pam_totp.store_recovery(p_user, p_recovery, v_key);
+        created = EXCLUDED.created, last_step = NULL, last_offset = NULL,
+        recovery = EXCLUDED.recovery;
     PERFORM pam_totp.audit_log(p_user, NULL, 'admin',
         format('enrol (%s, %s digits, %s s%s)', v_alg, coalesce(p_digits, 6),
                coalesce(p_period, 30), CASE WHEN r.replaces_active THEN ', replaces active' ELSE '' END));
@@ -728,11 +740,12 @@ AS $$
 DECLARE
     n integer;
 BEGIN
-    PERFORM 1 FROM pam_totp.users WHERE name = p_user FOR UPDATE;
+    UPDATE pam_totp.users SET recovery = pam_totp.recovery_blob(p_hashes, pam_totp.key())
+    WHERE name = p_user;
     IF NOT FOUND THEN
         RAISE EXCEPTION '% has no record', p_user;
     END IF;
-    n := pam_totp.store_recovery(p_user, p_hashes, pam_totp.key());
+    n := (SELECT count(DISTINCT lower(h)) FROM unnest(p_hashes) AS h);
     PERFORM pam_totp.audit_log(p_user, NULL, 'admin', format('renew recovery codes (%s)', n));
     RETURN n;
 END $$;
@@ -769,10 +782,9 @@ AS $$
            u.created, u.last_step, u.last_offset, u.failures, u.locked_until,
            u.locked_until > n.now, u.last_success_time, u.last_success_host,
            u.last_success_rhost,
-           (SELECT count(*)::integer FROM pam_totp.recovery_codes c
-            WHERE c.user_name = u.name AND c.burned_at IS NULL),
+           pam_totp.recovery_left(pam_totp.recovery_list(u.recovery, k.key)),
            n.now
-    FROM pam_totp.users u, (SELECT pam_totp.now_s() AS now) n
+    FROM pam_totp.users u, (SELECT pam_totp.now_s() AS now) n, (SELECT pam_totp.key() AS key) k
     WHERE p_user IS NULL OR u.name = p_user
     ORDER BY u.name
 $$;
@@ -920,10 +932,13 @@ COMMENT ON FUNCTION pam_totp.recovery_normalize(text) IS
 'over 64 bytes (not looked at as a recovery code).';
 COMMENT ON FUNCTION pam_totp.stored_rhost(text) IS
 'Internal. At most 255 bytes of rhost, cut on a character boundary (flow::stored_rhost).';
-COMMENT ON FUNCTION pam_totp.store_recovery(text, text[], text) IS
-'Internal. Replaces a user''s recovery codes with these entries (validated as '
-'sha256:<salt-hex:8+ bytes>:<hash-hex:32 bytes>, lower-cased, de-duplicated), each encrypted '
-'with the key; returns how many.';
+COMMENT ON FUNCTION pam_totp.recovery_blob(text[], text) IS
+'Internal. The encrypted recovery list (JSON [{"h": entry, "b": null}]) of these entries, '
+'validated as sha256:<salt-hex:8+ bytes>:<hash-hex:32 bytes>, lower-cased, de-duplicated.';
+COMMENT ON FUNCTION pam_totp.recovery_list(bytea, text) IS
+'Internal. The decrypted recovery list (JSON array of {"h": entry, "b": burned-at or null}).';
+COMMENT ON FUNCTION pam_totp.recovery_left(jsonb) IS
+'Internal. How many entries of a recovery list are not burned.';
 COMMENT ON FUNCTION pam_totp.audit_log(text, text, text, text) IS
 'Internal. One audit row: user, host = session_user (the caller''s login role), rhost '
 '(stored_rhost), outcome, reason.';
@@ -935,6 +950,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA pam_totp FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pam_totp FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pam_totp.enrolment(text) TO pam_totp_host;
 GRANT EXECUTE ON FUNCTION pam_totp.check(text, text, text, integer) TO pam_totp_host;
+GRANT EXECUTE ON FUNCTION pam_totp.outcome(uuid) TO pam_totp_host;
 GRANT EXECUTE ON FUNCTION
     pam_totp.enrol(text, bytea, text, integer, integer, text, text[], boolean),
     pam_totp.activate(text, text, integer),
@@ -951,6 +967,23 @@ TO pam_totp_admin;
 
 INSERT INTO pam_totp.schema_version (version, name) VALUES (1, '001_init');
 RESET ROLE;
+
+-- Per-relation and per-function statistics counters, the current transaction's included
+-- (pg_stat_xact_user_tables): not for PUBLIC in this database, or a host could read how many
+-- rows its own open check wrote. pg_read_all_stats (monitoring) keeps them.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc p
+             WHERE p.pronamespace = 'pg_catalog'::regnamespace
+               AND p.proname LIKE 'pg\_stat\_get\_%' AND p.pronargs = 1
+               AND p.proargtypes[0] = 'oid'::regtype
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pg_read_all_stats', f);
+    END LOOP;
+END $$;
 
 -- pgcrypto's functions (owned by the superuser who created the extension): not for PUBLIC
 -- (hosts have USAGE on the schema); the owner's functions call them.

@@ -136,13 +136,14 @@ code() {
 }
 cur_step() { echo $(($(now) / $1)); }
 
-# check_as HOST USER ANSWER [RHOST] [WINDOW]
+# check_as HOST USER ANSWER [RHOST] [WINDOW]: check (committed), then outcome
 #   -> outcome|reason|step|clock_offset|last_step|failures|locked_until|recovery_left|db_time
 check_as() {
     psql_as "$1" -v u="$2" -v a="$3" -v r="${4:-192.0.2.1}" -v w="${5:-1}" <<'EOF'
+SELECT pam_totp.check(:'u', :'a', :'r', :w) AS ticket \gset
 SELECT outcome, reason, step, clock_offset, last_step, failures, locked_until, recovery_left,
        db_time
-FROM pam_totp.check(:'u', :'a', :'r', :w);
+FROM pam_totp.outcome(:'ticket');
 EOF
 }
 field() { cut -d'|' -f"$2" <<<"$1"; }
@@ -236,7 +237,7 @@ EOF
 SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
 WHERE p.pronamespace = 'pam_totp'::regnamespace AND has_function_privilege('host-a', p.oid, 'EXECUTE')
 EOF
-    )" "check,enrolment" || return 1
+    )" "check,enrolment,outcome" || return 1
     expect "admin functions" "$(sq <<'EOF'
 SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
 WHERE p.pronamespace = 'pam_totp'::regnamespace
@@ -274,7 +275,7 @@ sc_fleet-sql-host-cannot-read-secrets() {
     secret_user || return 1
     local t tables
     tables=$(sq <<<"SELECT tablename FROM pg_tables WHERE schemaname = 'pam_totp' ORDER BY 1")
-    [[ $tables == *users* && $tables == *recovery_codes* && $tables == *config* ]] ||
+    [[ $tables == *users* && $tables == *results* && $tables == *config* ]] ||
         { why "tables: $tables"; return 1; }
     for t in $tables; do
         denied host-a "SELECT * FROM pam_totp.$t" || return 1
@@ -295,7 +296,7 @@ sc_fleet-sql-host-cannot-read-secrets() {
 sc_fleet-sql-admin-cannot-read-secrets() {
     secret_user || return 1
     local t
-    for t in users recovery_codes config audit settings; do
+    for t in $(sq <<<"SELECT tablename FROM pg_tables WHERE schemaname = 'pam_totp'"); do
         denied fleet_admin "SELECT * FROM pam_totp.$t" || return 1
     done
     denied fleet_admin "SELECT pam_totp.key()" || return 1
@@ -309,7 +310,7 @@ sc_fleet-sql-admin-cannot-read-secrets() {
 }
 
 sc_fleet-sql-host-cannot-call-admin() {
-    # Every function of the schema but check and enrolment, called as a host with NULLs of the
+    # Every function of the schema but check, outcome and enrolment, called as a host with NULLs of the
     # right types: permission denied (admin functions, internal ones and pgcrypto's alike).
     # The NULLs come from sub-selects: a STRICT function called with a constant NULL is folded
     # away by the planner before any permission check, which would prove nothing.
@@ -319,7 +320,8 @@ SELECT format('SELECT %I.%I(%s)', n.nspname, p.proname,
               coalesce((SELECT string_agg(format('(SELECT NULL::%s)', format_type(t, NULL)), ', ')
                         FROM unnest(p.proargtypes) AS t), ''))
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment') AND p.prokind = 'f'
+WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment', 'outcome')
+  AND p.prokind = 'f'
 ORDER BY 1
 EOF
     ) || return 1
@@ -395,7 +397,8 @@ sc_fleet-sql-one-success-for-parallel-checks() {
             psql_as "$h" -v u=par1 -v a="$c" -v r="198.51.100.$i" -v at="$at" \
                 >"$T/par.$h.$i" 2>&1 <<'EOF' &
 SELECT pg_sleep(greatest(0, :at - extract(epoch FROM clock_timestamp()))) \gset
-SELECT outcome FROM pam_totp.check(:'u', :'a', :'r', 1);
+SELECT pam_totp.check(:'u', :'a', :'r', 1) AS ticket \gset
+SELECT outcome FROM pam_totp.outcome(:'ticket');
 EOF
             PIDS+=($!)
         done
@@ -409,6 +412,52 @@ EOF
         "$(adm <<<"SELECT failures, last_step FROM pam_totp.status('par1')")" "0|$s" || return 1
     expect "audit rows by host" "$(sq <<<"SELECT string_agg(host || '=' || n, ' ' ORDER BY host) FROM (SELECT host, count(*) n FROM pam_totp.audit WHERE user_name = 'par1' AND outcome <> 'admin' GROUP BY host) a")" \
         "host-a=16 host-b=16"
+}
+
+sc_fleet-sql-rollback-reveals-nothing() {
+    # A host that runs check inside its own transaction and rolls back must learn nothing:
+    # outcome refuses until the check has committed (then the attempt is counted).
+    local p=30 s hex out wrong right
+    hex=$(newkey 20)
+    fresh_step $p 8
+    s=$(cur_step $p)
+    enrol_active rb1 "$hex" SHA1 6 $p $((s - 1)) || return 1
+    wrong=$(code "$hex" SHA1 6 $p $((s + 5)))
+    right=$(code "$hex" SHA1 6 $p "$s")
+    for c in "$wrong" "$right"; do
+        out=$(psql_as host-a -v a="$c" 2>&1 <<'EOF'
+BEGIN;
+SELECT pam_totp.check('rb1', :'a', 'x', 1) AS ticket \gset
+SELECT outcome FROM pam_totp.outcome(:'ticket');
+EOF
+        ) && { why "outcome inside the check's transaction: $out"; return 1; }
+        [[ $out == *"not committed"* ]] || { why "uncommitted outcome: $out"; return 1; }
+        # Nor do the statistics of its open transaction tell how many rows the check wrote.
+        out=$(psql_as host-a -v a="$c" 2>&1 <<'EOF'
+BEGIN;
+SELECT pam_totp.check('rb1', :'a', 'x', 1);
+SELECT n_tup_upd FROM pg_stat_xact_user_tables;
+EOF
+        ) && { why "statistics inside the check's transaction: $out"; return 1; }
+        [[ $out == *"permission denied"* ]] || { why "xact statistics: $out"; return 1; }
+    done
+    expect "nothing kept by rolled-back checks" \
+        "$(adm <<<"SELECT failures, last_step FROM pam_totp.status('rb1')")" "0|$((s - 1))" || return 1
+    # A savepoint does not help either.
+    out=$(psql_as host-a -v a="$wrong" 2>&1 <<'EOF'
+BEGIN;
+SAVEPOINT a;
+SELECT pam_totp.check('rb1', :'a', 'x', 1) AS ticket \gset
+RELEASE SAVEPOINT a;
+SELECT outcome FROM pam_totp.outcome(:'ticket');
+EOF
+    ) && { why "outcome after a savepoint: $out"; return 1; }
+    # Committed: counted, and only the host that checked may read the outcome.
+    out=$(psql_as host-a -v a="$wrong" <<<"SELECT pam_totp.check('rb1', :'a', 'x', 1)") || return 1
+    expect "committed wrong code" "$(psql_as host-a <<<"SELECT outcome, failures FROM pam_totp.outcome('$out')")" "wrong|1" || return 1
+    out=$(psql_as host-b <<<"SELECT pam_totp.outcome('$out')" 2>&1) && { why "host-b read host-a's outcome"; return 1; }
+    [[ $out == *"no check with this ticket"* ]] || { why "host-b: $out"; return 1; }
+    expect "right code afterwards" "$(field "$(check_as host-a rb1 "$right")" 1)" accepted
 }
 
 sc_fleet-sql-replay-across-hosts() {
@@ -497,7 +546,8 @@ sc_fleet-sql-recovery-once() {
         for i in $(seq 1 8); do
             psql_as "$h" -v u=rec1 -v a="$c1" -v at="$at" >"$T/rec.$h.$i" 2>&1 <<'EOF' &
 SELECT pg_sleep(greatest(0, :at - extract(epoch FROM clock_timestamp()))) \gset
-SELECT outcome || ':' || reason FROM pam_totp.check(:'u', :'a', 'x', 1);
+SELECT pam_totp.check(:'u', :'a', 'x', 1) AS ticket \gset
+SELECT outcome || ':' || reason FROM pam_totp.outcome(:'ticket');
 EOF
             PIDS+=($!)
         done
@@ -605,7 +655,7 @@ sc_fleet-sql-key-rotation() {
         "$(sq <<<"SELECT count(*) FROM pam_totp.users")" || return 1
     new_id=$(sq <<<"SELECT key_id FROM pam_totp.config")
     [[ $new_id != "$old_id" ]] || { why "key id unchanged"; return 1; }
-    expect "rows on the old key" "$(sq <<<"SELECT (SELECT count(*) FROM pam_totp.users WHERE key_id <> '$new_id') + (SELECT count(*) FROM pam_totp.recovery_codes WHERE key_id <> '$new_id')")" 0 || return 1
+    expect "rows on the old key" "$(sq <<<"SELECT count(*) FROM pam_totp.users WHERE key_id <> '$new_id'")" 0 || return 1
     mv "$KEY" "$T/old.key"
     fresh_step $p 4
     r=$(check_as host-a enc1 "$(code "$SECRET_HEX" SHA1 6 $p $(($(cur_step $p) + 1)))")
@@ -651,6 +701,7 @@ SCENARIOS=(
     fleet-sql-host-cannot-call-admin
     fleet-sql-secrets-encrypted-at-rest
     fleet-sql-one-success-for-parallel-checks
+    fleet-sql-rollback-reveals-nothing
     fleet-sql-replay-across-hosts
     fleet-sql-throttle
     fleet-sql-recovery-once

@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit demo torture bench fuzz-quick
+.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit fleet-sql-test demo torture bench fuzz-quick
 
 all: build
 
@@ -27,6 +27,7 @@ test: deps
 	$(CARGO) build --release --workspace
 	PAM_TOTP_SO=$(PAM_TOTP_SO) $(CARGO) test --release --workspace -- --include-ignored
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/sql-test.sh
 	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 	bash fuzz/run.sh 30
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
@@ -65,6 +66,12 @@ e2e: build
 # README screenshots to docs/img/
 test-cockpit: build
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py -k cockpit
+
+# Fleet mode's database half (fleet/sql) in a throwaway PostgreSQL 15 cluster: privileges,
+# secrets at rest, parallel checks, throttle, recovery codes, TOTP equal to Rust's (root;
+# skips without root)
+fleet-sql-test:
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/sql-test.sh
 
 # A sandboxed sshd with the module, a demo user enrolled on your terminal; DEMO=auto runs the
 # whole story unattended

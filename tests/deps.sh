@@ -17,6 +17,10 @@ packages=(
     imagemagick librsvg2-bin
     cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver
     valgrind openssl debootstrap lintian dpkg-dev binutils man-db groff-base
+    # tests/fleet/sql-test.sh: initdb/pg_ctl/postgres and pgcrypto (Debian 12 ships pgcrypto
+    # in postgresql-15 itself), psql/pg_dump. The package's own "main" cluster is left alone
+    # (policy-rc.d below keeps it from starting during the install); the test runs its own.
+    postgresql-15 postgresql-client-15
 )
 
 missing=()

@@ -1,0 +1,731 @@
+#!/usr/bin/env bash
+# tests/fleet/sql-test.sh — the database half of fleet mode (fleet/sql/*.sql) against a
+# throwaway PostgreSQL 15 cluster: roles and privileges, secrets at rest, the check function's
+# outcomes and concurrency, and the in-database TOTP against the Rust one.
+#
+# As root (initdb runs as the postgres user). The cluster listens on a unix socket in a temp
+# directory only (no TCP); the host's own clusters and /etc/postgresql are never touched. The
+# key file lives in the temp directory and is named to the store by set_key_file. Codes come
+# from oathtool, never from the SQL under test. Prints `PASS name` / `FAIL name`, then
+# `N passed, M failed`; exit status 1 when any failed. Leaves nothing behind (trap).
+#
+# Environment: PG_BIN (default /usr/lib/postgresql/15/bin), CARGO (default cargo),
+# FLEET_SQL_ONLY=name,name (run only these scenarios), FLEET_SQL_RANDOM=N (default 10000).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+CARGO=${CARGO:-cargo}
+RANDOM_CASES=${FLEET_SQL_RANDOM:-10000}
+
+if [[ $(id -u) != 0 ]]; then
+    echo "SKIP fleet-sql: needs root (initdb/pg_ctl run as the postgres user)"
+    exit 0
+fi
+for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/pg_dump" "$PG_BIN/psql"; do
+    if [[ ! -x $tool ]]; then
+        echo "SKIP fleet-sql: $tool missing (Debian package postgresql-15)"
+        exit 0
+    fi
+done
+for tool in oathtool openssl python3 runuser; do
+    command -v "$tool" >/dev/null || { echo "FAIL fleet-sql-setup: $tool missing"; exit 1; }
+done
+if ! getent passwd postgres >/dev/null; then
+    echo "SKIP fleet-sql: no postgres user (Debian package postgresql-15)"
+    exit 0
+fi
+
+START=$(date +%s)
+T=$(mktemp -d /tmp/pam-totp-fleetsql.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    if [[ -f $T/data/postmaster.pid ]]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/data" -m immediate -w stop >/dev/null 2>&1
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+chown postgres: "$T"
+chmod 700 "$T"
+DB=pamtotp
+KEY=$T/pam-totp.key
+export PGOPTIONS='-c lock_timeout=20s -c statement_timeout=60s'
+export PGCONNECT_TIMEOUT=10
+unset PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGSERVICEFILE
+
+die() {
+    echo "FAIL fleet-sql-setup: $*"
+    [[ -f $T/log ]] && tail -n 20 "$T/log" | sed 's/^/    /'
+    echo "0 passed, 1 failed"
+    exit 1
+}
+
+# --- cluster -------------------------------------------------------------------------------
+runuser -u postgres -- "$PG_BIN/initdb" -D "$T/data" -A trust -U postgres --no-sync -E UTF8 \
+    --locale=C.UTF-8 >"$T/initdb.log" 2>&1 || die "initdb: $(tail -n 3 "$T/initdb.log")"
+cat >>"$T/data/postgresql.conf" <<EOF
+listen_addresses = ''
+unix_socket_directories = '$T'
+fsync = off
+max_connections = 60
+EOF
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/data" -l "$T/log" -w -t 30 start >/dev/null ||
+    die "pg_ctl start"
+
+# The key: outside the data directory, owned by the server's user, 0600.
+(umask 077 && openssl rand -hex 32 >"$KEY") && chown postgres: "$KEY" && chmod 600 "$KEY" ||
+    die "key file"
+
+psql_as() { # ROLE [psql args...]: runs stdin
+    local role=$1
+    shift
+    "$PG_BIN/psql" -X -q -At -F '|' -h "$T" -U "$role" -d "$DB" -v ON_ERROR_STOP=1 "$@"
+}
+sq() { psql_as postgres "$@"; }
+
+"$PG_BIN/psql" -X -q -h "$T" -U postgres -d postgres -c "CREATE DATABASE $DB" || die "createdb"
+
+# Applies every fleet/sql/NNN_*.sql above the schema's version, each in one transaction
+# (what `pam-totp store init` does); prints how many it applied.
+apply_migrations() {
+    local current=0 f v n=0
+    if [[ $(sq <<<"SELECT to_regclass('pam_totp.schema_version') IS NOT NULL") == t ]]; then
+        current=$(sq <<<"SELECT coalesce(max(version), 0) FROM pam_totp.schema_version")
+    fi
+    for f in "$ROOT"/fleet/sql/[0-9][0-9][0-9]_*.sql; do
+        v=$(basename "$f")
+        v=$((10#${v%%_*}))
+        ((v > current)) || continue
+        sq --single-transaction -f "$f" || return 1
+        n=$((n + 1))
+    done
+    echo "$n"
+}
+applied=$(apply_migrations) || die "applying fleet/sql"
+[[ $applied -ge 1 ]] || die "no migration applied"
+sq <<<"SELECT pam_totp.set_key_file('$KEY')" >/dev/null || die "set_key_file"
+sq <<<"CREATE ROLE fleet_admin LOGIN IN ROLE pam_totp_admin" || die "admin role"
+adm() { psql_as fleet_admin "$@"; }
+adm <<<"SELECT pam_totp.add_host('host-a'), pam_totp.add_host('host-b')" >/dev/null ||
+    die "add_host"
+
+# --- helpers -------------------------------------------------------------------------------
+WHY=$T/why
+why() { echo "$*" >>"$WHY"; }
+# expect DESCRIPTION GOT WANT
+expect() {
+    [[ $2 == "$3" ]] && return 0
+    why "$1: got '$2', want '$3'"
+    return 1
+}
+
+now() { date +%s; }
+# Wait until at least MARGIN seconds are left in the current PERIOD-second step.
+fresh_step() {
+    local period=$1 margin=${2:-6}
+    while (($(now) % period > period - margin)); do sleep 0.5; done
+}
+# code HEX ALG DIGITS PERIOD STEP
+code() {
+    oathtool --totp="$2" -d "$3" -s "${4}s" -N "@$(($5 * $4))" "$1"
+}
+cur_step() { echo $(($(now) / $1)); }
+
+# check_as HOST USER ANSWER [RHOST] [WINDOW]: check (committed), then outcome
+#   -> outcome|reason|step|clock_offset|last_step|failures|locked_until|recovery_left|db_time
+check_as() {
+    psql_as "$1" -v u="$2" -v a="$3" -v r="${4:-192.0.2.1}" -v w="${5:-1}" <<'EOF'
+SELECT pam_totp.check(:'u', :'a', :'r', :w) AS ticket \gset
+SELECT outcome, reason, step, clock_offset, last_step, failures, locked_until, recovery_left,
+       db_time
+FROM pam_totp.outcome(:'ticket');
+EOF
+}
+field() { cut -d'|' -f"$2" <<<"$1"; }
+
+# enrol_active USER HEX ALG DIGITS PERIOD STEP [HASHES...]: enrols and activates with the code
+# of STEP (within 2 steps of now).
+enrol_active() {
+    local user=$1 hex=$2 alg=$3 digits=$4 period=$5 step=$6
+    shift 6
+    local arr="{}"
+    if (($#)); then arr="{$(IFS=,; echo "$*")}"; fi
+    adm -v u="$user" -v h="\\x$hex" -v alg="$alg" -v d="$digits" -v p="$period" -v rc="$arr" \
+        >/dev/null <<'EOF' || return 1
+SELECT pam_totp.enrol(:'u', :'h'::bytea, :'alg', :d, :p, 'fleet-test', :'rc'::text[], false);
+EOF
+    local got
+    got=$(adm -v u="$user" -v c="$(code "$hex" "$alg" "$digits" "$period" "$step")" <<'EOF'
+SELECT outcome FROM pam_totp.activate(:'u', :'c', 2);
+EOF
+    )
+    expect "activate $user" "$got" activated
+}
+
+newkey() { openssl rand -hex "${1:-20}"; }
+# A recovery code as §4 shows it, and its stored form.
+recovery_code() {
+    python3 -c '
+import secrets
+a = "23456789abcdefghjkmnpqrstuvwxyz"
+c = "".join(secrets.choice(a) for _ in range(12))
+print(c[:4] + "-" + c[4:8] + "-" + c[8:])'
+}
+recovery_hash() {
+    python3 -c '
+import hashlib, os, sys
+norm = sys.argv[1].replace("-", "").replace(" ", "").lower()
+salt = os.urandom(16)
+print("sha256:%s:%s" % (salt.hex(), hashlib.sha256(salt + norm.encode()).hexdigest()))' "$1"
+}
+
+# Runs `psql_as ROLE` on SQL and requires a permission error.
+denied() {
+    local role=$1 sql=$2 out
+    if out=$(psql_as "$role" <<<"$sql" 2>&1); then
+        why "$role could run: $sql: $out"
+        return 1
+    fi
+    if [[ $out != *"permission denied"* && $out != *"must have admin option"* ]]; then
+        why "$role: $sql: not a permission error: $out"
+        return 1
+    fi
+}
+
+# --- scenarios -----------------------------------------------------------------------------
+
+sc_fleet-sql-migrations-versioned() {
+    local n
+    n=$(apply_migrations) || { why "re-applying failed"; return 1; }
+    expect "migrations applied on a second run" "$n" 0 || return 1
+    expect "schema_version" "$(sq <<<'SELECT string_agg(version::text, $$,$$) FROM pam_totp.schema_version')" \
+        "$(ls "$ROOT"/fleet/sql/[0-9][0-9][0-9]_*.sql | sed 's#.*/##; s/_.*//; s/^0*//' | paste -sd,)" || return 1
+    local out
+    out=$(sq --single-transaction -f "$ROOT/fleet/sql/001_init.sql" 2>&1) && {
+        why "001 applied twice"
+        return 1
+    }
+    [[ $out == *"already applied"* ]] || { why "second 001: $out"; return 1; }
+}
+
+sc_fleet-sql-definer-search-path() {
+    # Every SECURITY DEFINER function pins search_path; nothing is executable by PUBLIC; the
+    # host role may execute exactly check and enrolment.
+    local bad
+    bad=$(sq <<'EOF'
+SELECT p.oid::regprocedure FROM pg_proc p
+WHERE p.pronamespace = 'pam_totp'::regnamespace AND p.prosecdef
+  AND NOT coalesce(p.proconfig::text LIKE '%search_path=%', false)
+EOF
+    )
+    expect "definer functions without search_path" "$bad" "" || return 1
+    bad=$(sq <<'EOF'
+SELECT p.oid::regprocedure::text FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+WHERE p.pronamespace = 'pam_totp'::regnamespace AND a.grantee = 0
+UNION ALL
+SELECT c.oid::regclass::text FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+WHERE c.relnamespace = 'pam_totp'::regnamespace AND a.grantee = 0
+EOF
+    )
+    expect "objects open to PUBLIC" "$bad" "" || return 1
+    expect "host functions" "$(sq <<'EOF'
+SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
+WHERE p.pronamespace = 'pam_totp'::regnamespace AND has_function_privilege('host-a', p.oid, 'EXECUTE')
+EOF
+    )" "check,enrolment,outcome" || return 1
+    expect "admin functions" "$(sq <<'EOF'
+SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
+WHERE p.pronamespace = 'pam_totp'::regnamespace
+  AND has_function_privilege('fleet_admin', p.oid, 'EXECUTE')
+EOF
+    )" "activate,add_host,disable,enrol,hosts,renew_recovery,revoke_host,set_settings,settings,status,unlock" ||
+        return 1
+    expect "functions without a contract (COMMENT)" "$(sq <<'EOF'
+SELECT string_agg(p.proname, ',') FROM pg_proc p
+WHERE p.pronamespace = 'pam_totp'::regnamespace AND p.proowner = 'pam_totp_owner'::regrole
+  AND obj_description(p.oid, 'pg_proc') IS NULL
+EOF
+    )" "" || return 1
+    expect "owner can log in" "$(sq <<<"SELECT rolcanlogin FROM pg_roles WHERE rolname = 'pam_totp_owner'")" f
+}
+
+# A user with a secret and recovery codes, for the privilege and at-rest scenarios.
+SECRET_HEX=$(newkey 20)
+RC1=$(recovery_code)
+RC2=$(recovery_code)
+RH1=$(recovery_hash "$RC1")
+RH2=$(recovery_hash "$RC2")
+
+secret_user() {
+    [[ $(sq <<<"SELECT count(*) FROM pam_totp.users WHERE name = 'enc1'") == 1 ]] && return 0
+    local p=30 s
+    fresh_step $p
+    s=$(cur_step $p)
+    enrol_active enc1 "$SECRET_HEX" SHA1 6 $p $((s - 1)) "$RH1" "$RH2" || return 1
+    expect "enc1 login" "$(field "$(check_as host-a enc1 "$(code "$SECRET_HEX" SHA1 6 $p "$s")")" 1)" \
+        accepted
+}
+
+sc_fleet-sql-host-cannot-read-secrets() {
+    secret_user || return 1
+    local t tables
+    tables=$(sq <<<"SELECT tablename FROM pg_tables WHERE schemaname = 'pam_totp' ORDER BY 1")
+    [[ $tables == *users* && $tables == *results* && $tables == *config* ]] ||
+        { why "tables: $tables"; return 1; }
+    for t in $tables; do
+        denied host-a "SELECT * FROM pam_totp.$t" || return 1
+        denied host-b "COPY pam_totp.$t TO STDOUT" || return 1
+    done
+    denied host-a "SELECT pam_totp.key()" || return 1
+    denied host-a "SELECT pam_totp.decrypt_secret(secret, 'x') FROM pam_totp.users" || return 1
+    denied host-a "SELECT pam_totp.code_at('\\x00'::bytea, 'SHA1', 6, 1)" || return 1
+    denied host-a "SELECT pam_totp.pgp_sym_decrypt_bytea('\\x00'::bytea, 'x')" || return 1
+    denied host-a "SELECT pg_read_file('$KEY')" || return 1
+    denied host-a "SELECT pam_totp.set_key_file('/etc/passwd')" || return 1
+    denied host-a "UPDATE pam_totp.users SET last_step = 0" || return 1
+    # What a host does get: no secret, no hash, no state.
+    expect "enrolment() for a host" "$(psql_as host-a <<<"SELECT * FROM pam_totp.enrolment('enc1')" | cut -d'|' -f1,2)" \
+        "active|6"
+}
+
+sc_fleet-sql-admin-cannot-read-secrets() {
+    secret_user || return 1
+    local t
+    for t in $(sq <<<"SELECT tablename FROM pg_tables WHERE schemaname = 'pam_totp'"); do
+        denied fleet_admin "SELECT * FROM pam_totp.$t" || return 1
+    done
+    denied fleet_admin "SELECT pam_totp.key()" || return 1
+    denied fleet_admin "SELECT pg_read_file('$KEY')" || return 1
+    denied fleet_admin "SELECT * FROM pam_totp.check('enc1', '123456', 'x', 1)" || return 1
+    local st
+    st=$(adm <<<"SELECT row_to_json(s)::text FROM pam_totp.status('enc1') s")
+    [[ $st == *'"last_success_host":"host-a"'* && $st == *'"recovery_left":2'* ]] ||
+        { why "status: $st"; return 1; }
+    [[ $st != *"$SECRET_HEX"* && $st != *secret* ]] || { why "status shows the secret: $st"; return 1; }
+}
+
+sc_fleet-sql-host-cannot-call-admin() {
+    # Every function of the schema but check, outcome and enrolment, called as a host with NULLs of the
+    # right types: permission denied (admin functions, internal ones and pgcrypto's alike).
+    # The NULLs come from sub-selects: a STRICT function called with a constant NULL is folded
+    # away by the planner before any permission check, which would prove nothing.
+    local calls call n=0
+    calls=$(sq <<'EOF'
+SELECT format('SELECT %I.%I(%s)', n.nspname, p.proname,
+              coalesce((SELECT string_agg(format('(SELECT NULL::%s)', format_type(t, NULL)), ', ')
+                        FROM unnest(p.proargtypes) AS t), ''))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment', 'outcome')
+  AND p.prokind = 'f'
+ORDER BY 1
+EOF
+    ) || return 1
+    while IFS= read -r call; do
+        denied host-b "$call" || return 1
+        n=$((n + 1))
+    done <<<"$calls"
+    ((n >= 20)) || { why "only $n functions tried"; return 1; }
+    for call in "SELECT pam_totp.enrol('x', NULL, 'SHA1', 6, 30, 'i', NULL, true)" \
+        "SELECT pam_totp.unlock('enc1', true)" "SELECT pam_totp.disable('enc1')" \
+        "SELECT pam_totp.set_settings(1000, 1, 1, 10, 0)" "SELECT pam_totp.add_host('evil')" \
+        "SELECT pam_totp.status(NULL)" "SELECT pam_totp.rotate_key('/etc/passwd')"; do
+        denied host-a "$call" || return 1
+    done
+    # Nor can a host make itself an admin or another host.
+    denied host-a "GRANT pam_totp_admin TO \"host-a\"" || return 1
+    denied host-a "SET ROLE pam_totp_owner" || return 1
+}
+
+sc_fleet-sql-secrets-encrypted-at-rest() {
+    secret_user || return 1
+    local dump=$T/dump.sql b32 c
+    "$PG_BIN/pg_dump" -h "$T" -U postgres -d "$DB" -f "$dump" || { why "pg_dump failed"; return 1; }
+    "$PG_BIN/pg_dumpall" -h "$T" -U postgres -f "$T/dumpall.sql" || { why "pg_dumpall failed"; return 1; }
+    grep -q 'COPY pam_totp.users' "$dump" && grep -q 'enc1' "$dump" ||
+        { why "the dump holds no users (test would be vacuous)"; return 1; }
+    b32=$(python3 -c 'import base64,sys; print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$SECRET_HEX")
+    for f in "$dump" "$T/dumpall.sql"; do
+        # the key's text; the secret in base32 and hex; the recovery codes, with and without
+        # dashes; their stored entries' salts and hashes
+        for c in "$(cat "$KEY")" "$b32" "$SECRET_HEX" "$RC1" "${RC1//-/}" "$RC2" "${RC2//-/}" \
+            "$(cut -d: -f2 <<<"$RH1")" "$(cut -d: -f3 <<<"$RH1")" \
+            "$(cut -d: -f2 <<<"$RH2")" "$(cut -d: -f3 <<<"$RH2")"; do
+            if grep -qiF -- "$c" "$f"; then
+                why "$(basename "$f") contains '$c'"
+                return 1
+            fi
+        done
+    done
+    # Nor do the data directory's files (heap, WAL) hold the key, or the secret in any form.
+    sq <<<"CHECKPOINT" || return 1
+    python3 - "$T/data" "$SECRET_HEX" "$b32" "$(cat "$KEY")" <<'EOF' || { why "$(cat "$T/scan")"; return 1; }
+import os, sys
+root, hexs, b32, key = sys.argv[1:]
+needles = [bytes.fromhex(hexs), hexs.encode(), hexs.upper().encode(), b32.encode(), key.encode()]
+for d, _, files in os.walk(root):
+    for f in files:
+        p = os.path.join(d, f)
+        try:
+            data = open(p, "rb").read()
+        except OSError:
+            continue
+        for n in needles:
+            if n in data:
+                open(os.path.join(os.path.dirname(root), "scan"), "w").write(f"{p} holds {n!r}")
+                sys.exit(1)
+EOF
+    # The stored form is OpenPGP symmetric (pgp_sym_encrypt), not the key.
+    expect "stored form" "$(sq <<<"SELECT pam_totp.pgp_sym_decrypt_bytea(secret, pam_totp.key()) = '\\x$SECRET_HEX'::bytea AND secret <> '\\x$SECRET_HEX'::bytea FROM pam_totp.users WHERE name = 'enc1'")" t
+}
+
+sc_fleet-sql-one-success-for-parallel-checks() {
+    local p=30 s hex c h i at
+    hex=$(newkey 20)
+    fresh_step $p 8
+    s=$(cur_step $p)
+    enrol_active par1 "$hex" SHA1 6 $p $((s - 1)) || return 1
+    c=$(code "$hex" SHA1 6 $p "$s")
+    at=$(($(now) + 2))
+    for h in host-a host-b; do
+        for i in $(seq 1 16); do
+            # Each client connects, then waits for the same instant before it checks.
+            psql_as "$h" -v u=par1 -v a="$c" -v r="198.51.100.$i" -v at="$at" \
+                >"$T/par.$h.$i" 2>&1 <<'EOF' &
+SELECT pg_sleep(greatest(0, :at - extract(epoch FROM clock_timestamp()))) \gset
+SELECT pam_totp.check(:'u', :'a', :'r', 1) AS ticket \gset
+SELECT outcome FROM pam_totp.outcome(:'ticket');
+EOF
+            PIDS+=($!)
+        done
+    done
+    wait
+    PIDS=()
+    local out
+    out=$(cat "$T"/par.* | sort | uniq -c | awk '{print $2 "=" $1}' | paste -sd' ')
+    expect "outcomes of 32 parallel checks" "$out" "accepted=1 replay=31" || return 1
+    expect "failures (replays are not counted)" \
+        "$(adm <<<"SELECT failures, last_step FROM pam_totp.status('par1')")" "0|$s" || return 1
+    expect "audit rows by host" "$(sq <<<"SELECT string_agg(host || '=' || n, ' ' ORDER BY host) FROM (SELECT host, count(*) n FROM pam_totp.audit WHERE user_name = 'par1' AND outcome <> 'admin' GROUP BY host) a")" \
+        "host-a=16 host-b=16"
+}
+
+sc_fleet-sql-rollback-reveals-nothing() {
+    # A host that runs check inside its own transaction and rolls back must learn nothing:
+    # outcome refuses until the check has committed (then the attempt is counted).
+    local p=30 s hex out wrong right
+    hex=$(newkey 20)
+    fresh_step $p 8
+    s=$(cur_step $p)
+    enrol_active rb1 "$hex" SHA1 6 $p $((s - 1)) || return 1
+    wrong=$(code "$hex" SHA1 6 $p $((s + 5)))
+    right=$(code "$hex" SHA1 6 $p "$s")
+    for c in "$wrong" "$right"; do
+        out=$(psql_as host-a -v a="$c" 2>&1 <<'EOF'
+BEGIN;
+SELECT pam_totp.check('rb1', :'a', 'x', 1) AS ticket \gset
+SELECT outcome FROM pam_totp.outcome(:'ticket');
+EOF
+        ) && { why "outcome inside the check's transaction: $out"; return 1; }
+        [[ $out == *"not committed"* ]] || { why "uncommitted outcome: $out"; return 1; }
+        # Nor do the statistics of its open transaction tell how many rows the check wrote.
+        out=$(psql_as host-a -v a="$c" 2>&1 <<'EOF'
+BEGIN;
+SELECT pam_totp.check('rb1', :'a', 'x', 1);
+SELECT n_tup_upd FROM pg_stat_xact_user_tables;
+EOF
+        ) && { why "statistics inside the check's transaction: $out"; return 1; }
+        [[ $out == *"permission denied"* ]] || { why "xact statistics: $out"; return 1; }
+    done
+    expect "nothing kept by rolled-back checks" \
+        "$(adm <<<"SELECT failures, last_step FROM pam_totp.status('rb1')")" "0|$((s - 1))" || return 1
+    # A savepoint does not help either.
+    out=$(psql_as host-a -v a="$wrong" 2>&1 <<'EOF'
+BEGIN;
+SAVEPOINT a;
+SELECT pam_totp.check('rb1', :'a', 'x', 1) AS ticket \gset
+RELEASE SAVEPOINT a;
+SELECT outcome FROM pam_totp.outcome(:'ticket');
+EOF
+    ) && { why "outcome after a savepoint: $out"; return 1; }
+    # Committed: counted, and only the host that checked may read the outcome.
+    out=$(psql_as host-a -v a="$wrong" <<<"SELECT pam_totp.check('rb1', :'a', 'x', 1)") || return 1
+    expect "committed wrong code" "$(psql_as host-a <<<"SELECT outcome, failures FROM pam_totp.outcome('$out')")" "wrong|1" || return 1
+    out=$(psql_as host-b <<<"SELECT pam_totp.outcome('$out')" 2>&1) && { why "host-b read host-a's outcome"; return 1; }
+    [[ $out == *"no check with this ticket"* ]] || { why "host-b: $out"; return 1; }
+    expect "right code afterwards" "$(field "$(check_as host-a rb1 "$right")" 1)" accepted
+}
+
+sc_fleet-sql-replay-across-hosts() {
+    local p=30 s hex r
+    hex=$(newkey 32)
+    fresh_step $p 8
+    s=$(cur_step $p)
+    enrol_active rep1 "$hex" SHA256 8 $p $((s - 1)) || return 1
+    r=$(check_as host-a rep1 "$(code "$hex" SHA256 8 $p "$s")" 203.0.113.7)
+    expect "host-a" "$(field "$r" 1-4)" "accepted|accepted step $s (offset 0)|$s|0" || return 1
+    r=$(check_as host-b rep1 "$(code "$hex" SHA256 8 $p "$s")")
+    expect "host-b, same code" "$(field "$r" 1-3,5-6)" \
+        "replay|replayed code (step $s, last accepted $s)|$s|$s|0" || return 1
+    r=$(check_as host-b rep1 "$(code "$hex" SHA256 8 $p $((s - 1)))")
+    expect "host-b, older code" "$(field "$r" 1,2)" \
+        "replay|replayed code (step $((s - 1)), last accepted $s)" || return 1
+    r=$(check_as host-a rep1 " $(code "$hex" SHA256 8 $p $((s + 1))) " 203.0.113.8)
+    expect "host-a, next code (with spaces)" "$(field "$r" 1,3,4)" "accepted|$((s + 1))|1" || return 1
+    r=$(check_as host-b rep1 "$(code "$hex" SHA256 8 $p $((s + 1)))")
+    expect "host-b, that code" "$(field "$r" 1)" replay || return 1
+    expect "status" "$(adm <<<"SELECT failures, last_step, last_offset, last_success_host, last_success_rhost FROM pam_totp.status('rep1')")" \
+        "0|$((s + 1))|1|host-a|203.0.113.8"
+}
+
+sc_fleet-sql-throttle() {
+    local p=30 s hex r wrong right
+    hex=$(newkey 20)
+    adm <<<"SELECT pam_totp.set_settings(3, 60, 3600, NULL, NULL)" >/dev/null || return 1
+    fresh_step $p 10
+    s=$(cur_step $p)
+    enrol_active thr1 "$hex" SHA1 6 $p $((s - 1)) || return 1
+    wrong=$(code "$hex" SHA1 6 $p $((s + 5)))
+    right=$(code "$hex" SHA1 6 $p "$s")
+    r=$(check_as host-a thr1 "$wrong")
+    expect "1st wrong" "$(field "$r" 1,2,6,7)" "wrong|wrong code (failure 1)|1|0" || return 1
+    r=$(check_as host-b thr1 "hello")
+    expect "2nd wrong (not a code at all)" "$(field "$r" 1,6,7)" "wrong|2|0" || return 1
+    r=$(check_as host-a thr1 "   ")
+    expect "empty answer" "$(field "$r" 1,2,6)" "empty|empty code (not counted)|2" || return 1
+    r=$(check_as host-b thr1 "$wrong")
+    local until db want_until
+    until=$(field "$r" 7)
+    db=$(field "$r" 9)
+    want_until=$(date -u -d "@$until" +%Y-%m-%dT%H:%M:%SZ)
+    expect "3rd wrong locks for 60 s" "$(field "$r" 1,2,6),$((until - db))" \
+        "wrong|wrong code (failure 3); locked until $want_until|3,60" || return 1
+    r=$(check_as host-a thr1 "$right")
+    expect "right code while locked" "$(field "$r" 1,2,6,7)" "locked|locked until $want_until|3|$until" ||
+        return 1
+    r=$(check_as host-b thr1 "$wrong")
+    expect "wrong code while locked (not counted)" "$(field "$r" 1,6)" "locked|3" || return 1
+    r=$(check_as host-b thr1 "")
+    expect "empty while locked" "$(field "$r" 1,6)" "empty|3" || return 1
+    r=$(check_as host-b thr1 "$(head -c 200 /dev/zero | tr '\0' 1)")
+    expect "over-long answer while locked" "$(field "$r" 1)" "locked" || return 1
+    r=$(adm <<<"SELECT * FROM pam_totp.unlock('thr1', false)")
+    expect "unlock" "$(field "$r" 2)" "$(cur_step $p)" || return 1
+    r=$(check_as host-a thr1 "$right")
+    expect "code of the unlock's step" "$(field "$r" 1,6)" "replay|0" || return 1
+    r=$(check_as host-a thr1 "$(code "$hex" SHA1 6 $p $((s + 1)))")
+    expect "next code after unlock" "$(field "$r" 1,6,7)" "accepted|0|0" || return 1
+    # The lock's growth, as throttle.rs's tests have it.
+    expect "doubling" "$(sq <<<"SELECT string_agg(pam_totp.locked_until_after(f, 0, 5, 60, 3600)::text, ',' ORDER BY f) FROM generate_series(4, 13) f")" \
+        "0,60,120,240,480,960,1920,3600,3600,3600" || return 1
+    expect "custom" "$(sq <<<"SELECT pam_totp.locked_until_after(1, 100, 1, 10, 25), pam_totp.locked_until_after(3, 100, 1, 10, 25), pam_totp.locked_until_after(2147483647, 0, 5, 60, 3600)")" \
+        "110|125|3600" || return 1
+    local bad
+    bad=$(adm <<<"SELECT pam_totp.set_settings(0, NULL, NULL, NULL, NULL)" 2>&1) &&
+        { why "attempts 0 accepted"; return 1; }
+    [[ $bad == *check* ]] || { why "attempts 0: $bad"; return 1; }
+    adm <<<"SELECT pam_totp.set_settings(5, 60, 3600, NULL, NULL)" >/dev/null
+}
+
+sc_fleet-sql-recovery-once() {
+    local p=30 s hex c1 c2 c3 r h i out
+    hex=$(newkey 20)
+    c1=$(recovery_code)
+    c2=$(recovery_code)
+    c3=$(recovery_code)
+    fresh_step $p
+    s=$(cur_step $p)
+    enrol_active rec1 "$hex" SHA1 6 $p $((s - 1)) "$(recovery_hash "$c1")" "$(recovery_hash "$c2")" \
+        "$(recovery_hash "$c3")" || return 1
+    local at=$(($(now) + 2))
+    for h in host-a host-b; do
+        for i in $(seq 1 8); do
+            psql_as "$h" -v u=rec1 -v a="$c1" -v at="$at" >"$T/rec.$h.$i" 2>&1 <<'EOF' &
+SELECT pg_sleep(greatest(0, :at - extract(epoch FROM clock_timestamp()))) \gset
+SELECT pam_totp.check(:'u', :'a', 'x', 1) AS ticket \gset
+SELECT outcome || ':' || reason FROM pam_totp.outcome(:'ticket');
+EOF
+            PIDS+=($!)
+        done
+    done
+    wait
+    PIDS=()
+    out=$(cat "$T"/rec.* | sort | uniq -c | awk '{$1=$1; print}' | paste -sd';')
+    expect "16 parallel uses of one recovery code" "$out" \
+        "1 accepted_recovery:accepted recovery code (2 left);15 recovery_replay:replayed recovery code (burned by a concurrent login; not counted)" ||
+        return 1
+    r=$(check_as host-b rec1 "$(tr a-z A-Z <<<"${c2//-/}")")
+    expect "another code, upper case, no dashes" "$(field "$r" 1,2,6,8)" \
+        "accepted_recovery|accepted recovery code (1 left)|0|1" || return 1
+    r=$(check_as host-a rec1 "$c1")
+    expect "the first code again, soon after" "$(field "$r" 1,6)" "recovery_replay|0" || return 1
+    adm <<<"SELECT pam_totp.set_settings(NULL, NULL, NULL, NULL, 0)" >/dev/null || return 1
+    sleep 1
+    r=$(check_as host-a rec1 "$c1")
+    expect "the first code again, later" "$(field "$r" 1,6)" "wrong|1" || return 1
+    adm <<<"SELECT pam_totp.set_settings(NULL, NULL, NULL, NULL, 300)" >/dev/null || return 1
+    r=$(check_as host-a rec1 "$(recovery_code)")
+    expect "a code never issued" "$(field "$r" 1,6)" "wrong|2" || return 1
+    r=$(check_as host-a rec1 "${c3:0:7} ${c3:7}")
+    expect "the last code, with a space" "$(field "$r" 1,6,8)" "accepted_recovery|0|0" || return 1
+    expect "status" "$(adm <<<"SELECT recovery_left, last_success_host FROM pam_totp.status('rec1')")" "0|host-a"
+}
+
+sc_fleet-sql-offset() {
+    local p=30 s hex r
+    hex=$(newkey 64)
+    fresh_step $p 8
+    s=$(cur_step $p)
+    enrol_active off1 "$hex" SHA512 6 $p $((s - 2)) || return 1
+    r=$(check_as host-a off1 "$(code "$hex" SHA512 6 $p $((s - 1)))")
+    expect "previous step's code" "$(field "$r" 1-4)" \
+        "accepted|accepted step $((s - 1)) (offset -1)|$((s - 1))|-1" || return 1
+    r=$(check_as host-b off1 "$(code "$hex" SHA512 6 $p $((s + 2)))")
+    expect "two steps ahead, window 1" "$(field "$r" 1)" "wrong" || return 1
+    r=$(check_as host-b off1 "$(code "$hex" SHA512 6 $p $((s + 2)))" x 2)
+    expect "two steps ahead, window 2" "$(field "$r" 1,4)" "accepted|2" || return 1
+    adm <<<"SELECT pam_totp.set_settings(NULL, NULL, NULL, 0, NULL)" >/dev/null || return 1
+    r=$(check_as host-b off1 "$(code "$hex" SHA512 6 $p $((s + 3)))" x 10)
+    expect "window capped by settings.max_window = 0" "$(field "$r" 1)" "wrong" || return 1
+    adm <<<"SELECT pam_totp.set_settings(NULL, NULL, NULL, 10, NULL)" >/dev/null || return 1
+    expect "status" "$(adm <<<"SELECT last_offset, failures FROM pam_totp.status('off1')")" "2|1"
+}
+
+sc_fleet-sql-enrolment-lifecycle() {
+    local p=30 s hex hex2 r out
+    hex=$(newkey 20)
+    hex2=$(newkey 20)
+    fresh_step $p 8
+    s=$(cur_step $p)
+    expect "enrolment of nobody" "$(psql_as host-a <<<"SELECT enrolment FROM pam_totp.enrolment('life1')")" none || return 1
+    expect "check of nobody" "$(field "$(check_as host-a life1 123456)" 1,2)" \
+        "not_enrolled|record changed during login" || return 1
+    adm -v h="\\x$hex" <<<"SELECT pam_totp.enrol('life1', :'h'::bytea, 'SHA1', 6, 30, 'i', NULL, false)" >/dev/null || return 1
+    expect "pending: enrolment" "$(psql_as host-a <<<"SELECT enrolment FROM pam_totp.enrolment('life1')")" none || return 1
+    expect "pending: check" "$(field "$(check_as host-a life1 "$(code "$hex" SHA1 6 $p "$s")")" 1)" not_enrolled || return 1
+    expect "activate with a wrong code" "$(adm <<<"SELECT outcome FROM pam_totp.activate('life1', '$(code "$hex" SHA1 6 $p $((s + 4)))', NULL)")" wrong || return 1
+    expect "activate" "$(adm <<<"SELECT outcome, step FROM pam_totp.activate('life1', '$(code "$hex" SHA1 6 $p "$s")', NULL)")" "activated|$s" || return 1
+    expect "activate again" "$(adm <<<"SELECT outcome FROM pam_totp.activate('life1', '$(code "$hex" SHA1 6 $p "$s")', NULL)")" already_active || return 1
+    out=$(adm -v h="\\x$hex2" <<<"SELECT pam_totp.enrol('life1', :'h'::bytea, 'SHA1', 6, 30, 'i', NULL, false)" 2>&1) &&
+        { why "active record replaced without force"; return 1; }
+    [[ $out == *"already has an active record"* ]] || { why "enrol without force: $out"; return 1; }
+    r=$(adm -v h="\\x$hex2" <<<"SELECT secret IS NULL, replaces_active FROM pam_totp.enrol('life1', :'h'::bytea, 'SHA1', 6, 30, 'i', NULL, true)")
+    expect "enrol --force" "$r" "t|t" || return 1
+    expect "replacement pending: enrolment" "$(psql_as host-b <<<"SELECT enrolment, digits FROM pam_totp.enrolment('life1')")" "pending_replacement|6" || return 1
+    expect "replacement pending: old key's code" "$(field "$(check_as host-b life1 "$(code "$hex" SHA1 6 $p $((s + 1)))")" 1,2)" \
+        "pending_replacement|re-enrolment pending activation" || return 1
+    expect "activate the new key" "$(adm <<<"SELECT outcome FROM pam_totp.activate('life1', '$(code "$hex2" SHA1 6 $p "$s")', NULL)")" activated || return 1
+    expect "new key's next code" "$(field "$(check_as host-b life1 "$(code "$hex2" SHA1 6 $p $((s + 1)))")" 1)" accepted || return 1
+    expect "generated key" "$(adm <<<"SELECT length(secret), replaces_active FROM pam_totp.enrol('life2', NULL, 'SHA256', 8, 60, 'i', NULL, false)")" "32|f" || return 1
+    out=$(adm <<<"SELECT pam_totp.renew_recovery('life1', ARRAY['sha256:00:00'])" 2>&1) &&
+        { why "malformed recovery entry accepted"; return 1; }
+    expect "renew recovery codes" "$(adm -v a="{$(recovery_hash "$(recovery_code)"),$(recovery_hash "$(recovery_code)")}" <<<"SELECT pam_totp.renew_recovery('life1', :'a')")" 2 || return 1
+    expect "status after renewal" "$(adm <<<"SELECT recovery_left FROM pam_totp.status('life1')")" 2 || return 1
+    expect "disable" "$(adm <<<"SELECT pam_totp.disable('life1'), pam_totp.disable('life1')")" "t|f" || return 1
+    expect "disabled: enrolment" "$(psql_as host-a <<<"SELECT enrolment FROM pam_totp.enrolment('life1')")" none || return 1
+    expect "audit of admin actions" "$(sq <<<"SELECT count(*) > 0 FROM pam_totp.audit WHERE user_name = 'life1' AND outcome = 'admin' AND host = 'fleet_admin'")" t
+}
+
+sc_fleet-sql-host-roles() {
+    local out
+    expect "add host-c" "$(adm <<<"SELECT pam_totp.add_host('host-c')")" t || return 1
+    expect "host-c may check" "$(field "$(check_as host-c nobody 1)" 1)" not_enrolled || return 1
+    out=$(adm <<<"SELECT pam_totp.add_host('fleet_admin')" 2>&1) && { why "admin role made a host"; return 1; }
+    out=$(adm <<<"SELECT pam_totp.add_host('postgres')" 2>&1) && { why "postgres made a host"; return 1; }
+    out=$(adm <<<"SELECT pam_totp.add_host('Bad Name')" 2>&1) && { why "bad name accepted"; return 1; }
+    expect "revoke host-c" "$(adm <<<"SELECT pam_totp.revoke_host('host-c'), pam_totp.revoke_host('postgres')")" "t|f" || return 1
+    out=$(psql_as host-c <<<"SELECT 1" 2>&1) && { why "revoked host-c still logs in"; return 1; }
+    [[ $out == *"not permitted to log in"* ]] || { why "revoked host-c: $out"; return 1; }
+    expect "re-add host-c" "$(adm <<<"SELECT pam_totp.add_host('host-c')")" f || return 1
+    expect "host-c checks again" "$(field "$(check_as host-c nobody 1)" 1)" not_enrolled || return 1
+    expect "hosts()" "$(adm <<<"SELECT string_agg(name || ':' || (revoked IS NULL) || ':' || (last_seen IS NOT NULL), ' ') FROM pam_totp.hosts() WHERE name IN ('host-a', 'host-c')")" \
+        "host-a:true:true host-c:true:true"
+}
+
+sc_fleet-sql-key-rotation() {
+    secret_user || return 1
+    local p=30 old_id new_id r
+    (umask 077 && openssl rand -hex 32 >"$T/new.key") && chown postgres: "$T/new.key" || return 1
+    old_id=$(sq <<<"SELECT key_id FROM pam_totp.config")
+    expect "rotate" "$(sq <<<"SELECT pam_totp.rotate_key('$T/new.key')")" \
+        "$(sq <<<"SELECT count(*) FROM pam_totp.users")" || return 1
+    new_id=$(sq <<<"SELECT key_id FROM pam_totp.config")
+    [[ $new_id != "$old_id" ]] || { why "key id unchanged"; return 1; }
+    expect "rows on the old key" "$(sq <<<"SELECT count(*) FROM pam_totp.users WHERE key_id <> '$new_id'")" 0 || return 1
+    mv "$KEY" "$T/old.key"
+    fresh_step $p 4
+    r=$(check_as host-a enc1 "$(code "$SECRET_HEX" SHA1 6 $p $(($(cur_step $p) + 1)))")
+    expect "check with the new key only" "$(field "$r" 1)" accepted || return 1
+    expect "recovery code with the new key only" "$(field "$(check_as host-b enc1 "$RC2")" 1)" accepted_recovery
+}
+
+sc_fleet-sql-totp-equals-rust() {
+    local vec=$T/vectors.txt
+    (cd "$ROOT" && "$CARGO" run --release -q -p pam_totp --example totp_vectors -- "$RANDOM_CASES") \
+        >"$vec" 2>"$T/cargo.log" || { why "cargo: $(tail -n 5 "$T/cargo.log")"; return 1; }
+    local out
+    out=$(sq <<EOF
+CREATE TEMP TABLE v (secret text, alg text, digits int, period int, t bigint, code text);
+\\copy v FROM '$vec' WITH (DELIMITER ' ')
+SELECT count(*),
+       count(*) FILTER (WHERE t IN (59, 1111111109, 1111111111, 1234567890, 2000000000, 20000000000)
+                          AND length(secret) IN (40, 64, 128) AND period = 30),
+       count(DISTINCT alg), count(DISTINCT digits), min(period), max(period),
+       count(*) FILTER (WHERE pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period) <> code)
+FROM v;
+SELECT secret, alg, digits, period, t, code, pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period)
+FROM v WHERE pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period) <> code LIMIT 3;
+EOF
+    ) || { why "sql failed"; return 1; }
+    local want_total=$((RANDOM_CASES + 36))
+    local head
+    head=$(head -n 1 <<<"$out")
+    [[ $(field "$head" 1) == "$want_total" && $(field "$head" 2) -ge 36 && $(field "$head" 3) == 3 &&
+        $(field "$head" 4) == 2 && $(field "$head" 7) == 0 ]] ||
+        { why "cases|rfc|algs|digits|min period|max period|mismatches = $out"; return 1; }
+    # The RFC 6238 Appendix B values themselves (not only agreement with Rust).
+    expect "RFC 6238 SHA512 at 20000000000" "$(grep -c ' SHA512 8 30 20000000000 47863826$' "$vec")" 1 || return 1
+    expect "RFC 6238 SHA1 at 59" "$(grep -c ' SHA1 8 30 59 94287082$' "$vec")" 1
+}
+
+# --- run -------------------------------------------------------------------------------------
+SCENARIOS=(
+    fleet-sql-migrations-versioned
+    fleet-sql-definer-search-path
+    fleet-sql-host-cannot-read-secrets
+    fleet-sql-admin-cannot-read-secrets
+    fleet-sql-host-cannot-call-admin
+    fleet-sql-secrets-encrypted-at-rest
+    fleet-sql-one-success-for-parallel-checks
+    fleet-sql-rollback-reveals-nothing
+    fleet-sql-replay-across-hosts
+    fleet-sql-throttle
+    fleet-sql-recovery-once
+    fleet-sql-offset
+    fleet-sql-enrolment-lifecycle
+    fleet-sql-host-roles
+    fleet-sql-totp-equals-rust
+    fleet-sql-key-rotation
+)
+passed=0
+failed=0
+for name in "${SCENARIOS[@]}"; do
+    if [[ -n ${FLEET_SQL_ONLY:-} && ,$FLEET_SQL_ONLY, != *",$name,"* ]]; then
+        continue
+    fi
+    : >"$WHY"
+    if "sc_$name"; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name"
+        sed 's/^/    /' "$WHY"
+        failed=$((failed + 1))
+    fi
+done
+echo "$passed passed, $failed failed ($(($(date +%s) - START)) s)"
+((failed == 0))

@@ -1,5 +1,7 @@
-//! `Policy::parse` (policy.toml, SPEC §6): never panics, and what it accepts is usable: the
-//! throttle is within its documented bounds and the decisions that read the policy run.
+//! `Policy::parse` (policy.toml, SPEC §6): never panics; gives exactly what the TOML parser
+//! alone gives (its fast path for plain policies agrees or declines); and what it accepts is
+//! usable: the throttle is within its documented bounds and the decisions that read the policy
+//! run.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pam_totp::policy::{Policy, MAX_THROTTLE_SECONDS};
@@ -8,7 +10,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(p) = Policy::parse(text) {
+    let parsed = Policy::parse(text);
+    assert_eq!(
+        parsed,
+        Policy::parse_with_toml(text),
+        "the fast path and the TOML parser differ"
+    );
+    if let Ok(p) = parsed {
         let t = &p.throttle;
         assert!(t.attempts >= 1);
         assert!(1 <= t.lock_seconds && t.lock_seconds <= t.max_lock_seconds);

@@ -1,7 +1,9 @@
 //! `policy.toml` (SPEC §6): who must use a second factor, grace, enrolment at login, throttle.
 #![forbid(unsafe_code)]
 
-use crate::store::record::parse_versioned;
+use crate::store::record::{
+    parse_versioned, plain_datetime, plain_integer, plain_key_value, plain_set, plain_string,
+};
 use crate::throttle::Throttle;
 use crate::timefmt;
 use serde::Deserialize;
@@ -63,6 +65,7 @@ impl fmt::Display for RequiredBy {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(deny_unknown_fields)]
 struct Raw {
     version: i64,
@@ -85,6 +88,7 @@ struct Raw {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(deny_unknown_fields)]
 struct RawThrottle {
     attempts: Option<u32>,
@@ -94,7 +98,21 @@ struct RawThrottle {
 
 impl Policy {
     pub fn parse(text: &str) -> Result<Policy, String> {
-        let raw: Raw = parse_versioned(text, POLICY_VERSION, |r: &Raw| r.version)?;
+        let raw = match parse_plain(text) {
+            Some(raw) => raw,
+            None => parse_versioned(text, POLICY_VERSION, |r: &Raw| r.version)?,
+        };
+        Policy::from_raw(raw)
+    }
+
+    /// [`Policy::parse`] without the fast path: every document through the TOML parser. For
+    /// the differential tests and the fuzz target (they must agree on every input).
+    #[doc(hidden)]
+    pub fn parse_with_toml(text: &str) -> Result<Policy, String> {
+        Policy::from_raw(parse_versioned(text, POLICY_VERSION, |r: &Raw| r.version)?)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Policy, String> {
         let grace_until = raw
             .grace_until
             .as_ref()
@@ -162,6 +180,112 @@ impl Policy {
     pub fn grace_at(&self, now: u64) -> Option<u64> {
         self.grace_until.filter(|&g| now < g)
     }
+}
+
+/// The fast path of [`Policy::parse`], as for records (`store::record::parse_plain`): the
+/// policy is read on every login, and the TOML parser costs ~20 k instructions for three lines.
+/// `None` for anything outside this subset of TOML 1.0, which then goes through the parser:
+/// lines end in `\n`; a line is empty, a comment (`#` then tab or printable ASCII), `[throttle]`
+/// (once; the keys after it are the throttle's), or `key = value` with one space either side of
+/// `=` and nothing after the value; keys are the policy's own, each at most once, `version`
+/// present and the supported one; values are `true`/`false`, plain strings, integers and
+/// date-times as for records (the throttle's within their types' range), and string lists
+/// written `[]` or `["a", "b"]` (one space after each comma, no trailing comma).
+fn parse_plain(text: &str) -> Option<Raw> {
+    fn boolean(v: &str) -> Option<bool> {
+        match v {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+    fn list(v: &str) -> Option<Vec<String>> {
+        let inner = v.strip_prefix('[')?.strip_suffix(']')?;
+        if inner.is_empty() {
+            return Some(Vec::new());
+        }
+        inner
+            .split(", ")
+            .map(|s| plain_string(s).map(str::to_string))
+            .collect()
+    }
+    let mut version = None;
+    let mut require_all = None;
+    let mut require_users = None;
+    let mut require_groups = None;
+    let mut exempt_users = None;
+    let mut exempt_groups = None;
+    let mut grace_until = None;
+    let mut enroll_at_login = None;
+    let mut issuer = None;
+    let mut self_service = None;
+    let mut throttle: Option<RawThrottle> = None;
+    for line in text.split('\n') {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            if !comment
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            {
+                return None;
+            }
+            continue;
+        }
+        if line == "[throttle]" {
+            if throttle.is_some() {
+                return None;
+            }
+            throttle = Some(RawThrottle {
+                attempts: None,
+                lock_seconds: None,
+                max_lock_seconds: None,
+            });
+            continue;
+        }
+        let (key, value) = plain_key_value(line)?;
+        if let Some(t) = throttle.as_mut() {
+            let int = plain_integer(value);
+            match key {
+                "attempts" => plain_set(&mut t.attempts, int.and_then(|n| n.try_into().ok()))?,
+                "lock_seconds" => {
+                    plain_set(&mut t.lock_seconds, int.and_then(|n| n.try_into().ok()))?
+                }
+                "max_lock_seconds" => {
+                    plain_set(&mut t.max_lock_seconds, int.and_then(|n| n.try_into().ok()))?
+                }
+                _ => return None,
+            }
+            continue;
+        }
+        match key {
+            "version" => plain_set(&mut version, plain_integer(value))?,
+            "require_all" => plain_set(&mut require_all, boolean(value))?,
+            "require_users" => plain_set(&mut require_users, list(value))?,
+            "require_groups" => plain_set(&mut require_groups, list(value))?,
+            "exempt_users" => plain_set(&mut exempt_users, list(value))?,
+            "exempt_groups" => plain_set(&mut exempt_groups, list(value))?,
+            "grace_until" => plain_set(&mut grace_until, plain_datetime(value))?,
+            "enroll_at_login" => plain_set(&mut enroll_at_login, boolean(value))?,
+            "issuer" => plain_set(&mut issuer, plain_string(value).map(str::to_string))?,
+            "self_service" => plain_set(&mut self_service, boolean(value))?,
+            _ => return None,
+        }
+    }
+    Some(Raw {
+        version: version.filter(|&v| v == POLICY_VERSION)?,
+        require_all: require_all.unwrap_or(false),
+        require_users: require_users.unwrap_or_default(),
+        require_groups: require_groups.unwrap_or_default(),
+        exempt_users: exempt_users.unwrap_or_default(),
+        exempt_groups: exempt_groups.unwrap_or_default(),
+        grace_until,
+        enroll_at_login: enroll_at_login.unwrap_or(false),
+        issuer,
+        self_service,
+        throttle,
+    })
 }
 
 pub fn validate_throttle(t: &Throttle) -> Result<(), String> {
@@ -308,6 +432,120 @@ max_lock_seconds = 600
             let e = Policy::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    /// The fast path reads a policy exactly as the TOML parser does, or declines it.
+    #[test]
+    fn given_any_text_then_fast_path_agrees_with_toml() {
+        let plain = [
+            FULL.to_string(),
+            "version = 1\n".to_string(),
+            "version = 1\n\n[throttle]\nattempts = 4000000000\n".to_string(),
+            "# site policy\nversion = 1\nrequire_users = []\n[throttle]\n".to_string(),
+        ];
+        for t in &plain {
+            assert!(parse_plain(t).is_some(), "fast path declined:\n{t}");
+        }
+        let edge = [
+            "0",
+            "1",
+            "01",
+            "-1",
+            "3",
+            "30",
+            "600",
+            "86401",
+            "4294967295",
+            "4294967296",
+            "999999999999999999",
+            "1_0",
+            "true",
+            "false",
+            "\"x\"",
+            "\"\"",
+            "\"a:b\"",
+            "\"a\\tb\"",
+            "'x'",
+            "\"é\"",
+            "[]",
+            "[ ]",
+            "[\"a\"]",
+            "[\"a\", \"b\"]",
+            "[\"a\",\"b\"]",
+            "[\"a\",]",
+            "[\"a, b\"]",
+            "[\"a\", 1]",
+            "[1]",
+            "2026-12-31T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2028-02-29T00:00:00Z",
+            "2026-12-31",
+            "2026-12-31T00:00:00",
+            "{}",
+        ];
+        let keys = [
+            "version",
+            "require_all",
+            "require_users",
+            "require_groups",
+            "exempt_users",
+            "exempt_groups",
+            "grace_until",
+            "enroll_at_login",
+            "issuer",
+            "self_service",
+            "attempts",
+            "lock_seconds",
+            "max_lock_seconds",
+            "other",
+            "throttle",
+        ];
+        let mut texts = plain.to_vec();
+        for key in keys {
+            for v in edge {
+                let t: String = FULL
+                    .lines()
+                    .filter(|l| !l.starts_with(key))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                texts.push(format!("{t}\n{key} = {v}\n"));
+                let (top, table) = t.split_once("[throttle]").unwrap();
+                texts.push(format!("{top}{key} = {v}\n[throttle]{table}"));
+            }
+        }
+        let lines: Vec<&str> = FULL.lines().collect();
+        for i in 0..lines.len() {
+            for bend in ["", "dup", " ", "\r", " # c"] {
+                let mut l = lines.clone();
+                let bent = match bend {
+                    "" => String::new(),
+                    "dup" => format!("{0}\n{0}", l[i]),
+                    " " => format!(" {}", l[i]),
+                    _ => format!("{}{bend}", l[i]),
+                };
+                l[i] = &bent;
+                texts.push(l.join("\n"));
+            }
+        }
+        texts.push("version = 1\n[throttle]\n[throttle]\n".into());
+        texts.push("version = 1\n[throttle]\nversion = 1\n".into());
+        texts.push("[throttle]\nattempts = 3\n".into());
+        texts.push("version = 2\n".into());
+        texts.push("version = 1\n[other]\n".into());
+        let mut taken = 0;
+        for t in &texts {
+            let slow = parse_versioned::<Raw>(t, POLICY_VERSION, |r: &Raw| r.version);
+            if let Some(fast) = parse_plain(t) {
+                taken += 1;
+                assert_eq!(Ok(&fast), slow.as_ref(), "fast path differs on:\n{t}");
+            }
+            assert_eq!(Policy::parse(t), Policy::parse_with_toml(t), "on:\n{t}");
+        }
+        assert!(
+            taken > 40,
+            "only {taken} of {} texts took the fast path",
+            texts.len()
+        );
     }
 
     #[test]

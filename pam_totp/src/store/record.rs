@@ -41,6 +41,7 @@ pub struct Record {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(deny_unknown_fields)]
 struct Raw {
     version: i64,
@@ -129,7 +130,21 @@ pub(crate) fn clean_toml_error(e: &toml::de::Error) -> String {
 
 impl Record {
     pub fn parse(text: &str) -> Result<Record, String> {
-        let raw: Raw = parse_versioned(text, RECORD_VERSION, |r: &Raw| r.version)?;
+        let raw = match parse_plain(text) {
+            Some(raw) => raw,
+            None => parse_versioned(text, RECORD_VERSION, |r: &Raw| r.version)?,
+        };
+        Record::from_raw(raw)
+    }
+
+    /// [`Record::parse`] without the fast path: every document through the TOML parser. For
+    /// the differential tests and the fuzz target (they must agree on every input).
+    #[doc(hidden)]
+    pub fn parse_with_toml(text: &str) -> Result<Record, String> {
+        Record::from_raw(parse_versioned(text, RECORD_VERSION, |r: &Raw| r.version)?)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Record, String> {
         let status = match raw.state.as_str() {
             "active" => Status::Active,
             "pending" => Status::Pending,
@@ -207,6 +222,169 @@ impl Record {
         }
         s.push_str("]\n");
         s
+    }
+}
+
+/// The fast path of [`Record::parse`]: a record in the plain form that [`Record::to_toml`] and
+/// the provisioning tools write is read without the TOML library, which costs ~60 k
+/// instructions for a 10-line record, on every login (BENCHMARKS.md). `None` for anything
+/// outside that form, which then goes through the TOML parser as before; so this must accept
+/// only documents that the TOML parser reads to the same `Raw`, and it does, by accepting
+/// only this subset of TOML 1.0:
+///
+/// - lines end in `\n` (no `\r`); a line is empty, or a comment (`#` then tab or printable
+///   ASCII), or `key = value` with exactly one space either side of `=` and nothing after the
+///   value; keys are the record's own, each at most once, `version`, `user`, `state` and
+///   `secret` present, `version` the supported one (every error path stays the parser's);
+/// - values: a basic string of printable ASCII without `"` or `\`; a decimal integer without
+///   sign, leading zero or `_` (at most 18 digits); `true`/`false`; an offset date-time exactly
+///   `YYYY-MM-DDTHH:MM:SSZ` with a valid date and time (no leap second); and for `recovery`
+///   `[]`, or `[` alone on its line, then lines of two spaces, a string and `,`, then `]`.
+fn parse_plain(text: &str) -> Option<Raw> {
+    let mut version = None;
+    let mut user = None;
+    let mut state = None;
+    let mut replaces_active = None;
+    let mut secret: Option<Zeroizing<String>> = None;
+    let mut algorithm = None;
+    let mut digits = None;
+    let mut period = None;
+    let mut issuer = None;
+    let mut created = None;
+    let mut recovery = None;
+    let mut lines = text.split('\n');
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            if !comment
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            {
+                return None;
+            }
+            continue;
+        }
+        let (key, value) = plain_key_value(line)?;
+        match key {
+            "version" => plain_set(&mut version, plain_integer(value))?,
+            "user" => plain_set(&mut user, plain_string(value).map(str::to_string))?,
+            "state" => plain_set(&mut state, plain_string(value).map(str::to_string))?,
+            "replaces_active" => plain_set(
+                &mut replaces_active,
+                match value {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => None,
+                },
+            )?,
+            "secret" => plain_set(
+                &mut secret,
+                plain_string(value).map(|s| Zeroizing::new(s.to_string())),
+            )?,
+            "algorithm" => plain_set(&mut algorithm, plain_string(value).map(str::to_string))?,
+            "digits" => plain_set(&mut digits, plain_integer(value))?,
+            "period" => plain_set(&mut period, plain_integer(value))?,
+            "issuer" => plain_set(&mut issuer, plain_string(value).map(str::to_string))?,
+            "created" => plain_set(&mut created, plain_datetime(value))?,
+            "recovery" => {
+                let list = match value {
+                    "[]" => Vec::new(),
+                    "[" => {
+                        let mut list = Vec::new();
+                        loop {
+                            let item = lines.next()?;
+                            if item == "]" {
+                                break list;
+                            }
+                            let s = item.strip_prefix("  ")?.strip_suffix(',')?;
+                            list.push(plain_string(s)?.to_string());
+                        }
+                    }
+                    _ => return None,
+                };
+                plain_set(&mut recovery, Some(list))?
+            }
+            _ => return None,
+        }
+    }
+    let version = version.filter(|&v| v == RECORD_VERSION)?;
+    Some(Raw {
+        version,
+        user: user?,
+        state: state?,
+        replaces_active: replaces_active.unwrap_or(false),
+        secret: secret?,
+        algorithm,
+        digits,
+        period,
+        issuer,
+        created,
+        recovery: recovery.unwrap_or_default(),
+    })
+}
+
+/// A basic string of printable ASCII without `"` or `\` (its text is its value).
+pub(crate) fn plain_string(v: &str) -> Option<&str> {
+    let inner = v.strip_prefix('"')?.strip_suffix('"')?;
+    inner
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        .then_some(inner)
+}
+/// A decimal integer without sign, leading zero or `_`, at most 18 digits.
+pub(crate) fn plain_integer(v: &str) -> Option<i64> {
+    let b = v.as_bytes();
+    let plain = !b.is_empty()
+        && b.len() <= 18
+        && b.iter().all(u8::is_ascii_digit)
+        && (b[0] != b'0' || b.len() == 1);
+    plain.then(|| v.parse().ok()).flatten()
+}
+/// Exactly `YYYY-MM-DDTHH:MM:SSZ`, a valid date and time (no leap second).
+pub(crate) fn plain_datetime(v: &str) -> Option<toml::value::Datetime> {
+    let b = v.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:ddZ";
+    if b.len() != shape.len()
+        || !b.iter().zip(shape).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            _ => c == s,
+        })
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| v[r].parse::<u32>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// `line.split_once(" = ")`, without the substring searcher's set-up (~300 instructions a line).
+pub(crate) fn plain_key_value(line: &str) -> Option<(&str, &str)> {
+    let at = line.as_bytes().windows(3).position(|w| w == b" = ")?;
+    Some((&line[..at], &line[at + 3..]))
+}
+
+/// Fills an empty slot; `None` for a second value (a duplicate key) or no value.
+pub(crate) fn plain_set<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    match slot {
+        Some(_) => None,
+        None => {
+            *slot = Some(value?);
+            Some(())
+        }
     }
 }
 
@@ -322,6 +500,152 @@ recovery = [
             let e = err_of(&text);
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+
+    /// The fast path reads a document exactly as the TOML parser does, or declines it: checked
+    /// on the written forms and on every record key set to each of a list of edge values, and
+    /// on lines bent out of the plain form.
+    #[test]
+    fn given_any_text_then_fast_path_agrees_with_toml() {
+        let mut written = Record::parse(GOOD).unwrap();
+        written
+            .recovery
+            .push(written.recovery[0].replace("01", "ff"));
+        let plain = [
+            GOOD.to_string(),
+            written.to_toml().to_string(),
+            "version = 1\nuser = \"u1\"\nstate = \"active\"\nsecret = \"7XLWDN4RU27P53YJYW4VBAVL5S6HG2IL\"\n\
+             algorithm = \"SHA1\"\ndigits = 6\nperiod = 30\nissuer = \"bench\"\n\
+             created = 2026-01-01T00:00:00Z\nrecovery = []\n"
+                .to_string(),
+            "version = 1\nuser = \"bob\"\nstate = \"pending\"\nsecret = \"JBSWY3DPEHPK3PXP\"".to_string(),
+        ];
+        for t in &plain {
+            assert!(parse_plain(t).is_some(), "fast path declined:\n{t}");
+        }
+        let edge = [
+            "0",
+            "01",
+            "-1",
+            "+1",
+            "1_0",
+            "6",
+            "30",
+            "1",
+            "2",
+            "9223372036854775807",
+            "999999999999999999",
+            "1.0",
+            "0x1",
+            "true",
+            "false",
+            "True",
+            "\"x\"",
+            "\"\"",
+            "\"a\\tb\"",
+            "\"a\\\"b\"",
+            "'lit'",
+            "\"\"\"x\"\"\"",
+            "\"é\"",
+            "\"a\u{7f}\"",
+            "\"a\tb\"",
+            "\"x\" # c",
+            "\"x\" ",
+            "2026-11-23T19:00:00Z",
+            "2024-02-29T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-10T00:00:00Z",
+            "2026-01-00T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T23:60:00Z",
+            "2026-12-31T23:59:60Z",
+            "2026-01-01t00:00:00Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00z",
+            "2026-01-01T00:00:00.5Z",
+            "2026-01-01T00:00:00+01:00",
+            "2026-01-01T00:00:00",
+            "2026-01-01",
+            "00:00:00",
+            "0000-01-01T00:00:00Z",
+            "[]",
+            "[ ]",
+            "[",
+            "[\"x\"]",
+            "{}",
+        ];
+        let mut texts: Vec<String> = plain.to_vec();
+        let keys = [
+            "version",
+            "user",
+            "state",
+            "replaces_active",
+            "secret",
+            "algorithm",
+            "digits",
+            "period",
+            "issuer",
+            "created",
+            "recovery",
+            "other",
+        ];
+        for key in keys {
+            for v in edge {
+                let mut t: String = GOOD
+                    .lines()
+                    .filter(|l| !l.starts_with(key))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if key == "recovery" {
+                    t = t.replace("\n  \"sha256:0102030405060708:0000000000000000000000000000000000000000000000000000000000000000\",\n]", "");
+                }
+                texts.push(format!("{t}\n{key} = {v}\n"));
+            }
+        }
+        let good_lines: Vec<&str> = GOOD.lines().collect();
+        for i in 0..good_lines.len() {
+            for bend in ["", "dup", " ", "\t", "\r", " # c", "x"] {
+                let mut lines = good_lines.clone();
+                let line = lines[i].to_string();
+                let bent = match bend {
+                    "" => String::new(),
+                    "dup" => format!("{line}\n{line}"),
+                    " " | "\t" => format!("{bend}{line}"),
+                    _ => format!("{line}{bend}"),
+                };
+                lines[i] = &bent;
+                texts.push(lines.join("\n"));
+                texts.push(lines.join("\n").replacen(" = ", "=", 1));
+            }
+        }
+        texts.push("# héllo\n".to_string() + &plain[2]);
+        texts.push("# a\u{7f}\n".to_string() + &plain[2]);
+        texts.push("\u{feff}".to_string() + &plain[2]);
+        texts.push(plain[2].replace("\n", "\r\n"));
+        texts.push(plain[2].replace("version = 1", "version = 2"));
+        texts.push(plain[2].replace("recovery = []", "recovery = [\n]"));
+        texts.push(plain[2].replace("recovery = []", "recovery = [\n  \"a\"\n]"));
+        texts.push(plain[2].replace("recovery = []", "recovery = [\n   \"a\",\n]"));
+        texts.push(plain[2].replace("recovery = []", "recovery = [\n  \"a\",\n ]"));
+        texts.push(plain[2].replace("recovery = []", "recovery = [\n  \"a\",\n"));
+        texts.push(plain[2].replace("recovery = []", "recovery = [\n  \"a\",\n  \"b\",\n]"));
+        texts.push(plain[2].replace("recovery = []", "[throttle]\nx = 1"));
+        let mut taken = 0;
+        for t in &texts {
+            let slow = parse_versioned::<Raw>(t, RECORD_VERSION, |r: &Raw| r.version);
+            if let Some(fast) = parse_plain(t) {
+                taken += 1;
+                assert_eq!(Ok(&fast), slow.as_ref(), "fast path differs on:\n{t}");
+            }
+            assert_eq!(Record::parse(t), Record::parse_with_toml(t), "on:\n{t}");
+        }
+        assert!(
+            taken > 30,
+            "only {taken} of {} texts took the fast path",
+            texts.len()
+        );
     }
 
     #[test]

@@ -197,6 +197,42 @@ fn given_split_with_options_for_the_code_check_then_service_error() {
     }
 }
 
+#[test]
+#[ignore = "needs root (records must be root-owned): run by `make test`"]
+fn given_a_second_judging_line_then_it_denies_without_prompting_or_counting() {
+    let env = split_env("split_twice_judged", "");
+    let rec = enrolled(&env, "alice");
+    let m = env.module();
+    let base = env.base_options();
+    env.pam_stack(&format!(
+        "auth requisite {m} split {base}\n\
+         auth requisite pam_unix.so use_first_pass\n\
+         auth required {m} {base}\n\
+         auth required {m} {base}\n",
+        m = m.display()
+    ));
+    settle(30);
+    let o = one_field(
+        &env,
+        "alice",
+        &format!("{PASSWORD}{}", code_offset(&rec, 0)),
+    );
+    o.expect_denied()
+        .expect_logged(&["accepted step"])
+        .expect_logged(&["no code typed after the password (not counted)"]);
+    assert_eq!(
+        o.prompts().len(),
+        1,
+        "the second line prompted\n{}",
+        o.describe()
+    );
+    assert!(fs_text(&env.state_path("alice"))
+        .lines()
+        .last()
+        .unwrap()
+        .contains(" f=0 "));
+}
+
 fn fs_text(p: &std::path::Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }

@@ -18,6 +18,7 @@ use std::sync::{Once, OnceLock};
 use zeroize::Zeroizing;
 
 pub mod abi;
+mod datum;
 pub(crate) mod limits;
 
 use abi::{
@@ -63,10 +64,9 @@ extern "C" {
 /// removed, or at `pam_end`).
 type DataCleanup = unsafe extern "C" fn(pamh: *mut PamHandle, data: *mut c_void, status: c_int);
 
-/// The name of the PAM data a `split` line leaves for the line after the password (SPEC §9).
-/// The layout of [`TypedAhead`] is part of the name: two copies of the module in one stack that
-/// disagree on it never read each other's datum.
-const TYPED_AHEAD: &CStr = c"pam_totp_typed_ahead_v1";
+/// The name of the PAM data a `split` line leaves for the line after the password (SPEC §9):
+/// a [`datum::Datum`].
+const TYPED_AHEAD: &CStr = c"pam_totp_typed_ahead";
 
 /// Frees (and so wipes) what [`Handle::put_typed_ahead`] gave libpam.
 unsafe extern "C" fn drop_typed_ahead(_pamh: *mut PamHandle, data: *mut c_void, _status: c_int) {
@@ -75,9 +75,9 @@ unsafe extern "C" fn drop_typed_ahead(_pamh: *mut PamHandle, data: *mut c_void, 
     }
     let _ = panic::catch_unwind(|| {
         // SAFETY: `data` is the pointer `Box::into_raw` made in `put_typed_ahead`, handed to
-        // libpam once with this cleanup; libpam calls the cleanup once per datum, so it is
-        // freed here exactly once.
-        drop(unsafe { Box::from_raw(data.cast::<TypedAhead>()) });
+        // libpam once with this cleanup (this copy of the module's own); libpam calls the
+        // cleanup once per datum, so it is freed (and wiped) here exactly once.
+        drop(unsafe { Box::from_raw(data.cast::<datum::Datum>()) });
     });
 }
 
@@ -169,10 +169,12 @@ impl Handle {
         }
     }
 
-    /// Leaves `t` for a later `pam_totp.so` line of this handle, replacing what an earlier
-    /// attempt on the same handle left.
-    fn put_typed_ahead(&self, t: TypedAhead) -> Result<(), String> {
-        let raw = Box::into_raw(Box::new(t));
+    /// Leaves `t` for a later `pam_totp.so` line of this handle, replacing what was there.
+    fn put_typed_ahead(&self, t: &TypedAhead) -> Result<(), String> {
+        let Some(d) = datum::Datum::of(t) else {
+            return Err("the code is longer than any code".into());
+        };
+        let raw = Box::into_raw(d);
         // SAFETY: valid handle; the name is a static C string; on success libpam owns `raw`
         // and frees it through `drop_typed_ahead`.
         let rc = unsafe {
@@ -191,27 +193,31 @@ impl Handle {
         Ok(())
     }
 
-    /// Takes what a `split` line left, if one ran: a copy, and the datum is removed (wiped).
-    fn take_typed_ahead(&self) -> Option<TypedAhead> {
+    /// Takes what a `split` line left, if one ran, and leaves "nothing typed" in its place: a
+    /// second judging line of the same stack then denies without prompting (the application
+    /// would answer with the password) instead of judging the code again. `Err` for a datum
+    /// this module cannot read.
+    fn take_typed_ahead(&self) -> Result<Option<TypedAhead>, String> {
         let mut p: *const c_void = ptr::null();
         // SAFETY: valid handle, static name; libpam writes its pointer (or NULL) into `p`.
         let rc = unsafe { pam_get_data(self.0, TYPED_AHEAD.as_ptr(), &mut p) };
         if rc != PAM_SUCCESS || p.is_null() {
-            return None;
+            return Ok(None);
         }
-        // SAFETY: only `put_typed_ahead` stores data under this name, always a live
-        // `Box<TypedAhead>` until libpam calls its cleanup, which it has not (we hold no other
-        // reference and libpam calls it only on replace or at pam_end).
-        let copy = match unsafe { &*p.cast::<TypedAhead>() } {
-            TypedAhead::Code(c) => TypedAhead::Code(c.clone()),
-            TypedAhead::Nothing => TypedAhead::Nothing,
+        // SAFETY: under this name only `put_typed_ahead` of a copy of this module stores data,
+        // always a live `Box<Datum>` (a `#[repr(C)]` layout every copy shares, checked by its
+        // magic number) until libpam calls its cleanup, which happens only when the datum is
+        // replaced (below, after the last use of `p`) or at pam_end.
+        let read = unsafe { &*p.cast::<datum::Datum>() }.read();
+        let Some(taken) = read else {
+            return Err(
+                "a split line left data this module cannot read (another version of \
+                        pam_totp.so in the stack?)"
+                    .into(),
+            );
         };
-        // SAFETY: valid handle, static name; replacing the datum with NULL makes libpam call
-        // `drop_typed_ahead` on the old one (so `p` is not used after this).
-        unsafe {
-            pam_set_data(self.0, TYPED_AHEAD.as_ptr(), ptr::null_mut(), None);
-        }
-        Some(copy)
+        self.put_typed_ahead(&TypedAhead::Nothing)?;
+        Ok(Some(taken))
     }
 
     fn conversation(&self) -> Result<PamConversation<'_>, String> {
@@ -452,7 +458,13 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
         );
         return PAM_IGNORE;
     }
-    let typed_ahead = h.take_typed_ahead();
+    let typed_ahead = match h.take_typed_ahead() {
+        Ok(t) => t,
+        Err(e) => {
+            line.deny_unlogged(LOG_ERR, &e);
+            return PAM_SERVICE_ERR;
+        }
+    };
     let req = line.request(typed_ahead.as_ref());
     let verdict = flow::authenticate(&mut conv, &RealSystem, &req);
     line.finish(&verdict)
@@ -481,7 +493,10 @@ impl Line<'_> {
     /// A `split` line (SPEC §9): takes the one answer apart and hands both parts on.
     fn split(&self) -> c_int {
         // What an earlier attempt on this handle left is never judged by this one.
-        drop(self.h.take_typed_ahead());
+        if let Err(e) = self.h.put_typed_ahead(&TypedAhead::Nothing) {
+            self.deny_unlogged(LOG_ERR, &format!("split: {e}"));
+            return PAM_SERVICE_ERR;
+        }
         let answer = match self.h.authtok() {
             Ok(a) => a,
             Err(e) => {
@@ -494,8 +509,8 @@ impl Line<'_> {
             Some(Split::Code { password, code }) => self
                 .h
                 .set_authtok(&password)
-                .and_then(|()| self.h.put_typed_ahead(TypedAhead::Code(code))),
-            Some(Split::Whole) => self.h.put_typed_ahead(TypedAhead::Nothing),
+                .and_then(|()| self.h.put_typed_ahead(&TypedAhead::Code(code))),
+            Some(Split::Whole) => self.h.put_typed_ahead(&TypedAhead::Nothing),
             None => Ok(()),
         };
         if let Err(e) = handed_on {

@@ -107,8 +107,12 @@ impl State {
             self.locked_until,
             opt(last.map(|l| l.time)),
         );
-        // Written only when known, so that entries without it read as before.
-        if let Some(o) = self.last_offset {
+        // Written only when known (entries without it read as before), and only within what
+        // the reader takes: an offset it would refuse must not make the state unreadable.
+        if let Some(o) = self
+            .last_offset
+            .filter(|o| o.unsigned_abs() <= MAX_OFFSET.unsigned_abs())
+        {
             body.push_str(&format!(" o={o}"));
         }
         format!("{body} c={}\n", checksum(&body))
@@ -397,6 +401,15 @@ mod tests {
             };
             assert_eq!(State::parse_file(journal(&[&s]).as_bytes()).unwrap(), s);
         }
+        let far = State {
+            last_offset: Some(MAX_OFFSET + 1),
+            ..sample(3, 0)
+        };
+        let read = State::parse_file(journal(&[&far]).as_bytes()).unwrap();
+        assert_eq!(
+            read.last_offset, None,
+            "written, it would make the state unreadable"
+        );
         let old = "s=5 f=0 l=0 t=9 r=-";
         let line = format!("{JOURNAL_HEADER}{old} c={}\n", checksum(old));
         assert_eq!(

@@ -104,7 +104,12 @@ impl Conversation {
     }
 
     fn emit(&mut self, event: &Event) -> Result<()> {
-        let mut line = Zeroizing::new(Vec::with_capacity(1024));
+        // Sized first, so that the buffer holding a new key never grows (a move would leave an
+        // unwiped copy of the secret behind).
+        let mut size = ByteCount(1);
+        serde_json::to_writer(&mut size, event)
+            .map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
+        let mut line = Zeroizing::new(Vec::with_capacity(size.0));
         serde_json::to_writer(&mut *line, event)
             .map_err(|e| CliError::new(format!("cannot format JSON: {e}")))?;
         line.push(b'\n');
@@ -169,6 +174,19 @@ fn too_long() -> CliError {
     CliError::new(format!(
         "an answer line is longer than {MAX_ANSWER_LINE} bytes; nothing was passed on"
     ))
+}
+
+/// A writer that only counts what it is given.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn malformed() -> CliError {

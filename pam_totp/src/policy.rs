@@ -2,7 +2,8 @@
 #![forbid(unsafe_code)]
 
 use crate::store::record::{
-    parse_versioned, plain_datetime, plain_integer, plain_key_value, plain_set, plain_string,
+    parse_versioned, plain_datetime, plain_integer, plain_key_value, plain_or_toml, plain_set,
+    plain_string,
 };
 use crate::throttle::Throttle;
 use crate::timefmt;
@@ -98,11 +99,12 @@ struct RawThrottle {
 
 impl Policy {
     pub fn parse(text: &str) -> Result<Policy, String> {
-        let raw = match parse_plain(text) {
-            Some(raw) => raw,
-            None => parse_versioned(text, POLICY_VERSION, |r: &Raw| r.version)?,
-        };
-        Policy::from_raw(raw)
+        Policy::from_raw(plain_or_toml(
+            text,
+            POLICY_VERSION,
+            parse_plain,
+            |r: &Raw| r.version,
+        )?)
     }
 
     /// [`Policy::parse`] without the fast path: every document through the TOML parser. For

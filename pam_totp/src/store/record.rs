@@ -130,11 +130,12 @@ pub(crate) fn clean_toml_error(e: &toml::de::Error) -> String {
 
 impl Record {
     pub fn parse(text: &str) -> Result<Record, String> {
-        let raw = match parse_plain(text) {
-            Some(raw) => raw,
-            None => parse_versioned(text, RECORD_VERSION, |r: &Raw| r.version)?,
-        };
-        Record::from_raw(raw)
+        Record::from_raw(plain_or_toml(
+            text,
+            RECORD_VERSION,
+            parse_plain,
+            |r: &Raw| r.version,
+        )?)
     }
 
     /// [`Record::parse`] without the fast path: every document through the TOML parser. For
@@ -222,6 +223,20 @@ impl Record {
         }
         s.push_str("]\n");
         s
+    }
+}
+
+/// A document read by its fast path `plain` when that takes it, else by the TOML parser (with
+/// the version check of [`parse_versioned`]): the one rule for records and the policy.
+pub(crate) fn plain_or_toml<R: serde::de::DeserializeOwned>(
+    text: &str,
+    version: i64,
+    plain: fn(&str) -> Option<R>,
+    version_of: fn(&R) -> i64,
+) -> Result<R, String> {
+    match plain(text) {
+        Some(raw) => Ok(raw),
+        None => parse_versioned(text, version, version_of),
     }
 }
 

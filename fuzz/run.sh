@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
 export RUSTC_BOOTSTRAP=1
-all=(record_parse state_parse policy_parse recovery_input login_answer import_ga import_oath)
+all=(record_parse state_parse policy_parse recovery_input split_answer login_answer import_ga import_oath)
 
 dict_of() {
     case $1 in

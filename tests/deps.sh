@@ -21,6 +21,9 @@ packages=(
     # in postgresql-15 itself), psql/pg_dump. The package's own "main" cluster is left alone
     # (policy-rc.d below keeps it from starting during the install); the test runs its own.
     postgresql-15 postgresql-client-15
+    # tests/fleet/net-test.sh: ip netns/bridge/veth and ss (iproute2, above), timeout
+    # (coreutils), pgrep (procps)
+    coreutils procps
 )
 
 missing=()

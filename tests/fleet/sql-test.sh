@@ -14,27 +14,12 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 CARGO=${CARGO:-cargo}
 RANDOM_CASES=${FLEET_SQL_RANDOM:-10000}
-
-if [[ $(id -u) != 0 ]]; then
-    echo "SKIP fleet-sql: needs root (initdb/pg_ctl run as the postgres user)"
-    exit 0
-fi
-for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/pg_dump" "$PG_BIN/psql"; do
-    if [[ ! -x $tool ]]; then
-        echo "SKIP fleet-sql: $tool missing (Debian package postgresql-15)"
-        exit 0
-    fi
-done
-for tool in oathtool openssl python3 runuser; do
-    command -v "$tool" >/dev/null || { echo "FAIL fleet-sql-setup: $tool missing"; exit 1; }
-done
-if ! getent passwd postgres >/dev/null; then
-    echo "SKIP fleet-sql: no postgres user (Debian package postgresql-15)"
-    exit 0
-fi
+FLEET_NAME=fleet-sql
+# shellcheck source=tests/fleet/lib.sh
+. "$ROOT/tests/fleet/lib.sh"
+fleet_prereqs python3
 
 START=$(date +%s)
 T=$(mktemp -d /tmp/pam-totp-fleetsql.XXXXXX)
@@ -42,9 +27,7 @@ PIDS=()
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    if [[ -f $T/data/postmaster.pid ]]; then
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/data" -m immediate -w stop >/dev/null 2>&1
-    fi
+    fleet_pg_stop
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -53,33 +36,14 @@ trap 'exit 130' INT TERM HUP
 chown postgres: "$T"
 chmod 700 "$T"
 DB=pamtotp
-KEY=$T/pam-totp.key
 export PGOPTIONS='-c lock_timeout=20s -c statement_timeout=60s'
 export PGCONNECT_TIMEOUT=10
-unset PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGSERVICEFILE
-
-die() {
-    echo "FAIL fleet-sql-setup: $*"
-    [[ -f $T/log ]] && tail -n 20 "$T/log" | sed 's/^/    /'
-    echo "0 passed, 1 failed"
-    exit 1
-}
+fleet_clean_pg_env
+die() { fleet_die "$@"; }
 
 # --- cluster -------------------------------------------------------------------------------
-runuser -u postgres -- "$PG_BIN/initdb" -D "$T/data" -A trust -U postgres --no-sync -E UTF8 \
-    --locale=C.UTF-8 >"$T/initdb.log" 2>&1 || die "initdb: $(tail -n 3 "$T/initdb.log")"
-cat >>"$T/data/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$T'
-fsync = off
-max_connections = 60
-EOF
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/data" -l "$T/log" -w -t 30 start >/dev/null ||
-    die "pg_ctl start"
-
-# The key: outside the data directory, owned by the server's user, 0600.
-(umask 077 && openssl rand -hex 32 >"$KEY") && chown postgres: "$KEY" && chmod 600 "$KEY" ||
-    die "key file"
+fleet_initdb
+fleet_pg_start || die "pg_ctl start"
 
 psql_as() { # ROLE [psql args...]: runs stdin
     local role=$1
@@ -87,42 +51,16 @@ psql_as() { # ROLE [psql args...]: runs stdin
     "$PG_BIN/psql" -X -q -At -F '|' -h "$T" -U "$role" -d "$DB" -v ON_ERROR_STOP=1 "$@"
 }
 sq() { psql_as postgres "$@"; }
+apply_migrations() { fleet_apply_migrations; }
 
-"$PG_BIN/psql" -X -q -h "$T" -U postgres -d postgres -c "CREATE DATABASE $DB" || die "createdb"
-
-# Applies every fleet/sql/NNN_*.sql above the schema's version, each in one transaction
-# (what `pam-totp store init` does); prints how many it applied.
-apply_migrations() {
-    local current=0 f v n=0
-    if [[ $(sq <<<"SELECT to_regclass('pam_totp.schema_version') IS NOT NULL") == t ]]; then
-        current=$(sq <<<"SELECT coalesce(max(version), 0) FROM pam_totp.schema_version")
-    fi
-    for f in "$ROOT"/fleet/sql/[0-9][0-9][0-9]_*.sql; do
-        v=$(basename "$f")
-        v=$((10#${v%%_*}))
-        ((v > current)) || continue
-        sq --single-transaction -f "$f" || return 1
-        n=$((n + 1))
-    done
-    echo "$n"
-}
-applied=$(apply_migrations) || die "applying fleet/sql"
-[[ $applied -ge 1 ]] || die "no migration applied"
-sq <<<"SELECT pam_totp.set_key_file('$KEY')" >/dev/null || die "set_key_file"
-sq <<<"CREATE ROLE fleet_admin LOGIN IN ROLE pam_totp_admin" || die "admin role"
+fleet_createdb
+fleet_init_schema
 adm() { psql_as fleet_admin "$@"; }
 adm <<<"SELECT pam_totp.add_host('host-a'), pam_totp.add_host('host-b')" >/dev/null ||
     die "add_host"
 
 # --- helpers -------------------------------------------------------------------------------
 WHY=$T/why
-why() { echo "$*" >>"$WHY"; }
-# expect DESCRIPTION GOT WANT
-expect() {
-    [[ $2 == "$3" ]] && return 0
-    why "$1: got '$2', want '$3'"
-    return 1
-}
 
 now() { date +%s; }
 # Wait until at least MARGIN seconds are left in the current PERIOD-second step.
@@ -711,21 +649,6 @@ SCENARIOS=(
     fleet-sql-totp-equals-rust
     fleet-sql-key-rotation
 )
-passed=0
-failed=0
-for name in "${SCENARIOS[@]}"; do
-    if [[ -n ${FLEET_SQL_ONLY:-} && ,$FLEET_SQL_ONLY, != *",$name,"* ]]; then
-        continue
-    fi
-    : >"$WHY"
-    if "sc_$name"; then
-        echo "PASS $name"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $name"
-        sed 's/^/    /' "$WHY"
-        failed=$((failed + 1))
-    fi
-done
-echo "$passed passed, $failed failed ($(($(date +%s) - START)) s)"
-((failed == 0))
+fleet_run_scenarios "${FLEET_SQL_ONLY:-}" "${SCENARIOS[@]}"
+echo "$FLEET_PASSED passed, $FLEET_FAILED failed ($(($(date +%s) - START)) s)"
+((FLEET_FAILED == 0))

@@ -223,7 +223,7 @@ def main():
         return 1
     try:
         import pexpect
-        e2e.pexpect = pexpect
+        e2e.e2e_lib.pexpect = pexpect
     except ImportError:
         print("demo: python3-pexpect is missing (make deps)", file=sys.stderr)
         return 1

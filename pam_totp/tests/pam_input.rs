@@ -1,6 +1,6 @@
 //! PAM-level tests, continued from `pam_level.rs`: user names, hostile input, concurrent
 //! logins and what the module writes to syslog — the built `libpam_totp.so` through the real
-//! libpam (see `pam_level.rs` and `common/mod.rs` for how).
+//! libpam (see `pam_level.rs` and `common/` for how).
 //!
 //! Needs root; without it these tests are reported as ignored.
 

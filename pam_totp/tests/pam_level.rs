@@ -16,7 +16,7 @@
 //! (use with `-- --nocapture`); `PAM_TOTP_KEEP_TMP=1` keeps the test dirs, which
 //! are also kept when a test fails.
 //!
-//! The helpers live in `common/mod.rs`, shared with `pam_policy.rs`.
+//! The helpers live in `common/` (`mod.rs` and its parts), shared with `pam_policy.rs`.
 
 mod common;
 

@@ -19,10 +19,12 @@
 //! Every stack is `auth [success=done ignore=ignore default=die] pam_totp.so ...`
 //! followed by `pam_echo MODULE-RETURNED-IGNORE` and `pam_permit`, so that a
 //! `PAM_IGNORE` from the module is visible. Codes come from `oathtool` only.
+//! Enrolment at login has its own file, `pam_policy_enrol.rs`; both share this fixture and
+//! the assertions through `common/policy_fixture.rs`.
 //! The enumeration test prints timing medians (`-- --show-output` shows them).
 //!
 //! Needs root; without it every test prints a notice and passes. See
-//! `common/mod.rs` for the module path and the `PAM_TOTP_TEST_VERBOSE` and
+//! `common/env.rs` for the module path and the `PAM_TOTP_TEST_VERBOSE` and
 //! `PAM_TOTP_KEEP_TMP` switches.
 
 mod common;

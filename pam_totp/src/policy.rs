@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 use crate::store::record::{
-    parse_versioned, plain_datetime, plain_integer, plain_key_value, plain_or_toml, plain_set,
-    plain_string,
+    parse_versioned, plain_blank, plain_bool, plain_datetime, plain_integer, plain_key_value,
+    plain_or_toml, plain_set, plain_string,
 };
 use crate::throttle::Throttle;
 use crate::timefmt;
@@ -194,13 +194,6 @@ impl Policy {
 /// date-times as for records (the throttle's within their types' range), and string lists
 /// written `[]` or `["a", "b"]` (one space after each comma, no trailing comma).
 fn parse_plain(text: &str) -> Option<Raw> {
-    fn boolean(v: &str) -> Option<bool> {
-        match v {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        }
-    }
     fn list(v: &str) -> Option<Vec<String>> {
         let inner = v.strip_prefix('[')?.strip_suffix(']')?;
         if inner.is_empty() {
@@ -223,16 +216,7 @@ fn parse_plain(text: &str) -> Option<Raw> {
     let mut self_service = None;
     let mut throttle: Option<RawThrottle> = None;
     for line in text.split('\n') {
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            if !comment
-                .bytes()
-                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-            {
-                return None;
-            }
+        if plain_blank(line)? {
             continue;
         }
         if line == "[throttle]" {
@@ -263,15 +247,15 @@ fn parse_plain(text: &str) -> Option<Raw> {
         }
         match key {
             "version" => plain_set(&mut version, plain_integer(value))?,
-            "require_all" => plain_set(&mut require_all, boolean(value))?,
+            "require_all" => plain_set(&mut require_all, plain_bool(value))?,
             "require_users" => plain_set(&mut require_users, list(value))?,
             "require_groups" => plain_set(&mut require_groups, list(value))?,
             "exempt_users" => plain_set(&mut exempt_users, list(value))?,
             "exempt_groups" => plain_set(&mut exempt_groups, list(value))?,
             "grace_until" => plain_set(&mut grace_until, plain_datetime(value))?,
-            "enroll_at_login" => plain_set(&mut enroll_at_login, boolean(value))?,
+            "enroll_at_login" => plain_set(&mut enroll_at_login, plain_bool(value))?,
             "issuer" => plain_set(&mut issuer, plain_string(value).map(str::to_string))?,
-            "self_service" => plain_set(&mut self_service, boolean(value))?,
+            "self_service" => plain_set(&mut self_service, plain_bool(value))?,
             _ => return None,
         }
     }

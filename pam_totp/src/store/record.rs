@@ -269,16 +269,7 @@ fn parse_plain(text: &str) -> Option<Raw> {
     let mut recovery = None;
     let mut lines = text.split('\n');
     while let Some(line) = lines.next() {
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            if !comment
-                .bytes()
-                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-            {
-                return None;
-            }
+        if plain_blank(line)? {
             continue;
         }
         let (key, value) = plain_key_value(line)?;
@@ -286,14 +277,7 @@ fn parse_plain(text: &str) -> Option<Raw> {
             "version" => plain_set(&mut version, plain_integer(value))?,
             "user" => plain_set(&mut user, plain_string(value).map(str::to_string))?,
             "state" => plain_set(&mut state, plain_string(value).map(str::to_string))?,
-            "replaces_active" => plain_set(
-                &mut replaces_active,
-                match value {
-                    "true" => Some(true),
-                    "false" => Some(false),
-                    _ => None,
-                },
-            )?,
+            "replaces_active" => plain_set(&mut replaces_active, plain_bool(value))?,
             "secret" => plain_set(
                 &mut secret,
                 plain_string(value).map(|s| Zeroizing::new(s.to_string())),
@@ -384,6 +368,27 @@ pub(crate) fn plain_datetime(v: &str) -> Option<toml::value::Datetime> {
         return None;
     }
     v.parse().ok()
+}
+
+/// Whether a line says nothing (empty, or a comment of tab or printable ASCII); `None` for a
+/// comment the fast path leaves to the TOML parser.
+pub(crate) fn plain_blank(line: &str) -> Option<bool> {
+    match line.strip_prefix('#') {
+        Some(comment) => comment
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            .then_some(true),
+        None => Some(line.is_empty()),
+    }
+}
+
+/// `true` or `false`.
+pub(crate) fn plain_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// `line.split_once(" = ")`, without the substring searcher's set-up (~300 instructions a line).

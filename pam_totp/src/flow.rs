@@ -201,16 +201,25 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
     if req.options.fault_panic {
         panic!("fault injected by the module option fault=panic");
     }
+    match open(req) {
+        Ok((policy, user, store)) => decide(conv, sys, req, &user, &policy, &store),
+        Err(v) => v,
+    }
+}
+
+/// SPEC §3 step 1 for a request, in order: the policy read (else `PAM_SERVICE_ERR`), the user
+/// name valid, the state directory trusted. For the judging line and the `split` line alike.
+fn open(req: &Request) -> Result<(Policy, UserName, Store), Verdict> {
     let policy = match store::load_policy(&req.options.policy, req.owner) {
         Ok(p) => p.unwrap_or_default(),
-        Err(e) => return Reason::PolicyUnusable(e.to_string()).into(),
+        Err(e) => return Err(Reason::PolicyUnusable(e.to_string()).into()),
     };
     let Ok(user) = UserName::new(req.user) else {
-        return Reason::InvalidUserName(req.user.to_string()).into();
+        return Err(Reason::InvalidUserName(req.user.to_string()).into());
     };
     match Store::open(&req.options.dir, req.owner) {
-        Ok(store) => decide(conv, sys, req, &user, &policy, &store),
-        Err(e) => unavailable(&e),
+        Ok(store) => Ok((policy, user, store)),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 

@@ -510,8 +510,8 @@ impl Line<'_> {
                 .h
                 .set_authtok(&password)
                 .and_then(|()| self.h.put_typed_ahead(&TypedAhead::Code(code))),
-            Some(Split::Whole) => self.h.put_typed_ahead(&TypedAhead::Nothing),
-            None => Ok(()),
+            // "Nothing typed" is what the line put there first.
+            Some(Split::Whole) | None => Ok(()),
         };
         if let Err(e) = handed_on {
             self.deny_unlogged(LOG_ERR, &format!("split: {e}"));

@@ -14,7 +14,7 @@ use crate::names::UserName;
 use crate::next_login::{next_login, Enrolment};
 use crate::policy::Policy;
 use crate::recovery;
-use crate::store::{self, RecordRead, Store, UserStore};
+use crate::store::{RecordRead, UserStore};
 use crate::sys::System;
 use crate::totp::DEFAULT_DIGITS;
 use zeroize::Zeroizing;
@@ -66,16 +66,9 @@ impl SplitOutcome {
 
 /// The `split` line for one answer (`PAM_AUTHTOK`, as `pam_get_authtok` gave it).
 pub fn split<S: System>(sys: &S, req: &Request, answer: &[u8]) -> SplitOutcome {
-    let policy = match store::load_policy(&req.options.policy, req.owner) {
-        Ok(p) => p.unwrap_or_default(),
-        Err(e) => return SplitOutcome::denied(Reason::PolicyUnusable(e.to_string()).into()),
-    };
-    let Ok(user) = UserName::new(req.user) else {
-        return SplitOutcome::denied(Reason::InvalidUserName(req.user.to_string()).into());
-    };
-    match Store::open(&req.options.dir, req.owner) {
-        Ok(store) => split_for(sys, &user, &policy, &store, answer),
-        Err(e) => SplitOutcome::denied(Reason::Store(e.to_string()).into()),
+    match super::open(req) {
+        Ok((policy, user, store)) => split_for(sys, &user, &policy, &store, answer),
+        Err(v) => SplitOutcome::denied(v),
     }
 }
 

@@ -470,6 +470,29 @@ fn commit(
     }
 }
 
+/// What the user's next login does ([`next_login`]), the groups looked up only where the
+/// policy needs them for a user without a record.
+fn next_login_of<S: System>(
+    sys: &S,
+    user: &UserName,
+    found: Enrolment,
+    policy: &Policy,
+) -> Result<NextLogin, Verdict> {
+    let groups = if found == Enrolment::None && policy.needs_groups() {
+        sys.groups_of(user)
+            .map_err(|e| Verdict::from(Reason::GroupLookup(e)))?
+    } else {
+        None
+    };
+    Ok(next_login(
+        user,
+        found,
+        policy,
+        groups.as_deref(),
+        sys.now(),
+    ))
+}
+
 /// Steps 3–5: no active record. What happens is [`next_login`]'s to say.
 fn unenrolled<C: Conversation, S: System, St: UserStore>(
     conv: &mut C,
@@ -478,15 +501,10 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
     let Login {
         sys, user, policy, ..
     } = l;
-    let groups = if policy.needs_groups() {
-        match sys.groups_of(user) {
-            Ok(g) => g,
-            Err(e) => return Reason::GroupLookup(e).into(),
-        }
-    } else {
-        None
+    let next = match next_login_of(sys, user, Enrolment::None, policy) {
+        Ok(n) => n,
+        Err(v) => return v,
     };
-    let next = next_login(user, Enrolment::None, policy, groups.as_deref(), sys.now());
     if next.may_let_in_unenrolled() {
         if let Err(v) = check_canonical_name(sys, user) {
             return v;

@@ -11,7 +11,6 @@
 
 use super::{enrolment, ConvError, Conversation, Reason, Request, Verdict};
 use crate::names::UserName;
-use crate::next_login::{next_login, Enrolment};
 use crate::policy::Policy;
 use crate::recovery;
 use crate::store::{RecordRead, UserStore};
@@ -84,15 +83,10 @@ pub fn split_for<S: System, St: UserStore>(
         Ok(e) => e,
         Err(v) => return SplitOutcome::denied(v),
     };
-    let groups = if found == Enrolment::None && policy.needs_groups() {
-        match sys.groups_of(user) {
-            Ok(g) => g,
-            Err(e) => return SplitOutcome::denied(Reason::GroupLookup(e).into()),
-        }
-    } else {
-        None
+    let next = match super::next_login_of(sys, user, found, policy) {
+        Ok(n) => n,
+        Err(v) => return SplitOutcome::denied(v),
     };
-    let next = next_login(user, found, policy, groups.as_deref(), sys.now());
     if !next.expects_code_typed_ahead() {
         return SplitOutcome {
             verdict: Reason::SplitWhole { expected: false }.into(),

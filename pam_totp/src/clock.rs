@@ -72,12 +72,16 @@ pub fn phone_offset_seconds(state: &State, params: Params) -> Option<i64> {
 /// was in step (or nothing is known yet).
 pub fn phone_offset_words(user: &str, seconds: Option<i64>) -> Option<String> {
     let s = seconds.filter(|s| *s != 0)?;
-    let direction = if s < 0 { "behind" } else { "ahead" };
     Some(format!(
-        "{user}'s phone was {} s {direction} at the last login; turn on automatic time on the \
-         phone",
-        s.unsigned_abs()
+        "{user}'s phone was {} at the last login; turn on automatic time on the phone",
+        offset_text(s)
     ))
+}
+
+/// "30 s behind" (negative), "30 s ahead".
+pub fn offset_text(seconds: i64) -> String {
+    let direction = if seconds < 0 { "behind" } else { "ahead" };
+    format!("{} s {direction}", seconds.unsigned_abs())
 }
 
 #[cfg(test)]

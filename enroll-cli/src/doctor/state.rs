@@ -177,10 +177,7 @@ fn report_phone_clocks(s: &mut Section, off: &[(String, i64)]) {
     }
     let each: Vec<String> = off
         .iter()
-        .map(|(user, o)| {
-            let way = if *o < 0 { "behind" } else { "ahead" };
-            format!("{user} ({} s {way})", o.unsigned_abs())
-        })
+        .map(|(user, o)| format!("{user} ({})", clock::offset_text(*o)))
         .collect();
     s.note(format!(
         "phone clock off at the last login: {} — ask them to turn on automatic time on the \

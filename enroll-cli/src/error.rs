@@ -81,7 +81,7 @@ fn store_hint(e: &StoreError) -> Option<String> {
                      directory root-owned and not writable by group or others \
                      (chown root:root {p} && chmod 0700 {p})"
                 ),
-                (_, FileKind::Policy | FileKind::Other) => format!(
+                (_, FileKind::Policy | FileKind::Other | FileKind::Fleet) => format!(
                     "the file must be owned by root and not writable by group or others: \
                      chown root:root {p} && chmod 0644 {p}"
                 ),
@@ -120,7 +120,7 @@ fn store_hint(e: &StoreError) -> Option<String> {
                  (`pam-totp policy show` reads it) or move it away",
                 path.display()
             )),
-            FileKind::Lock(_) | FileKind::Directory | FileKind::Other => None,
+            FileKind::Lock(_) | FileKind::Directory | FileKind::Other | FileKind::Fleet => None,
         },
         StoreError::WrongUser { .. } => Some(
             "a record's `user` key must name the user whose file it is; fix the record".into(),

@@ -210,6 +210,16 @@ pub fn authenticate<C: Conversation, S: System>(conv: &mut C, sys: &S, req: &Req
 /// SPEC §3 step 1 for a request, in order: the policy read (else `PAM_SERVICE_ERR`), the user
 /// name valid, the state directory trusted. For the judging line and the `split` line alike.
 fn open(req: &Request) -> Result<(Policy, UserName, Store), Verdict> {
+    let (policy, user) = open_policy_and_user(req)?;
+    match Store::open(&req.options.dir, req.owner) {
+        Ok(store) => Ok((policy, user, store)),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// The policy read (else `PAM_SERVICE_ERR`) and the user name valid: the start of every line,
+/// in file and fleet mode.
+fn open_policy_and_user(req: &Request) -> Result<(Policy, UserName), Verdict> {
     let policy = match store::load_policy(&req.options.policy, req.owner) {
         Ok(p) => p.unwrap_or_default(),
         Err(e) => return Err(Reason::PolicyUnusable(e.to_string()).into()),
@@ -217,10 +227,7 @@ fn open(req: &Request) -> Result<(Policy, UserName, Store), Verdict> {
     let Ok(user) = UserName::new(req.user) else {
         return Err(Reason::InvalidUserName(req.user.to_string()).into());
     };
-    match Store::open(&req.options.dir, req.owner) {
-        Ok(store) => Ok((policy, user, store)),
-        Err(e) => Err(unavailable(&e)),
-    }
+    Ok((policy, user))
 }
 
 /// The decision for a valid user name once the policy is read, over any store: the
@@ -513,22 +520,30 @@ fn unenrolled<C: Conversation, S: System, St: UserStore>(
     match next {
         NextLogin::NoCode => Reason::NotRequired.into(),
         NextLogin::EnrolAtLogin { by, grace } => enroll_at_login(conv, l, by, grace),
-        NextLogin::Grace { by, until } => {
-            let notice = format!(
-                "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
-                 (pam-totp enroll {}).",
-                timefmt::date(until),
-                user
-            );
-            if conv.info(&notice).is_err() {
-                return Reason::ConvFailed.into();
-            }
-            Reason::Grace { by, until }.into()
-        }
+        NextLogin::Grace { by, until } => grace_notice(conv, user, by, until),
         NextLogin::Denied { by } => required_but_unenrolled(conv, l, by),
         // Not for a user without an active record; deny rather than trust that.
         NextLogin::AskCode | NextLogin::DeniedUntilActivated => Reason::RecordChanged.into(),
     }
+}
+
+/// Step 4 during grace: let in with a notice of the date.
+fn grace_notice<C: Conversation>(
+    conv: &mut C,
+    user: &UserName,
+    by: RequiredBy,
+    until: u64,
+) -> Verdict {
+    let notice = format!(
+        "Two-factor login becomes mandatory on {}. Ask your administrator to enrol you \
+         (pam-totp enroll {}).",
+        timefmt::date(until),
+        user
+    );
+    if conv.info(&notice).is_err() {
+        return Reason::ConvFailed.into();
+    }
+    Reason::Grace { by, until }.into()
 }
 
 /// Step 4 with `enroll_at_login`: show a new key, ask for a code from the app, and only on a
@@ -652,7 +667,9 @@ fn required_but_unenrolled<C: Conversation, S: System, St: UserStore>(
     Reason::RequiredNotEnrolled(by).into()
 }
 
+pub mod fleet;
 pub mod split;
+pub use fleet::{authenticate_fleet, split_fleet};
 pub use split::TypedAhead;
 
 #[cfg(test)]

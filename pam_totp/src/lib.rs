@@ -24,6 +24,7 @@
 
 pub mod clock;
 pub mod enroll;
+pub mod fleet;
 pub mod escape;
 pub mod flow;
 pub mod hex;

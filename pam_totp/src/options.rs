@@ -7,6 +7,8 @@ pub const DEFAULT_DIR: &str = "/var/lib/pam-totp";
 pub const DEFAULT_POLICY: &str = "/etc/pam-totp/policy.toml";
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
 pub const MAX_WINDOW: u32 = 10;
+/// Where the fleet client library is installed (SPEC §11), loaded only with `store=`.
+pub const DEFAULT_STORE_LIB: &str = "/usr/lib/pam-totp/libpam_totp_store.so";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -18,6 +20,10 @@ pub struct Options {
     /// `split` (SPEC §9): take "password + code" apart from the one answer of a service with a
     /// single password field; the code is judged by a later `pam_totp.so` line.
     pub split: bool,
+    /// `store=` (SPEC §11): the fleet store's `store.toml`; without it, files (SPEC §2).
+    pub store: Option<PathBuf>,
+    /// `store_lib=`: the fleet client library (root's, not writable by others).
+    pub store_lib: PathBuf,
     /// `fault=panic` (only with the `fault-injection` feature): panic inside the module.
     pub fault_panic: bool,
 }
@@ -31,6 +37,8 @@ impl Default for Options {
             prompt: DEFAULT_PROMPT.to_string(),
             debug: false,
             split: false,
+            store: None,
+            store_lib: PathBuf::from(DEFAULT_STORE_LIB),
             fault_panic: false,
         }
     }
@@ -97,6 +105,14 @@ impl Options {
                     o.prompt = v.to_string();
                     "prompt"
                 }
+                ("store", Some(v)) => {
+                    o.store = Some(absolute("store", v)?);
+                    "store"
+                }
+                ("store_lib", Some(v)) => {
+                    o.store_lib = absolute("store_lib", v)?;
+                    "store_lib"
+                }
                 ("debug", None) => {
                     o.debug = true;
                     "debug"
@@ -150,6 +166,9 @@ mod tests {
         assert_eq!(o.window, 3);
         assert_eq!(o.prompt, "One-time code: ");
         assert!(o.debug);
+        let f = Options::parse(&["store=/etc/pam-totp/store.toml", "store_lib=/opt/l.so"]).unwrap();
+        assert_eq!(f.store, Some(PathBuf::from("/etc/pam-totp/store.toml")));
+        assert_eq!(f.store_lib, PathBuf::from("/opt/l.so"));
         let s = Options::parse(&["split", "dir=/srv/totp", "debug"]).unwrap();
         assert!(s.split && s.debug && !o.split);
     }
@@ -175,6 +194,10 @@ mod tests {
                 OptionError::NotAbsolute("dir", "/a/../b".into()),
             ),
             (&["prompt="], OptionError::Prompt),
+            (
+                &["store=store.toml"],
+                OptionError::NotAbsolute("store", "store.toml".into()),
+            ),
             (&["split=1"], OptionError::Unknown("split=1".into())),
             (&["split", "window=2"], OptionError::NotWithSplit("window")),
             (

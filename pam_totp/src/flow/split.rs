@@ -11,6 +11,7 @@
 
 use super::{enrolment, ConvError, Conversation, Reason, Request, Verdict};
 use crate::names::UserName;
+use crate::next_login::Enrolment;
 use crate::policy::Policy;
 use crate::recovery;
 use crate::store::{RecordRead, UserStore};
@@ -55,7 +56,7 @@ pub struct SplitOutcome {
 }
 
 impl SplitOutcome {
-    fn denied(verdict: Verdict) -> Self {
+    pub(super) fn denied(verdict: Verdict) -> Self {
         SplitOutcome {
             verdict,
             split: None,
@@ -83,6 +84,23 @@ pub fn split_for<S: System, St: UserStore>(
         Ok(e) => e,
         Err(v) => return SplitOutcome::denied(v),
     };
+    let digits = record
+        .as_ref()
+        .map(RecordRead::record)
+        .map_or(DEFAULT_DIGITS, |r| r.params.digits());
+    split_given(sys, user, policy, found, digits, answer)
+}
+
+/// [`split_for`] once the user's enrolment and the digits of their codes are known (from a
+/// record, or from the fleet store).
+pub fn split_given<S: System>(
+    sys: &S,
+    user: &UserName,
+    policy: &Policy,
+    found: Enrolment,
+    digits: u8,
+    answer: &[u8],
+) -> SplitOutcome {
     let next = match super::next_login_of(sys, user, found, policy) {
         Ok(n) => n,
         Err(v) => return SplitOutcome::denied(v),
@@ -93,10 +111,6 @@ pub fn split_for<S: System, St: UserStore>(
             split: Some(Split::Whole),
         };
     }
-    let digits = record
-        .as_ref()
-        .map(RecordRead::record)
-        .map_or(DEFAULT_DIGITS, |r| r.params.digits());
     match split_off(answer, usize::from(digits)) {
         Some((password, code)) => SplitOutcome {
             verdict: Reason::SplitCodeKept.into(),

@@ -19,6 +19,9 @@ pub enum FileKind {
     Policy,
     /// A file read with the same checks from elsewhere (an import source).
     Other,
+    /// Fleet mode (SPEC §11): `store.toml` or a file it names (CA, certificate, key), or the
+    /// store client library.
+    Fleet,
 }
 
 /// What may see a file besides its owner.

@@ -145,6 +145,16 @@ pub fn read_trusted(
     Ok(Some(buf))
 }
 
+/// Opens an existing file for reading with the checks of [`read_trusted`] (no size limit).
+pub fn open_trusted(
+    path: &Path,
+    kind: &FileKind,
+    owner: u32,
+    exposure: Exposure,
+) -> Result<Option<File>, StoreError> {
+    Ok(open_existing(path, kind, OpenOptions::new().read(true), owner, exposure)?.map(|(f, _)| f))
+}
+
 /// Opens an existing file without following a symbolic link (and without blocking on a FIFO)
 /// and checks what it is: a regular file owned by `owner` (or root) with the permissions
 /// `exposure` demands. `Ok(None)` if it does not exist.

@@ -418,13 +418,57 @@ pub fn read_public_file(
     owner: u32,
     max: u64,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    read_checked_file(path, kind, owner, Exposure::Public, max)
+}
+
+/// A file only root (or `owner`) may read — `store.toml`, the fleet client's private key —
+/// trusted like [`read_public_file`] but with no access at all for group or others (0600).
+pub fn read_private_file(
+    path: &Path,
+    kind: FileKind,
+    owner: u32,
+    max: u64,
+) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    read_checked_file(path, kind, owner, Exposure::Private, max)
+}
+
+/// Opens a root-owned file that is not writable by group or others, through its checked,
+/// canonical directory, for the caller to map (the fleet client library, opened by the module
+/// as `/proc/self/fd/N` so that what was checked is what is loaded). `Ok(None)` if absent.
+pub fn open_public_file(
+    path: &Path,
+    kind: FileKind,
+    owner: u32,
+) -> Result<Option<std::fs::File>, StoreError> {
+    let Some(real) = checked_path(path, &kind, owner)? else {
+        return Ok(None);
+    };
+    files::open_trusted(&real, &kind, owner, Exposure::Public)
+}
+
+fn read_checked_file(
+    path: &Path,
+    kind: FileKind,
+    owner: u32,
+    exposure: Exposure,
+    max: u64,
+) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    let Some(real) = checked_path(path, &kind, owner)? else {
+        return Ok(None);
+    };
+    files::read_trusted(&real, &kind, owner, exposure, max)
+}
+
+/// `path` with its directory made canonical and every directory above it checked (root's,
+/// not writable by others, or root's and sticky); `Ok(None)` if the directory does not exist.
+fn checked_path(path: &Path, kind: &FileKind, owner: u32) -> Result<Option<PathBuf>, StoreError> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let Some(name) = path.file_name() else {
         return Err(StoreError::Parse {
-            file: kind,
+            file: kind.clone(),
             path: path.to_path_buf(),
             msg: "not a file name".into(),
         });
@@ -441,7 +485,7 @@ pub fn read_public_file(
         }
     };
     files::check_ancestors(&real, owner)?;
-    files::read_trusted(&real, &kind, owner, Exposure::Public, max)
+    Ok(Some(real))
 }
 
 /// The policy file's text (SPEC §6), trusted as the module trusts it: `Ok(None)` if it does

@@ -1,0 +1,178 @@
+//! The decision of one login over a fleet store (SPEC §11): the same steps as
+//! [`super::decide`], with the database judging the code. Before the prompt the store says what
+//! the user's enrolment is (unreachable: `PAM_AUTHINFO_UNAVAIL`, no prompt); after it, the
+//! answer goes to the store, which counts, consumes or burns it in one committed transaction,
+//! and its outcome becomes the same [`Reason`] as in file mode. The user-name check of
+//! [`super::check_canonical_name`] runs after an outcome that lets the user in (the step is then
+//! already consumed: a refused login spends it, the safe side).
+#![forbid(unsafe_code)]
+
+use super::split::{self, SplitOutcome};
+use super::{
+    check_canonical_name, compact, next_login_of, Conversation, Login, Request, Verdict,
+};
+use crate::fleet::{FleetError, FleetStore};
+use crate::names::UserName;
+use crate::next_login::{Enrolment, NextLogin};
+use crate::policy::{Policy, RequiredBy};
+use crate::reason::Reason;
+use crate::sys::System;
+
+fn unavailable(e: &FleetError) -> Verdict {
+    Reason::Store(e.to_string()).into()
+}
+
+/// The whole decision for one login against a fleet store: policy and user name as in file
+/// mode (SPEC §3 step 1), then [`decide_fleet`].
+pub fn authenticate_fleet<C: Conversation, S: System, F: FleetStore>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    store: &mut F,
+) -> Verdict {
+    match super::open_policy_and_user(req) {
+        Ok((policy, user)) => decide_fleet(conv, sys, req, &user, &policy, store),
+        Err(v) => v,
+    }
+}
+
+/// [`authenticate_fleet`] once the user name is valid and the policy read.
+pub fn decide_fleet<C: Conversation, S: System, F: FleetStore>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    user: &UserName,
+    policy: &Policy,
+    store: &mut F,
+) -> Verdict {
+    let login = Login::new(sys, req, user, policy, &());
+    match req.typed_ahead {
+        Some(ahead) => asking(&mut split::AheadConversation::new(conv, ahead), login, store),
+        None => asking(conv, login, store),
+    }
+}
+
+fn asking<C: Conversation, S: System, F: FleetStore>(
+    conv: &mut C,
+    l: Login<'_, S, ()>,
+    store: &mut F,
+) -> Verdict {
+    let found = match store.enrolment(l.user) {
+        Ok(f) => f,
+        Err(e) => return unavailable(&e),
+    };
+    match found.enrolment {
+        Enrolment::Active => verify(conv, l, store),
+        Enrolment::ReplacementPending => {
+            if conv.prompt_hidden(&l.req.options.prompt).is_err() {
+                return Reason::ConvFailed.into();
+            }
+            Reason::ReenrolmentPending.into()
+        }
+        Enrolment::None => unenrolled(conv, l, store),
+    }
+}
+
+/// An active record: prompt, send the answer, map the outcome.
+fn verify<C: Conversation, S: System, F: FleetStore>(
+    conv: &mut C,
+    l: Login<'_, S, ()>,
+    store: &mut F,
+) -> Verdict {
+    let Ok(answer) = conv.prompt_hidden(&l.req.options.prompt) else {
+        return Reason::ConvFailed.into();
+    };
+    let compacted = compact(&answer);
+    if compacted.as_ref().is_some_and(|c| c.is_empty()) {
+        return match l.req.typed_ahead {
+            Some(_) => Reason::NoCodeTyped.into(),
+            None => Reason::EmptyCode.into(),
+        };
+    }
+    let result = match store.check(
+        l.user,
+        compacted.as_ref().map(|c| c.as_str()),
+        l.req.rhost,
+        l.req.options.window,
+    ) {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
+    };
+    if result.lets_in() {
+        if let Err(v) = check_canonical_name(l.sys, l.user) {
+            return v;
+        }
+    }
+    result.reason().into()
+}
+
+/// No active record in the store: the per-host policy decides (SPEC §3 steps 3–5). Enrolment
+/// at login is not offered in fleet mode (a host could plant a key for every required user):
+/// during its grace period the user is let in with the notice, after it denied.
+fn unenrolled<C: Conversation, S: System, F: FleetStore>(
+    conv: &mut C,
+    l: Login<'_, S, ()>,
+    store: &mut F,
+) -> Verdict {
+    let next = match next_login_of(l.sys, l.user, Enrolment::None, l.policy) {
+        Ok(n) => n,
+        Err(v) => return v,
+    };
+    if next.may_let_in_unenrolled() && !matches!(next, NextLogin::EnrolAtLogin { grace: None, .. })
+    {
+        if let Err(v) = check_canonical_name(l.sys, l.user) {
+            return v;
+        }
+    }
+    match next {
+        NextLogin::NoCode => Reason::NotRequired.into(),
+        NextLogin::Grace { by, until }
+        | NextLogin::EnrolAtLogin {
+            by,
+            grace: Some(until),
+        } => super::grace_notice(conv, l.user, by, until),
+        NextLogin::EnrolAtLogin { by, grace: None } | NextLogin::Denied { by } => {
+            required_but_unenrolled(conv, l, store, by)
+        }
+        NextLogin::AskCode | NextLogin::DeniedUntilActivated => Reason::RecordChanged.into(),
+    }
+}
+
+/// Denied the way a wrong code is: asked, and the answer sent to the store (which finds no
+/// record and audits the attempt), so that the time taken does not tell which case it was.
+fn required_but_unenrolled<C: Conversation, S: System, F: FleetStore>(
+    conv: &mut C,
+    l: Login<'_, S, ()>,
+    store: &mut F,
+    by: RequiredBy,
+) -> Verdict {
+    let Ok(answer) = conv.prompt_hidden(&l.req.options.prompt) else {
+        return Reason::ConvFailed.into();
+    };
+    let compacted = compact(&answer);
+    let _ = store.check(
+        l.user,
+        compacted.as_ref().map(|c| c.as_str()),
+        l.req.rhost,
+        l.req.options.window,
+    );
+    Reason::RequiredNotEnrolled(by).into()
+}
+
+/// The `split` line (SPEC §9) against a fleet store: the store says whether a code is expected
+/// and how many digits it has.
+pub fn split_fleet<S: System, F: FleetStore>(
+    sys: &S,
+    req: &Request,
+    store: &mut F,
+    answer: &[u8],
+) -> SplitOutcome {
+    let (policy, user) = match super::open_policy_and_user(req) {
+        Ok(x) => x,
+        Err(v) => return SplitOutcome::denied(v),
+    };
+    match store.enrolment(&user) {
+        Ok(found) => split::split_given(sys, &user, &policy, found.enrolment, found.digits, answer),
+        Err(e) => SplitOutcome::denied(unavailable(&e)),
+    }
+}

@@ -1,10 +1,12 @@
-# tests/fleet/lib.sh — what the fleet harnesses share (sourced by sql-test.sh and net-test.sh):
-# the prerequisites, a throwaway PostgreSQL 15 cluster in a temp directory run as the postgres
-# user, applying fleet/sql/*.sql, and the PASS/FAIL scenario runner.
+# tests/fleet/lib.sh — what the fleet harnesses share (sourced by sql-test.sh, net-test.sh and
+# fleet-test.sh): the prerequisites, a throwaway PostgreSQL 15 cluster in a temp directory run
+# as the postgres user, applying fleet/sql/*.sql, codes and recovery codes made outside the SQL
+# under test, the privilege, at-rest and TOTP checks more than one harness runs, and the
+# PASS/FAIL scenario runner. The network half (namespaces, certificates, TLS) is lib-net.sh.
 #
-# The caller sets FLEET_NAME (the prefix of its SKIP/FAIL lines), T (its temp directory, owned
-# by postgres, 0700), DB (the database name) and defines `sq` (psql as the superuser over the
-# cluster's unix socket in $T, running stdin) before calling fleet_apply_migrations.
+# The caller sets FLEET_NAME (the prefix of its SKIP/FAIL lines), T (the cluster's temp
+# directory, owned by postgres, 0700), DB (the database name) and WHY (a file for the reasons
+# of a failing scenario).
 # shellcheck shell=bash
 
 FLEET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -99,6 +101,16 @@ fleet_apply_migrations() {
     echo "$n"
 }
 
+# psql_as ROLE [psql args...]: runs stdin as ROLE over the cluster's unix socket in $T (set-up,
+# and sql-test.sh's clients); sq as the superuser, adm as the admin login role fleet_admin.
+psql_as() {
+    local role=$1
+    shift
+    timeout 90 "$PG_BIN/psql" -X -q -At -F '|' -h "$T" -U "$role" -d "$DB" -v ON_ERROR_STOP=1 "$@"
+}
+sq() { psql_as postgres "$@"; }
+adm() { psql_as fleet_admin "$@"; }
+
 # fleet_init_schema: migrations, the key file named to the store, an admin login role
 # fleet_admin (in pam_totp_admin).
 fleet_init_schema() {
@@ -107,6 +119,151 @@ fleet_init_schema() {
     [[ $applied -ge 1 ]] || fleet_die "no migration applied"
     sq <<<"SELECT pam_totp.set_key_file('$KEY')" >/dev/null || fleet_die "set_key_file"
     sq <<<"CREATE ROLE fleet_admin LOGIN IN ROLE pam_totp_admin" || fleet_die "admin role"
+}
+
+# --- codes, made outside the SQL under test ---------------------------------------------------
+now() { date +%s; }
+cur_step() { echo $(($(now) / $1)); }
+# fresh_step PERIOD [MARGIN]: waits until at least MARGIN seconds are left in the current step.
+fresh_step() {
+    local period=$1 margin=${2:-6}
+    while (($(now) % period > period - margin)); do sleep 0.5; done
+}
+# code HEX ALG DIGITS PERIOD STEP: oathtool's code
+code() {
+    oathtool --totp="$2" -d "$3" -s "${4}s" -N "@$(($5 * $4))" "$1"
+}
+newkey() { openssl rand -hex "${1:-20}"; }
+# b32_of HEX: RFC 4648 base32 without padding (how a record and an app show the key)
+b32_of() {
+    python3 -c 'import base64,sys; print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$1"
+}
+field() { cut -d'|' -f"$2" <<<"$1"; }
+# A recovery code as SPEC §4 shows it, and its stored form (recovery.rs hash_with_salt).
+recovery_code() {
+    python3 -c '
+import secrets
+a = "23456789abcdefghjkmnpqrstuvwxyz"
+c = "".join(secrets.choice(a) for _ in range(12))
+print(c[:4] + "-" + c[4:8] + "-" + c[8:])'
+}
+recovery_hash() {
+    python3 -c '
+import hashlib, os, sys
+norm = sys.argv[1].replace("-", "").replace(" ", "").lower()
+salt = os.urandom(16)
+print("sha256:%s:%s" % (salt.hex(), hashlib.sha256(salt + norm.encode()).hexdigest()))' "$1"
+}
+
+# --- checks more than one harness runs ---------------------------------------------------------
+# fleet_denied SQL CMD...: CMD (a client as some role, reading SQL on stdin) is refused with a
+# permission error.
+fleet_denied() {
+    local sql=$1 out
+    shift
+    if out=$("$@" <<<"$sql" 2>&1); then
+        why "$* could run: $sql: $out"
+        return 1
+    fi
+    if [[ $out != *"permission denied"* && $out != *"must have admin option"* ]]; then
+        why "$*: $sql: not a permission error: $out"
+        return 1
+    fi
+}
+
+# fleet_host_cannot_read CMD...: CMD, a client as a host role, can neither read nor copy a table
+# of the schema, nor reach the key, a secret or the code function, nor write a user's state.
+fleet_host_cannot_read() {
+    local t tables sql
+    tables=$(sq <<<"SELECT tablename FROM pg_tables WHERE schemaname = 'pam_totp' ORDER BY 1")
+    [[ $tables == *users* && $tables == *results* && $tables == *config* ]] ||
+        { why "tables: $tables"; return 1; }
+    for t in $tables; do
+        fleet_denied "SELECT * FROM pam_totp.$t" "$@" || return 1
+        fleet_denied "COPY pam_totp.$t TO STDOUT" "$@" || return 1
+    done
+    for sql in "SELECT pam_totp.key()" \
+        "SELECT pam_totp.decrypt_secret(secret, 'x') FROM pam_totp.users" \
+        "SELECT pam_totp.code_at('\\x00'::bytea, 'SHA1', 6, 1)" \
+        "SELECT pam_totp.pgp_sym_decrypt_bytea('\\x00'::bytea, 'x')" \
+        "SELECT pg_read_file('$KEY')" "SELECT pam_totp.set_key_file('/etc/passwd')" \
+        "UPDATE pam_totp.users SET last_step = 0"; do
+        fleet_denied "$sql" "$@" || return 1
+    done
+}
+
+# fleet_host_cannot_call_admin CMD...: every function of the schema but check, outcome and
+# enrolment, called by CMD (a client as a host role) with NULLs of the right types: permission
+# denied (admin functions, internal ones and pgcrypto's alike); the same for admin calls with
+# real arguments, and for making itself an admin or the owner.
+# The NULLs come from sub-selects: a STRICT function called with a constant NULL is folded
+# away by the planner before any permission check, which would prove nothing.
+fleet_host_cannot_call_admin() {
+    local calls call n=0
+    calls=$(sq <<'EOF'
+SELECT format('SELECT %I.%I(%s)', n.nspname, p.proname,
+              coalesce((SELECT string_agg(format('(SELECT NULL::%s)', format_type(t, NULL)), ', ')
+                        FROM unnest(p.proargtypes) AS t), ''))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment', 'outcome')
+  AND p.prokind = 'f'
+ORDER BY 1
+EOF
+    ) || return 1
+    while IFS= read -r call; do
+        fleet_denied "$call" "$@" || return 1
+        n=$((n + 1))
+    done <<<"$calls"
+    ((n >= 20)) || { why "only $n functions tried"; return 1; }
+    for call in "SELECT pam_totp.enrol('x', NULL, 'SHA1', 6, 30, 'i', NULL, true)" \
+        "SELECT pam_totp.unlock('alice', true)" "SELECT pam_totp.disable('alice')" \
+        "SELECT pam_totp.set_settings(1000, 1, 1, 10, 0)" "SELECT pam_totp.add_host('evil')" \
+        "SELECT pam_totp.status(NULL)" "SELECT pam_totp.rotate_key('/etc/passwd')" \
+        "GRANT pam_totp_admin TO CURRENT_USER" "SET ROLE pam_totp_owner"; do
+        fleet_denied "$call" "$@" || return 1
+    done
+}
+
+# fleet_dump_clean FILE NEEDLE...: FILE holds none of the (non-empty) NEEDLEs, in any case.
+fleet_dump_clean() {
+    local f=$1 c
+    shift
+    for c in "$@"; do
+        [[ -n $c ]] || continue
+        if grep -qiF -- "$c" "$f"; then
+            why "$(basename "$f") contains '$c'"
+            return 1
+        fi
+    done
+}
+
+# fleet_totp_equals_rust N: the database's code_at equals the Rust TOTP (the example
+# totp_vectors: the RFC 6238 Appendix B vectors and N random cases over SHA1/256/512, 6/8
+# digits, periods 15–300), and the RFC vectors are the RFC's values.
+fleet_totp_equals_rust() {
+    local n=$1 vec=$T/vectors.txt out head
+    (cd "$FLEET_ROOT" && "${CARGO:-cargo}" run --release -q -p pam_totp --example totp_vectors -- "$n") \
+        >"$vec" 2>"$T/cargo.log" || { why "cargo: $(tail -n 5 "$T/cargo.log")"; return 1; }
+    out=$(sq <<EOF
+CREATE TEMP TABLE v (secret text, alg text, digits int, period int, t bigint, code text);
+\\copy v FROM '$vec' WITH (DELIMITER ' ')
+SELECT count(*),
+       count(*) FILTER (WHERE t IN (59, 1111111109, 1111111111, 1234567890, 2000000000, 20000000000)
+                          AND length(secret) IN (40, 64, 128) AND period = 30),
+       count(DISTINCT alg), count(DISTINCT digits), min(period), max(period),
+       count(*) FILTER (WHERE pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period) <> code)
+FROM v;
+SELECT secret, alg, digits, period, t, code, pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period)
+FROM v WHERE pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period) <> code LIMIT 3;
+EOF
+    ) || { why "sql failed"; return 1; }
+    head=$(head -n 1 <<<"$out")
+    [[ $(field "$head" 1) == "$((n + 36))" && $(field "$head" 2) -ge 36 && $(field "$head" 3) == 3 &&
+        $(field "$head" 4) == 2 && $(field "$head" 7) == 0 ]] ||
+        { why "cases|rfc|algs|digits|min period|max period|mismatches = $out"; return 1; }
+    # The RFC 6238 Appendix B values themselves (not only agreement with Rust).
+    expect "RFC 6238 SHA512 at 20000000000" "$(grep -c ' SHA512 8 30 20000000000 47863826$' "$vec")" 1 || return 1
+    expect "RFC 6238 SHA1 at 59" "$(grep -c ' SHA1 8 30 59 94287082$' "$vec")" 1
 }
 
 # --- scenario helpers ------------------------------------------------------------------------
@@ -139,4 +296,21 @@ fleet_run_scenarios() {
             FLEET_FAILED=$((FLEET_FAILED + 1))
         fi
     done
+}
+
+# fleet_run_last NAME: runs sc_NAME (one that removes the temp directories, such as the check
+# that nothing is left) with its reasons in a file of their own; counted like the others.
+FLEET_WHY_LAST=
+fleet_run_last() {
+    FLEET_WHY_LAST=$(mktemp /tmp/pam-totp-fleet-why.XXXXXX)
+    WHY=$FLEET_WHY_LAST
+    if "sc_$1"; then
+        echo "PASS $1"
+        FLEET_PASSED=$((FLEET_PASSED + 1))
+    else
+        echo "FAIL $1"
+        sed 's/^/    /' "$FLEET_WHY_LAST"
+        FLEET_FAILED=$((FLEET_FAILED + 1))
+    fi
+    rm -f "$FLEET_WHY_LAST"
 }

@@ -4,19 +4,13 @@
 # PostgreSQL 15 with TLS and client certificates in the database namespace, the fleet schema,
 # and scenarios run over TCP from the hosts.
 #
-# As root (prints SKIP and exits 0 otherwise). Network: namespaces pamtotp-fnet-<pid>-db and
-# -h1..-h8 (`ip netns add`); a bridge in the db namespace with 10.231.0.1/24; each host
-# namespace 10.231.0.1N/24 on a veth pair whose both ends are created inside the namespaces
-# (`ip -n`), so no interface, address or route ever exists in the root namespace and nothing
-# is routed out. The cluster (initdb/pg_ctl as the postgres user, files in a temp directory)
-# listens on 10.231.0.1:5432 inside the db namespace and on a unix socket in the temp
-# directory (set-up only); pg_hba: trust over that socket, and one line per host
-#   hostssl pamtotp host-hN 10.231.0.1N/32 cert
-# (client certificate required, its CN must be the role) — nothing else over TCP. A CA, the
-# server certificate (IP SAN 10.231.0.1), one client certificate per host (CN = the role) and
-# a second, foreign CA are made with openssl in the temp directory. The host roles come from
-# the admin function pam_totp.add_host, which allows [a-z0-9.-] only: the roles are host-h1 ..
-# host-h8 (not host_h1). The host's own PostgreSQL, /etc and network are never touched.
+# As root (prints SKIP and exits 0 otherwise). The network, certificates and pg_hba are
+# lib-net.sh's: namespaces pamtotp-fnet-<pid>-db and -h1..-h8, a bridge in the db namespace
+# with 10.231.0.1/24, each host namespace 10.231.0.1N/24 (addresses that exist only inside the
+# namespaces; nothing is routed out); the cluster (initdb/pg_ctl as the postgres user, files in
+# a temp directory) listens on 10.231.0.1:5432 in the db namespace with `hostssl ... cert` per
+# host role (host-h1 .. host-h8) and on a unix socket in the temp directory (set-up only). The
+# host's own PostgreSQL, /etc and network are never touched.
 #
 # Prints `PASS name` / `FAIL name`, then `N passed, M failed`; exit status 1 when any failed.
 # Every client call runs under `timeout`. Cleanup (trap on EXIT, INT, TERM, HUP): the cluster
@@ -36,44 +30,26 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 FLEET_NAME=fleet-net
 # shellcheck source=tests/fleet/lib.sh
 . "$ROOT/tests/fleet/lib.sh"
+# shellcheck source=tests/fleet/lib-net.sh
+. "$ROOT/tests/fleet/lib-net.sh"
 fleet_prereqs ip timeout
 ip netns list >/dev/null 2>&1 || { echo "SKIP $FLEET_NAME: no network namespaces (ip netns)"; exit 0; }
 
 START=$(date +%s)
 N_HOSTS=8
 PAR=16 # parallel checks per host
-NET=10.231.0
-DB_ADDR=$NET.1
-PORT=5432
 DB=pamtotp
-TAG=pamtotp-fnet-$$
-NS_DB=$TAG-db
-host_ns() { echo "$TAG-h$1"; }
-host_addr() { echo "$NET.$((10 + $1))"; }
-host_role() { echo "host-h$1"; }
-
-BEFORE_NETNS=$(ip netns list 2>/dev/null | awk '{print $1}' | sort)
-BEFORE_LINKS=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort)
+fleet_net_init pamtotp-fnet
 
 T=$(mktemp -d /tmp/pam-totp-fleetnet.XXXXXX)
 CLEANED=
 cleanup() {
     [[ -n $CLEANED ]] && return 0
     CLEANED=1
-    local ns p i nss=("$NS_DB")
-    fleet_pg_stop
-    for i in $(seq 1 "$N_HOSTS"); do nss+=("$(host_ns "$i")"); done
-    for ns in "${nss[@]}"; do
-        [[ -e /run/netns/$ns ]] || continue
-        # Only our own processes live in our namespaces (clients, a postmaster that outlived
-        # pg_ctl): ended by pid.
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
+    fleet_net_down
     rm -rf "$T"
 }
-WHY_FILE=
-trap 'cleanup; [[ -z $WHY_FILE ]] || rm -f "$WHY_FILE"' EXIT
+trap 'cleanup; [[ -z $FLEET_WHY_LAST ]] || rm -f "$FLEET_WHY_LAST"' EXIT
 trap 'exit 130' INT TERM HUP
 
 chown postgres: "$T"
@@ -83,90 +59,10 @@ fleet_clean_pg_env
 export PGOPTIONS='-c lock_timeout=20s -c statement_timeout=30s'
 die() { fleet_die "$@"; }
 
-# --- network ---------------------------------------------------------------------------------
-in_ns() { # NS CMD...
-    local ns=$1
-    shift
-    ip netns exec "$ns" "$@"
-}
-ip netns add "$NS_DB" || die "ip netns add $NS_DB"
-ip -n "$NS_DB" link set lo up || die "lo up in $NS_DB"
-# Every interface is named with the pid (f<pid>b, f<pid>hN, f<pid>eN), so that anything of
-# ours found in the root namespace would be recognised as ours.
-LN=f$$
-BR=${LN}b
-ip -n "$NS_DB" link add "$BR" type bridge || die "bridge"
-ip -n "$NS_DB" addr add "$DB_ADDR/24" dev "$BR" || die "bridge address"
-ip -n "$NS_DB" link set "$BR" up || die "bridge up"
-for i in $(seq 1 "$N_HOSTS"); do
-    ns=$(host_ns "$i")
-    ip netns add "$ns" || die "ip netns add $ns"
-    ip -n "$ns" link set lo up || die "lo up in $ns"
-    # Both ends made in the namespaces: f<pid>hN in db (on the bridge), f<pid>eN in hN.
-    ip -n "$NS_DB" link add "${LN}h$i" type veth peer name "${LN}e$i" netns "$ns" ||
-        die "veth $i"
-    ip -n "$NS_DB" link set "${LN}h$i" master "$BR" up || die "${LN}h$i up"
-    ip -n "$ns" addr add "$(host_addr "$i")/24" dev "${LN}e$i" || die "address $i"
-    ip -n "$ns" link set "${LN}e$i" up || die "${LN}e$i up in $ns"
-done
-
-# --- certificates ----------------------------------------------------------------------------
+fleet_net_up
 PKI=$T/pki
-mkdir -p "$PKI"
-ossl() { openssl "$@" >>"$T/openssl.log" 2>&1 || die "openssl $1: $(tail -n 3 "$T/openssl.log")"; }
-# make_ca NAME CN
-make_ca() {
-    ossl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -sha256 -days 2 \
-        -subj "/CN=$2" -keyout "$PKI/$1.key" -out "$PKI/$1.crt"
-}
-# make_cert CA NAME CN [EXT]: a key and a certificate signed by CA
-make_cert() {
-    local ca=$1 name=$2 cn=$3 ext=${4:-}
-    ossl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=$cn" \
-        -keyout "$PKI/$name.key" -out "$PKI/$name.csr"
-    printf '%s\n' "basicConstraints=CA:FALSE" "$ext" >"$PKI/$name.ext"
-    ossl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
-        -days 2 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
-    chmod 600 "$PKI/$name.key"
-}
-make_ca ca "pam-totp fleet test CA"
-make_ca otherca "another CA"
-make_cert ca server "$DB_ADDR" "subjectAltName=IP:$DB_ADDR"
-for i in $(seq 1 "$N_HOSTS"); do make_cert ca "h$i" "$(host_role "$i")"; done
-# A certificate for host-h1's name from the foreign CA.
-make_cert otherca "h1-other" "$(host_role 1)"
-chmod 644 "$PKI"/*.crt
-chown postgres: "$PKI/server.key"
-chmod 755 "$PKI" # the server reads ca.crt, server.crt, server.key (0600, its own)
-
-# --- cluster ---------------------------------------------------------------------------------
-fleet_initdb
-cat >>"$T/data/postgresql.conf" <<EOF
-listen_addresses = '$DB_ADDR'
-port = $PORT
-max_connections = $((N_HOSTS * PAR + 20))
-ssl = on
-ssl_cert_file = '$PKI/server.crt'
-ssl_key_file = '$PKI/server.key'
-ssl_ca_file = '$PKI/ca.crt'
-ssl_min_protocol_version = 'TLSv1.2'
-EOF
-{
-    echo "local all all trust"
-    for i in $(seq 1 "$N_HOSTS"); do
-        echo "hostssl $DB $(host_role "$i") $(host_addr "$i")/32 cert"
-    done
-} >"$T/data/pg_hba.conf"
-fleet_pg_start in_ns "$NS_DB" || die "pg_ctl start in $NS_DB"
-
-psql_as() { # ROLE [psql args...]: runs stdin over the unix socket (set-up and checks only)
-    local role=$1
-    shift
-    timeout 30 "$PG_BIN/psql" -X -q -At -F '|' -h "$T" -U "$role" -d "$DB" -v ON_ERROR_STOP=1 "$@"
-}
-sq() { psql_as postgres "$@"; }
-adm() { psql_as fleet_admin "$@"; }
-
+fleet_pki
+fleet_tls_cluster $((N_HOSTS * PAR + 20))
 fleet_createdb
 fleet_init_schema
 for i in $(seq 1 "$N_HOSTS"); do
@@ -175,33 +71,17 @@ done
 
 # A user enrolled with a known secret through the admin function, activated with the code of
 # the previous step (so the current step's code is a fresh login).
-SECRET_HEX=$(openssl rand -hex 20)
+SECRET_HEX=$(newkey 20)
 PERIOD=30
-code_at_step() { oathtool --totp -s "${PERIOD}s" -N "@$(($1 * PERIOD))" "$SECRET_HEX"; }
+code_at_step() { code "$SECRET_HEX" SHA1 6 "$PERIOD" "$1"; }
 # Leave at least 8 s of the current step for the parallel scenario.
-while (($(date +%s) % PERIOD > PERIOD - 8)); do sleep 0.5; done
-STEP=$(($(date +%s) / PERIOD))
+fresh_step "$PERIOD" 8
+STEP=$(cur_step "$PERIOD")
 adm -v h="\\x$SECRET_HEX" >/dev/null <<'EOF' || die "enrol"
 SELECT pam_totp.enrol('alice', :'h'::bytea, 'SHA1', 6, 30, 'fleet-net-test', '{}'::text[], false);
 EOF
 [[ $(adm -v c="$(code_at_step $((STEP - 1)))" <<<"SELECT outcome FROM pam_totp.activate('alice', :'c', 2)") == activated ]] ||
     die "activate"
-
-# --- clients ---------------------------------------------------------------------------------
-# conninfo HOST-INDEX [KEY=VALUE...]: the host's connection string (its role, its certificate,
-# our CA, verify-full); later KEY=VALUE pairs override.
-conninfo() {
-    local i=$1
-    shift
-    echo "host=$DB_ADDR port=$PORT dbname=$DB user=$(host_role "$i") sslmode=verify-full" \
-        "sslrootcert=$PKI/ca.crt sslcert=$PKI/h$i.crt sslkey=$PKI/h$i.key connect_timeout=5 $*"
-}
-# net_psql NS CONNINFO [psql args]: psql over TCP from namespace NS (under timeout), stdin.
-net_psql() {
-    local ns=$1 ci=$2
-    shift 2
-    in_ns "$ns" timeout 20 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 "$ci" "$@"
-}
 
 # --- scenarios -------------------------------------------------------------------------------
 sc_fleet-net-isolated() {
@@ -348,26 +228,7 @@ sc_fleet-net-store-down-fails-fast() {
     fails_within "$ns3" "$(conninfo 3 connect_timeout=2)" 3 "server stopped" "Connection refused"
 }
 
-# Runs the cleanup now and checks that it left nothing: no namespace, no link, no temp dir,
-# no server.
-sc_fleet-net-nothing-left() {
-    local data=$T/data after_ns after_links extra ours
-    cleanup
-    after_ns=$(ip netns list 2>/dev/null | awk '{print $1}' | sort)
-    after_links=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort)
-    # What is new since the start: ours (named with the pid) fails the scenario; anything else
-    # is another process's business (other tests may run on this machine) and only reported.
-    extra=$(comm -13 <(echo "$BEFORE_NETNS") <(echo "$after_ns"))
-    ours=$(grep -F -- "$TAG" <<<"$extra")
-    [[ -z $ours ]] || { why "namespaces left: $ours"; return 1; }
-    [[ -z $extra ]] || echo "    note: namespaces not ours appeared meanwhile: $(paste -sd' ' <<<"$extra")"
-    extra=$(comm -13 <(echo "$BEFORE_LINKS") <(echo "$after_links"))
-    ours=$(grep -E -- "^$LN[bhe][0-9]*\$" <<<"$extra")
-    [[ -z $ours ]] || { why "links left in the root namespace: $ours"; return 1; }
-    [[ -z $extra ]] || echo "    note: links not ours appeared meanwhile: $(paste -sd' ' <<<"$extra")"
-    [[ ! -e $T ]] || { why "$T left"; return 1; }
-    if pgrep -f -- "-D $data" >/dev/null; then why "a server on $data still runs"; return 1; fi
-}
+sc_fleet-net-nothing-left() { fleet_nothing_left "$T"; }
 
 # --- run -------------------------------------------------------------------------------------
 SCENARIOS=(
@@ -382,17 +243,6 @@ if [[ -n ${FLEET_NET_KEEP:-} ]]; then
     echo "FLEET_NET_KEEP: namespaces $NS_DB, $(host_ns 1) ...; files in $T; Enter to clean up"
     read -r _
 fi
-# The report lines of the last scenario go to the terminal: WHY is in $T, which it removes.
-WHY_FILE=$(mktemp /tmp/pam-totp-fleetnet-why.XXXXXX)
-WHY=$WHY_FILE
-if sc_fleet-net-nothing-left; then
-    echo "PASS fleet-net-nothing-left"
-    FLEET_PASSED=$((FLEET_PASSED + 1))
-else
-    echo "FAIL fleet-net-nothing-left"
-    sed 's/^/    /' "$WHY_FILE"
-    FLEET_FAILED=$((FLEET_FAILED + 1))
-fi
-rm -f "$WHY_FILE"
+fleet_run_last fleet-net-nothing-left
 echo "$FLEET_PASSED passed, $FLEET_FAILED failed ($(($(date +%s) - START)) s)"
 ((FLEET_FAILED == 0))

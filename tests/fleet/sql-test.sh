@@ -45,34 +45,15 @@ die() { fleet_die "$@"; }
 fleet_initdb
 fleet_pg_start || die "pg_ctl start"
 
-psql_as() { # ROLE [psql args...]: runs stdin
-    local role=$1
-    shift
-    "$PG_BIN/psql" -X -q -At -F '|' -h "$T" -U "$role" -d "$DB" -v ON_ERROR_STOP=1 "$@"
-}
-sq() { psql_as postgres "$@"; }
 apply_migrations() { fleet_apply_migrations; }
 
 fleet_createdb
 fleet_init_schema
-adm() { psql_as fleet_admin "$@"; }
 adm <<<"SELECT pam_totp.add_host('host-a'), pam_totp.add_host('host-b')" >/dev/null ||
     die "add_host"
 
 # --- helpers -------------------------------------------------------------------------------
 WHY=$T/why
-
-now() { date +%s; }
-# Wait until at least MARGIN seconds are left in the current PERIOD-second step.
-fresh_step() {
-    local period=$1 margin=${2:-6}
-    while (($(now) % period > period - margin)); do sleep 0.5; done
-}
-# code HEX ALG DIGITS PERIOD STEP
-code() {
-    oathtool --totp="$2" -d "$3" -s "${4}s" -N "@$(($5 * $4))" "$1"
-}
-cur_step() { echo $(($(now) / $1)); }
 
 # check_as HOST USER ANSWER [RHOST] [WINDOW]: check (committed), then outcome
 #   -> outcome|reason|step|clock_offset|last_step|failures|locked_until|recovery_left|db_time
@@ -84,7 +65,6 @@ SELECT outcome, reason, step, clock_offset, last_step, failures, locked_until, r
 FROM pam_totp.outcome(:'ticket');
 EOF
 }
-field() { cut -d'|' -f"$2" <<<"$1"; }
 
 # enrol_active USER HEX ALG DIGITS PERIOD STEP [HASHES...]: enrols and activates with the code
 # of STEP (within 2 steps of now).
@@ -105,35 +85,8 @@ EOF
     expect "activate $user" "$got" activated
 }
 
-newkey() { openssl rand -hex "${1:-20}"; }
-# A recovery code as §4 shows it, and its stored form.
-recovery_code() {
-    python3 -c '
-import secrets
-a = "23456789abcdefghjkmnpqrstuvwxyz"
-c = "".join(secrets.choice(a) for _ in range(12))
-print(c[:4] + "-" + c[4:8] + "-" + c[8:])'
-}
-recovery_hash() {
-    python3 -c '
-import hashlib, os, sys
-norm = sys.argv[1].replace("-", "").replace(" ", "").lower()
-salt = os.urandom(16)
-print("sha256:%s:%s" % (salt.hex(), hashlib.sha256(salt + norm.encode()).hexdigest()))' "$1"
-}
-
 # Runs `psql_as ROLE` on SQL and requires a permission error.
-denied() {
-    local role=$1 sql=$2 out
-    if out=$(psql_as "$role" <<<"$sql" 2>&1); then
-        why "$role could run: $sql: $out"
-        return 1
-    fi
-    if [[ $out != *"permission denied"* && $out != *"must have admin option"* ]]; then
-        why "$role: $sql: not a permission error: $out"
-        return 1
-    fi
-}
+denied() { fleet_denied "$2" psql_as "$1"; }
 
 # --- scenarios -----------------------------------------------------------------------------
 
@@ -211,21 +164,8 @@ secret_user() {
 
 sc_fleet-sql-host-cannot-read-secrets() {
     secret_user || return 1
-    local t tables
-    tables=$(sq <<<"SELECT tablename FROM pg_tables WHERE schemaname = 'pam_totp' ORDER BY 1")
-    [[ $tables == *users* && $tables == *results* && $tables == *config* ]] ||
-        { why "tables: $tables"; return 1; }
-    for t in $tables; do
-        denied host-a "SELECT * FROM pam_totp.$t" || return 1
-        denied host-b "COPY pam_totp.$t TO STDOUT" || return 1
-    done
-    denied host-a "SELECT pam_totp.key()" || return 1
-    denied host-a "SELECT pam_totp.decrypt_secret(secret, 'x') FROM pam_totp.users" || return 1
-    denied host-a "SELECT pam_totp.code_at('\\x00'::bytea, 'SHA1', 6, 1)" || return 1
-    denied host-a "SELECT pam_totp.pgp_sym_decrypt_bytea('\\x00'::bytea, 'x')" || return 1
-    denied host-a "SELECT pg_read_file('$KEY')" || return 1
-    denied host-a "SELECT pam_totp.set_key_file('/etc/passwd')" || return 1
-    denied host-a "UPDATE pam_totp.users SET last_step = 0" || return 1
+    fleet_host_cannot_read psql_as host-a || return 1
+    fleet_denied "COPY pam_totp.users TO STDOUT" psql_as host-b || return 1
     # What a host does get: no secret, no hash, no state.
     expect "enrolment() for a host" "$(psql_as host-a <<<"SELECT * FROM pam_totp.enrolment('enc1')" | cut -d'|' -f1,2)" \
         "active|6"
@@ -248,35 +188,8 @@ sc_fleet-sql-admin-cannot-read-secrets() {
 }
 
 sc_fleet-sql-host-cannot-call-admin() {
-    # Every function of the schema but check, outcome and enrolment, called as a host with NULLs of the
-    # right types: permission denied (admin functions, internal ones and pgcrypto's alike).
-    # The NULLs come from sub-selects: a STRICT function called with a constant NULL is folded
-    # away by the planner before any permission check, which would prove nothing.
-    local calls call n=0
-    calls=$(sq <<'EOF'
-SELECT format('SELECT %I.%I(%s)', n.nspname, p.proname,
-              coalesce((SELECT string_agg(format('(SELECT NULL::%s)', format_type(t, NULL)), ', ')
-                        FROM unnest(p.proargtypes) AS t), ''))
-FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment', 'outcome')
-  AND p.prokind = 'f'
-ORDER BY 1
-EOF
-    ) || return 1
-    while IFS= read -r call; do
-        denied host-b "$call" || return 1
-        n=$((n + 1))
-    done <<<"$calls"
-    ((n >= 20)) || { why "only $n functions tried"; return 1; }
-    for call in "SELECT pam_totp.enrol('x', NULL, 'SHA1', 6, 30, 'i', NULL, true)" \
-        "SELECT pam_totp.unlock('enc1', true)" "SELECT pam_totp.disable('enc1')" \
-        "SELECT pam_totp.set_settings(1000, 1, 1, 10, 0)" "SELECT pam_totp.add_host('evil')" \
-        "SELECT pam_totp.status(NULL)" "SELECT pam_totp.rotate_key('/etc/passwd')"; do
-        denied host-a "$call" || return 1
-    done
-    # Nor can a host make itself an admin or another host.
-    denied host-a "GRANT pam_totp_admin TO \"host-a\"" || return 1
-    denied host-a "SET ROLE pam_totp_owner" || return 1
+    fleet_host_cannot_call_admin psql_as host-b || return 1
+    denied host-a "SELECT pam_totp.unlock('enc1', true)"
 }
 
 sc_fleet-sql-secrets-encrypted-at-rest() {
@@ -286,18 +199,13 @@ sc_fleet-sql-secrets-encrypted-at-rest() {
     "$PG_BIN/pg_dumpall" -h "$T" -U postgres -f "$T/dumpall.sql" || { why "pg_dumpall failed"; return 1; }
     grep -q 'COPY pam_totp.users' "$dump" && grep -q 'enc1' "$dump" ||
         { why "the dump holds no users (test would be vacuous)"; return 1; }
-    b32=$(python3 -c 'import base64,sys; print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$SECRET_HEX")
+    b32=$(b32_of "$SECRET_HEX")
     for f in "$dump" "$T/dumpall.sql"; do
         # the key's text; the secret in base32 and hex; the recovery codes, with and without
         # dashes; their stored entries' salts and hashes
-        for c in "$(cat "$KEY")" "$b32" "$SECRET_HEX" "$RC1" "${RC1//-/}" "$RC2" "${RC2//-/}" \
-            "$(cut -d: -f2 <<<"$RH1")" "$(cut -d: -f3 <<<"$RH1")" \
-            "$(cut -d: -f2 <<<"$RH2")" "$(cut -d: -f3 <<<"$RH2")"; do
-            if grep -qiF -- "$c" "$f"; then
-                why "$(basename "$f") contains '$c'"
-                return 1
-            fi
-        done
+        fleet_dump_clean "$f" "$(cat "$KEY")" "$b32" "$SECRET_HEX" "$RC1" "${RC1//-/}" "$RC2" \
+            "${RC2//-/}" "$(cut -d: -f2 <<<"$RH1")" "$(cut -d: -f3 <<<"$RH1")" \
+            "$(cut -d: -f2 <<<"$RH2")" "$(cut -d: -f3 <<<"$RH2")" || return 1
     done
     # Nor do the data directory's files (heap, WAL) hold the key, or the secret in any form.
     sq <<<"CHECKPOINT" || return 1
@@ -601,34 +509,7 @@ sc_fleet-sql-key-rotation() {
     expect "recovery code with the new key only" "$(field "$(check_as host-b enc1 "$RC2")" 1)" accepted_recovery
 }
 
-sc_fleet-sql-totp-equals-rust() {
-    local vec=$T/vectors.txt
-    (cd "$ROOT" && "$CARGO" run --release -q -p pam_totp --example totp_vectors -- "$RANDOM_CASES") \
-        >"$vec" 2>"$T/cargo.log" || { why "cargo: $(tail -n 5 "$T/cargo.log")"; return 1; }
-    local out
-    out=$(sq <<EOF
-CREATE TEMP TABLE v (secret text, alg text, digits int, period int, t bigint, code text);
-\\copy v FROM '$vec' WITH (DELIMITER ' ')
-SELECT count(*),
-       count(*) FILTER (WHERE t IN (59, 1111111109, 1111111111, 1234567890, 2000000000, 20000000000)
-                          AND length(secret) IN (40, 64, 128) AND period = 30),
-       count(DISTINCT alg), count(DISTINCT digits), min(period), max(period),
-       count(*) FILTER (WHERE pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period) <> code)
-FROM v;
-SELECT secret, alg, digits, period, t, code, pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period)
-FROM v WHERE pam_totp.code_at(decode(secret, 'hex'), alg, digits, t / period) <> code LIMIT 3;
-EOF
-    ) || { why "sql failed"; return 1; }
-    local want_total=$((RANDOM_CASES + 36))
-    local head
-    head=$(head -n 1 <<<"$out")
-    [[ $(field "$head" 1) == "$want_total" && $(field "$head" 2) -ge 36 && $(field "$head" 3) == 3 &&
-        $(field "$head" 4) == 2 && $(field "$head" 7) == 0 ]] ||
-        { why "cases|rfc|algs|digits|min period|max period|mismatches = $out"; return 1; }
-    # The RFC 6238 Appendix B values themselves (not only agreement with Rust).
-    expect "RFC 6238 SHA512 at 20000000000" "$(grep -c ' SHA512 8 30 20000000000 47863826$' "$vec")" 1 || return 1
-    expect "RFC 6238 SHA1 at 59" "$(grep -c ' SHA1 8 30 59 94287082$' "$vec")" 1
-}
+sc_fleet-sql-totp-equals-rust() { fleet_totp_equals_rust "$RANDOM_CASES"; }
 
 # --- run -------------------------------------------------------------------------------------
 SCENARIOS=(

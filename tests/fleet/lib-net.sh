@@ -1,0 +1,199 @@
+# tests/fleet/lib-net.sh — the network half the fleet harnesses share (sourced after lib.sh by
+# net-test.sh and fleet-test.sh; FLEET.md "Test set-up that works on one machine"): a database
+# namespace and host namespaces on a bridge, certificates, the cluster with TLS and client
+# certificates in the database namespace, TLS clients from the hosts, the cleanup and the check
+# that nothing is left behind.
+#
+# Network: namespaces <prefix>-<pid>-db, -h1..-hN and, with FLEET_ADMIN_NS=1, -adm
+# (`ip netns add`); a bridge in the db namespace with 10.231.0.1/24; host N has 10.231.0.(10+N),
+# the admin namespace 10.231.0.9, each on a veth pair whose both ends are created inside the
+# namespaces (`ip -n`), so no interface, address or route ever exists in the root namespace and
+# nothing is routed out. Interfaces are named with the pid (f<pid>b the bridge, f<pid>hN and
+# f<pid>eN the two ends of host N's pair; N = 0 for the admin namespace), so that anything of
+# ours found in the root namespace would be recognised as ours.
+#
+# pg_hba: trust over the unix socket in $T (set-up only), and one line per host
+#   hostssl $DB host-hN 10.231.0.1N/32 cert
+# (a client certificate is required and its CN must be the role), plus, with the admin
+# namespace, `hostssl $DB fleet_admin 10.231.0.9/32 cert` — nothing else over TCP. A CA, the
+# server certificate (IP SAN 10.231.0.1), one client certificate per host (CN = the role; the
+# roles come from pam_totp.add_host, which allows [a-z0-9.-] only: host-h1, not host_h1), one
+# for fleet_admin, and a second, foreign CA with a certificate for host-h1's name.
+#
+# The caller sets N_HOSTS, T (the cluster's directory), PKI (where the certificates go: the
+# server's key is made the postgres user's), DB, and calls fleet_net_init PREFIX first.
+# shellcheck shell=bash
+
+# fleet_net_init PREFIX: the names; what `ip netns list` and `ip link` show before we start.
+fleet_net_init() {
+    NET=10.231.0
+    DB_ADDR=$NET.1
+    ADM_ADDR=$NET.9
+    PORT=5432
+    TAG=$1-$$
+    NS_DB=$TAG-db
+    NS_ADM=$TAG-adm
+    LN=f$$
+    BR=${LN}b
+    FLEET_BEFORE_NETNS=$(fleet_netns_list)
+    FLEET_BEFORE_LINKS=$(fleet_link_list)
+}
+fleet_netns_list() { ip netns list 2>/dev/null | awk '{print $1}' | sort; }
+fleet_link_list() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; }
+host_ns() { echo "$TAG-h$1"; }
+host_addr() { echo "$NET.$((10 + $1))"; }
+host_role() { echo "host-h$1"; }
+in_ns() { # NS CMD...
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+fleet_all_ns() { # every namespace of ours, the db's first
+    local i
+    echo "$NS_DB"
+    [[ -z ${FLEET_ADMIN_NS:-} ]] || echo "$NS_ADM"
+    for i in $(seq 1 "$N_HOSTS"); do host_ns "$i"; done
+}
+
+# fleet_net_attach NS ADDR N: namespace NS on the bridge with ADDR, over f<pid>hN / f<pid>eN.
+fleet_net_attach() {
+    local ns=$1 addr=$2 n=$3
+    ip netns add "$ns" || fleet_die "ip netns add $ns"
+    ip -n "$ns" link set lo up || fleet_die "lo up in $ns"
+    ip -n "$NS_DB" link add "${LN}h$n" type veth peer name "${LN}e$n" netns "$ns" ||
+        fleet_die "veth $n"
+    ip -n "$NS_DB" link set "${LN}h$n" master "$BR" up || fleet_die "${LN}h$n up"
+    ip -n "$ns" addr add "$addr/24" dev "${LN}e$n" || fleet_die "address $n"
+    ip -n "$ns" link set "${LN}e$n" up || fleet_die "${LN}e$n up in $ns"
+}
+
+# fleet_net_up: the db namespace with the bridge, the host namespaces (and the admin one).
+fleet_net_up() {
+    local i
+    ip netns add "$NS_DB" || fleet_die "ip netns add $NS_DB"
+    ip -n "$NS_DB" link set lo up || fleet_die "lo up in $NS_DB"
+    ip -n "$NS_DB" link add "$BR" type bridge || fleet_die "bridge"
+    ip -n "$NS_DB" addr add "$DB_ADDR/24" dev "$BR" || fleet_die "bridge address"
+    ip -n "$NS_DB" link set "$BR" up || fleet_die "bridge up"
+    for i in $(seq 1 "$N_HOSTS"); do fleet_net_attach "$(host_ns "$i")" "$(host_addr "$i")" "$i"; done
+    [[ -z ${FLEET_ADMIN_NS:-} ]] || fleet_net_attach "$NS_ADM" "$ADM_ADDR" 0
+}
+
+# fleet_net_down: the cluster stopped, every process left in our namespaces killed by pid (only
+# ours live there: clients, a postmaster that outlived pg_ctl), the namespaces (and with them the
+# bridge and the veths) deleted.
+fleet_net_down() {
+    local ns p
+    fleet_pg_stop
+    for ns in $(fleet_all_ns); do
+        [[ -e /run/netns/$ns ]] || continue
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+}
+
+# --- certificates ----------------------------------------------------------------------------
+ossl() {
+    openssl "$@" >>"$PKI/openssl.log" 2>&1 ||
+        fleet_die "openssl $1: $(tail -n 3 "$PKI/openssl.log")"
+}
+# make_ca NAME CN
+make_ca() {
+    ossl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -sha256 -days 2 \
+        -subj "/CN=$2" -keyout "$PKI/$1.key" -out "$PKI/$1.crt"
+}
+# make_cert CA NAME CN [EXT]: a key (0600) and a certificate signed by CA
+make_cert() {
+    local ca=$1 name=$2 cn=$3 ext=${4:-}
+    ossl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=$cn" \
+        -keyout "$PKI/$name.key" -out "$PKI/$name.csr"
+    printf '%s\n' "basicConstraints=CA:FALSE" "$ext" >"$PKI/$name.ext"
+    ossl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+        -days 2 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
+    chmod 600 "$PKI/$name.key"
+}
+# fleet_pki: ca, otherca, server, h1..hN, admin (CN fleet_admin), h1-other (otherca's, CN host-h1).
+fleet_pki() {
+    local i
+    mkdir -p "$PKI"
+    make_ca ca "pam-totp fleet test CA"
+    make_ca otherca "another CA"
+    make_cert ca server "$DB_ADDR" "subjectAltName=IP:$DB_ADDR"
+    for i in $(seq 1 "$N_HOSTS"); do make_cert ca "h$i" "$(host_role "$i")"; done
+    make_cert ca admin fleet_admin
+    make_cert otherca "h1-other" "$(host_role 1)"
+    chmod 644 "$PKI"/*.crt
+    chown postgres: "$PKI/server.key"
+    chmod 755 "$PKI" # the server reads ca.crt, server.crt, server.key (0600, its own)
+}
+
+# fleet_tls_cluster MAX_CONNECTIONS: the cluster in $T listening on $DB_ADDR:$PORT with TLS,
+# the pg_hba lines above, started in the db namespace.
+fleet_tls_cluster() {
+    local i
+    fleet_initdb
+    cat >>"$T/data/postgresql.conf" <<EOF
+listen_addresses = '$DB_ADDR'
+port = $PORT
+max_connections = $1
+ssl = on
+ssl_cert_file = '$PKI/server.crt'
+ssl_key_file = '$PKI/server.key'
+ssl_ca_file = '$PKI/ca.crt'
+ssl_min_protocol_version = 'TLSv1.2'
+EOF
+    {
+        echo "local all all trust"
+        for i in $(seq 1 "$N_HOSTS"); do
+            echo "hostssl $DB $(host_role "$i") $(host_addr "$i")/32 cert"
+        done
+        [[ -z ${FLEET_ADMIN_NS:-} ]] || echo "hostssl $DB fleet_admin $ADM_ADDR/32 cert"
+    } >"$T/data/pg_hba.conf"
+    fleet_pg_start in_ns "$NS_DB" || fleet_die "pg_ctl start in $NS_DB"
+}
+
+# --- clients ---------------------------------------------------------------------------------
+# conninfo HOST-INDEX [KEY=VALUE...]: the host's connection string (its role, its certificate,
+# our CA, verify-full); later KEY=VALUE pairs override. conninfo_as ROLE CERT [KEY=VALUE...]:
+# the same for any role and certificate.
+conninfo_as() {
+    local role=$1 cert=$2
+    shift 2
+    echo "host=$DB_ADDR port=$PORT dbname=$DB user=$role sslmode=verify-full" \
+        "sslrootcert=$PKI/ca.crt sslcert=$PKI/$cert.crt sslkey=$PKI/$cert.key connect_timeout=5 $*"
+}
+conninfo() {
+    local i=$1
+    shift
+    conninfo_as "$(host_role "$i")" "h$i" "$@"
+}
+# net_psql NS CONNINFO [psql args]: psql over TCP from namespace NS (under timeout), stdin.
+net_psql() {
+    local ns=$1 ci=$2
+    shift 2
+    in_ns "$ns" timeout 20 "$PG_BIN/psql" -X -q -At -F '|' -v ON_ERROR_STOP=1 "$ci" "$@"
+}
+
+# --- nothing left ----------------------------------------------------------------------------
+# fleet_nothing_left DIR...: runs `cleanup` (the caller's) now and checks that it left nothing:
+# no namespace, no link of ours, none of the DIRs, no server on $T/data. What is new since
+# fleet_net_init and ours (named with the pid) fails it; anything else belongs to another
+# process (other tests may run on this machine) and is only reported.
+fleet_nothing_left() {
+    local data=$T/data after_ns after_links extra ours d
+    cleanup
+    after_ns=$(fleet_netns_list)
+    after_links=$(fleet_link_list)
+    extra=$(comm -13 <(echo "$FLEET_BEFORE_NETNS") <(echo "$after_ns"))
+    ours=$(grep -F -- "$TAG" <<<"$extra")
+    [[ -z $ours ]] || { why "namespaces left: $ours"; return 1; }
+    [[ -z $extra ]] || echo "    note: namespaces not ours appeared meanwhile: $(paste -sd' ' <<<"$extra")"
+    extra=$(comm -13 <(echo "$FLEET_BEFORE_LINKS") <(echo "$after_links"))
+    ours=$(grep -E -- "^$LN[bhe][0-9]*\$" <<<"$extra")
+    [[ -z $ours ]] || { why "links left in the root namespace: $ours"; return 1; }
+    [[ -z $extra ]] || echo "    note: links not ours appeared meanwhile: $(paste -sd' ' <<<"$extra")"
+    for d in "$@"; do
+        [[ ! -e $d ]] || { why "$d left"; return 1; }
+    done
+    if pgrep -f -- "-D $data" >/dev/null; then why "a server on $data still runs"; return 1; fi
+}

@@ -470,7 +470,9 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
     let req = line.request(typed_ahead.as_ref());
     let verdict = match line.fleet_store() {
         None => flow::authenticate(&mut conv, &RealSystem, &req),
-        Some(Ok(mut store)) => flow::authenticate_fleet(&mut conv, &RealSystem, &req, &mut store),
+        Some(Ok((mut store, break_glass))) => {
+            flow::authenticate_fleet(&mut conv, &RealSystem, &req, &mut store, break_glass)
+        }
         Some(Err(v)) => v,
     };
     line.finish(&verdict)
@@ -497,12 +499,20 @@ impl Line<'_> {
     }
 
     /// With `store=` (SPEC §11): the fleet store for this call — `store.toml` checked and the
-    /// client library loaded, or the verdict that neither could be (`PAM_AUTHINFO_UNAVAIL`).
-    fn fleet_store(&self) -> Option<Result<fleet::DlStore, Verdict>> {
+    /// client library loaded, and whether the user is a break-glass user (`[offline]`) — or
+    /// the verdict that neither could be (`PAM_AUTHINFO_UNAVAIL`).
+    fn fleet_store(&self) -> Option<Result<(fleet::DlStore, bool), Verdict>> {
         let path = self.opts.store.as_ref()?;
         let opened = crate::fleet::StoreConfig::load(path, 0)
             .map_err(|e| crate::fleet::FleetError(e.to_string()))
-            .and_then(|cfg| fleet::DlStore::open(&self.opts.store_lib, &cfg, 0));
+            .and_then(|cfg| {
+                let break_glass =
+                    crate::names::UserName::new(self.user).is_ok_and(|u| cfg.offline_user(&u));
+                Ok((
+                    fleet::DlStore::open(&self.opts.store_lib, &cfg, 0)?,
+                    break_glass,
+                ))
+            });
         Some(opened.map_err(|e| Reason::Store(e.to_string()).into()))
     }
 
@@ -523,7 +533,7 @@ impl Line<'_> {
         let req = self.request(None);
         let out = match self.fleet_store() {
             None => split_line::split(&RealSystem, &req, &answer),
-            Some(Ok(mut store)) => flow::split_fleet(&RealSystem, &req, &mut store, &answer),
+            Some(Ok((mut store, _))) => flow::split_fleet(&RealSystem, &req, &mut store, &answer),
             Some(Err(v)) => split_line::SplitOutcome::denied(v),
         };
         let handed_on = match out.split {

@@ -129,7 +129,10 @@ impl World {
             owner: uid(),
             typed_ahead: None,
         };
-        (authenticate_fleet(&mut conv, &self.sys, &req, store), conv)
+        (
+            authenticate_fleet(&mut conv, &self.sys, &req, store, false),
+            conv,
+        )
     }
 }
 
@@ -268,4 +271,32 @@ fn given_split_line_then_the_store_says_whether_a_code_is_expected() {
     let out = split_fleet(&w.sys, &req, &mut FakeFleet::down(), b"hunter2123456");
     assert_eq!(out.verdict.code, Code::AuthInfoUnavail);
     assert!(out.split.is_none());
+}
+
+#[test]
+fn given_store_down_and_a_break_glass_user_then_the_local_record_decides() {
+    let w = World::new();
+    w.enrol("alice");
+    let req = Request {
+        user: "alice",
+        rhost: None,
+        options: &w.opts,
+        owner: uid(),
+        typed_ahead: None,
+    };
+    let code = w.code(0);
+    let mut conv = Script::answering(&[&code]);
+    let v = authenticate_fleet(&mut conv, &w.sys, &req, &mut FakeFleet::down(), true);
+    assert_eq!(v.code, Code::Success, "{v:?}");
+    assert!(v
+        .reason
+        .to_string()
+        .contains("break-glass user, from the local record: accepted"));
+    // Per-host replay protection: the same code again is refused locally.
+    let mut conv = Script::answering(&[&code]);
+    let v = authenticate_fleet(&mut conv, &w.sys, &req, &mut FakeFleet::down(), true);
+    assert_eq!(v.code, Code::AuthErr, "{v:?}");
+    // Not a break-glass user: unavailable, not asked.
+    let (v, conv) = w.fleet_login("alice", &[&code], &mut FakeFleet::down());
+    assert_eq!((v.code, conv.prompts.len()), (Code::AuthInfoUnavail, 0));
 }

@@ -102,6 +102,10 @@ impl From<Reason> for Verdict {
                 (Code::AuthInfoUnavail, Level::Err)
             }
             ConvFailed => (Code::ConvErr, Level::Notice),
+            Offline { local, .. } => {
+                let inner = Verdict::from((**local).clone());
+                (inner.code, inner.level.max(Level::Warning))
+            }
         };
         Verdict {
             code,

@@ -87,6 +87,12 @@ pub enum Reason {
     GroupLookup(String),
     Enrolment(String),
     ConvFailed,
+    /// Fleet mode, the store unreachable, a break-glass user (`[offline] users`) judged from
+    /// the local record: `local` decides.
+    Offline {
+        store: String,
+        local: Box<Reason>,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -170,6 +176,11 @@ impl fmt::Display for Reason {
             GroupLookup(e) => write!(f, "cannot look up groups: {e}"),
             Enrolment(e) => write!(f, "enrolment at login: {e}"),
             ConvFailed => f.write_str("conversation failed (no answer)"),
+            Offline { store, local } => write!(
+                f,
+                "fleet store unreachable ({store}); break-glass user, from the local record: \
+                 {local}"
+            ),
         }
     }
 }

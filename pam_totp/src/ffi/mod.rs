@@ -9,6 +9,7 @@ use crate::escape::log_field;
 use crate::flow::split::{self as split_line, Split, TypedAhead};
 use crate::flow::{self, Code, ConvError, Conversation, Level, Request, Verdict};
 use crate::options::Options;
+use crate::reason::Reason;
 use crate::sys::RealSystem;
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -19,6 +20,7 @@ use zeroize::Zeroizing;
 
 pub mod abi;
 mod datum;
+mod fleet;
 pub(crate) mod limits;
 
 use abi::{
@@ -466,7 +468,13 @@ fn authenticate(h: &Handle, opts: &Options) -> c_int {
         }
     };
     let req = line.request(typed_ahead.as_ref());
-    let verdict = flow::authenticate(&mut conv, &RealSystem, &req);
+    let verdict = match line.fleet_store() {
+        None => flow::authenticate(&mut conv, &RealSystem, &req),
+        Some(Ok((mut store, break_glass))) => {
+            flow::authenticate_fleet(&mut conv, &RealSystem, &req, &mut store, break_glass)
+        }
+        Some(Err(v)) => v,
+    };
     line.finish(&verdict)
 }
 
@@ -490,6 +498,24 @@ impl Line<'_> {
         }
     }
 
+    /// With `store=` (SPEC §11): the fleet store for this call — `store.toml` checked and the
+    /// client library loaded, and whether the user is a break-glass user (`[offline]`) — or
+    /// the verdict that neither could be (`PAM_AUTHINFO_UNAVAIL`).
+    fn fleet_store(&self) -> Option<Result<(fleet::DlStore, bool), Verdict>> {
+        let path = self.opts.store.as_ref()?;
+        let opened = crate::fleet::StoreConfig::load(path, 0)
+            .map_err(|e| crate::fleet::FleetError(e.to_string()))
+            .and_then(|cfg| {
+                let break_glass =
+                    crate::names::UserName::new(self.user).is_ok_and(|u| cfg.offline_user(&u));
+                Ok((
+                    fleet::DlStore::open(&self.opts.store_lib, &cfg, 0)?,
+                    break_glass,
+                ))
+            });
+        Some(opened.map_err(|e| Reason::Store(e.to_string()).into()))
+    }
+
     /// A `split` line (SPEC §9): takes the one answer apart and hands both parts on.
     fn split(&self) -> c_int {
         // What an earlier attempt on this handle left is never judged by this one.
@@ -504,7 +530,12 @@ impl Line<'_> {
                 return PAM_AUTH_ERR;
             }
         };
-        let out = split_line::split(&RealSystem, &self.request(None), &answer);
+        let req = self.request(None);
+        let out = match self.fleet_store() {
+            None => split_line::split(&RealSystem, &req, &answer),
+            Some(Ok((mut store, _))) => flow::split_fleet(&RealSystem, &req, &mut store, &answer),
+            Some(Err(v)) => split_line::SplitOutcome::denied(v),
+        };
         let handed_on = match out.split {
             Some(Split::Code { password, code }) => self
                 .h

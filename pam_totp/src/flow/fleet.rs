@@ -8,14 +8,13 @@
 #![forbid(unsafe_code)]
 
 use super::split::{self, SplitOutcome};
-use super::{
-    check_canonical_name, compact, next_login_of, Conversation, Login, Request, Verdict,
-};
-use crate::fleet::{FleetError, FleetStore};
+use super::{check_canonical_name, compact, next_login_of, Conversation, Login, Request, Verdict};
+use crate::fleet::{FleetEnrolment, FleetError, FleetStore};
 use crate::names::UserName;
 use crate::next_login::{Enrolment, NextLogin};
 use crate::policy::{Policy, RequiredBy};
 use crate::reason::Reason;
+use crate::store::Store;
 use crate::sys::System;
 
 fn unavailable(e: &FleetError) -> Verdict {
@@ -23,15 +22,17 @@ fn unavailable(e: &FleetError) -> Verdict {
 }
 
 /// The whole decision for one login against a fleet store: policy and user name as in file
-/// mode (SPEC §3 step 1), then [`decide_fleet`].
+/// mode (SPEC §3 step 1), then [`decide_fleet`]. `break_glass`: the user is one of
+/// `[offline] users` (SPEC §11), judged from the local record while the store is unreachable.
 pub fn authenticate_fleet<C: Conversation, S: System, F: FleetStore>(
     conv: &mut C,
     sys: &S,
     req: &Request,
     store: &mut F,
+    break_glass: bool,
 ) -> Verdict {
     match super::open_policy_and_user(req) {
-        Ok((policy, user)) => decide_fleet(conv, sys, req, &user, &policy, store),
+        Ok((policy, user)) => decide_fleet(conv, sys, req, &user, &policy, store, break_glass),
         Err(v) => v,
     }
 }
@@ -44,23 +45,52 @@ pub fn decide_fleet<C: Conversation, S: System, F: FleetStore>(
     user: &UserName,
     policy: &Policy,
     store: &mut F,
+    break_glass: bool,
 ) -> Verdict {
+    let found = match store.enrolment(user) {
+        Ok(f) => f,
+        Err(e) if break_glass => return offline_local(conv, sys, req, user, policy, e),
+        Err(e) => return unavailable(&e),
+    };
     let login = Login::new(sys, req, user, policy, &());
     match req.typed_ahead {
-        Some(ahead) => asking(&mut split::AheadConversation::new(conv, ahead), login, store),
-        None => asking(conv, login, store),
+        Some(ahead) => asking(
+            &mut split::AheadConversation::new(conv, ahead),
+            login,
+            store,
+            found,
+        ),
+        None => asking(conv, login, store, found),
     }
+}
+
+/// `[offline] mode = "local"`: a break-glass user while the store is unreachable, judged by
+/// file mode over the local record (per-host replay protection only: SPEC §11).
+fn offline_local<C: Conversation, S: System>(
+    conv: &mut C,
+    sys: &S,
+    req: &Request,
+    user: &UserName,
+    policy: &Policy,
+    e: FleetError,
+) -> Verdict {
+    let local = match Store::open(&req.options.dir, req.owner) {
+        Ok(files) => super::decide(conv, sys, req, user, policy, &files),
+        Err(se) => super::unavailable(&se),
+    };
+    Reason::Offline {
+        store: e.0,
+        local: Box::new(local.reason),
+    }
+    .into()
 }
 
 fn asking<C: Conversation, S: System, F: FleetStore>(
     conv: &mut C,
     l: Login<'_, S, ()>,
     store: &mut F,
+    found: FleetEnrolment,
 ) -> Verdict {
-    let found = match store.enrolment(l.user) {
-        Ok(f) => f,
-        Err(e) => return unavailable(&e),
-    };
     match found.enrolment {
         Enrolment::Active => verify(conv, l, store),
         Enrolment::ReplacementPending => {

@@ -56,7 +56,7 @@ pub struct SplitOutcome {
 }
 
 impl SplitOutcome {
-    pub(super) fn denied(verdict: Verdict) -> Self {
+    pub(crate) fn denied(verdict: Verdict) -> Self {
         SplitOutcome {
             verdict,
             split: None,

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 
 const NOW: u64 = 1_800_000_015; // 15 s into a step
 
+mod fleet;
 mod split;
 
 #[derive(Default)]

@@ -1,0 +1,158 @@
+//! The fleet client library (SPEC §11), loaded only when a line has `store=`: file mode maps
+//! and relocates nothing of it. The library (crate `pam-totp-store`) is opened by the core's
+//! trusted-file check (root's, not writable by others, every directory above it too) and
+//! mapped from that very descriptor (`/proc/self/fd/N`), so what was checked is what runs.
+//! It is never unloaded: a second login in the same process finds it mapped.
+//!
+//! [`DlStore`] is the module's [`FleetStore`]: each call encodes a [`wire::Request`] with what
+//! is left of the call's time budget, calls `pam_totp_store_v1`, and decodes the answer.
+
+use crate::fleet::wire::{self, Call, Response};
+use crate::fleet::{CheckResult, FleetEnrolment, FleetError, FleetStore, StoreConfig};
+use crate::names::UserName;
+use crate::store::{self, FileKind};
+use std::ffi::{c_int, c_void, CString};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+type StoreFn = unsafe extern "C" fn(*const u8, usize, *mut u8, usize, *mut usize) -> c_int;
+
+/// The fleet store as the module reaches it: the loaded library's entry point, and the time
+/// budget of this PAM call (SPEC §11), spent across its contacts.
+pub struct DlStore {
+    call: StoreFn,
+    config: PathBuf,
+    owner: u32,
+    budget: Duration,
+    spent: Duration,
+}
+
+fn failed(msg: impl Into<String>) -> FleetError {
+    FleetError(msg.into())
+}
+
+/// Maps the library at `path` after the trusted-file check; its entry point.
+fn load(path: &Path, owner: u32) -> Result<StoreFn, FleetError> {
+    let file = store::open_public_file(path, FileKind::Fleet, owner)
+        .map_err(|e| failed(format!("client library: {e}")))?
+        .ok_or_else(|| {
+            failed(format!(
+                "client library {} is not installed (package pam-totp, or store_lib=)",
+                path.display()
+            ))
+        })?;
+    let by_fd = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| failed("client library: bad path"))?;
+    // SAFETY: `by_fd` is a NUL-terminated path; dlopen runs the library's initialisers, which
+    // is why only a root-owned, checked file gets here. The handle is deliberately never
+    // closed (see the module comment).
+    let handle = unsafe { libc::dlopen(by_fd.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    drop(file);
+    if handle.is_null() {
+        // SAFETY: dlerror returns a thread-local C string or NULL; copied at once.
+        let why = unsafe {
+            let e = libc::dlerror();
+            if e.is_null() {
+                String::from("unknown error")
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            }
+        };
+        return Err(failed(format!(
+            "client library {}: cannot load: {why}",
+            path.display()
+        )));
+    }
+    // SAFETY: `handle` is a live handle from dlopen and SYMBOL is NUL-terminated.
+    let sym: *mut c_void = unsafe { libc::dlsym(handle, wire::SYMBOL.as_ptr().cast()) };
+    if sym.is_null() {
+        return Err(failed(format!(
+            "client library {} has no pam_totp_store_v1 (another version?)",
+            path.display()
+        )));
+    }
+    // SAFETY: the library exports `pam_totp_store_v1` with exactly this signature (crate
+    // pam-totp-store, ffi.rs); the symbol name carries the version.
+    Ok(unsafe { std::mem::transmute::<*mut c_void, StoreFn>(sym) })
+}
+
+impl DlStore {
+    /// Loads the client library named by the module options for a checked `store.toml`.
+    pub fn open(lib: &Path, config: &StoreConfig, owner: u32) -> Result<DlStore, FleetError> {
+        Ok(DlStore {
+            call: load(lib, owner)?,
+            config: config.path.clone(),
+            owner,
+            budget: config.budget,
+            spent: Duration::ZERO,
+        })
+    }
+
+    fn exchange(&mut self, call: Call) -> Result<Response, FleetError> {
+        let remaining = self.budget.saturating_sub(self.spent);
+        if remaining.is_zero() {
+            return Err(failed(format!(
+                "the time budget of {} ms for this login is used up",
+                self.budget.as_millis()
+            )));
+        }
+        let req = wire::Request {
+            config: self.config.clone(),
+            owner: self.owner,
+            remaining,
+            call,
+        }
+        .encode();
+        let mut resp = Zeroizing::new(vec![0u8; wire::MAX_RESPONSE]);
+        let mut len = 0usize;
+        let started = Instant::now();
+        // SAFETY: `req` and `resp` are live buffers of the lengths given; `len` is a valid
+        // out-pointer; the library writes at most `resp.len()` bytes (its contract, wire.rs).
+        let rc = unsafe {
+            (self.call)(
+                req.as_ptr(),
+                req.len(),
+                resp.as_mut_ptr(),
+                resp.len(),
+                &mut len,
+            )
+        };
+        self.spent += started.elapsed();
+        if rc != 0 || len > resp.len() {
+            return Err(failed(format!("client library failed (code {rc})")));
+        }
+        Response::decode(&resp[..len]).map_err(|e| failed(format!("client library: {e}")))
+    }
+}
+
+impl FleetStore for DlStore {
+    fn enrolment(&mut self, user: &UserName) -> Result<FleetEnrolment, FleetError> {
+        match self.exchange(Call::Enrolment { user: user.clone() })? {
+            Response::Enrolment(e) => Ok(e),
+            Response::Failed(e) => Err(e),
+            Response::Check(_) => Err(failed("client library: unexpected answer")),
+        }
+    }
+
+    fn check(
+        &mut self,
+        user: &UserName,
+        answer: Option<&str>,
+        rhost: Option<&str>,
+        window: u32,
+    ) -> Result<CheckResult, FleetError> {
+        let call = Call::Check {
+            user: user.clone(),
+            answer: answer.map(|a| Zeroizing::new(a.to_string())),
+            rhost: rhost.map(str::to_string),
+            window,
+        };
+        match self.exchange(call)? {
+            Response::Check(c) => Ok(c),
+            Response::Failed(e) => Err(e),
+            Response::Enrolment(_) => Err(failed("client library: unexpected answer")),
+        }
+    }
+}

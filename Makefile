@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit fleet-sql-test fleet-net-test demo torture bench fuzz-quick
+.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit fleet-sql-test fleet-net-test fleet-test demo torture bench fuzz-quick
 
 all: build
 
@@ -29,6 +29,7 @@ test: deps
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/sql-test.sh
 	bash tests/fleet/net-test.sh
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/fleet-test.sh
 	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 	bash fuzz/run.sh 30
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/package/test-package.sh
@@ -79,6 +80,14 @@ fleet-sql-test:
 # for 128 parallel checks, wrong CA, impersonation, store down (root; skips without root)
 fleet-net-test:
 	bash tests/fleet/net-test.sh
+
+# Fleet mode end to end: 8 host namespaces log users in through the real module (store=, the
+# client library) against the store over TLS; one success fleet-wide, replay, throttle, recovery
+# codes, disable and enroll --force on every host at once, privileges, secrets at rest, store
+# down or wrong CA fails closed, the same results as file mode (root; skips without root;
+# FULL=1 for 8 × 64 parallel logins)
+fleet-test: build
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/fleet-test.sh
 
 # A sandboxed sshd with the module, a demo user enrolled on your terminal; DEMO=auto runs the
 # whole story unattended

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# tests/fleet/fleet-test.sh — fleet mode end to end (SPEC §11): 8 hosts log users in through the
+# REAL module (libpam_totp.so with store=, which loads libpam_totp_store.so) against one
+# PostgreSQL 15 store over TLS with client certificates, and an admin changes things from its
+# own namespace. The scenarios are in fleet-scenarios.sh.
+#
+# As root (prints SKIP and exits 0 otherwise). The network, certificates and cluster are
+# lib-net.sh's (namespaces pamtotp-ftest-<pid>-db, -adm, -h1..-h8 on a bridge, addresses only
+# inside them; `hostssl ... cert` per host role and for the admin role fleet_admin from the
+# admin namespace). Each login is tests/pam-harness/harness (compiled here, cc -lpam) run by
+# tests/lib/sandbox.sh inside a host namespace: private mount and PID namespaces whose /dev/log
+# is that host's socket, drained by tests/torture/logsink.py into the host's syslog file. A
+# login's PAM_RHOST is a name unique in the run, so its module line (`user=… rhost=ID reason`)
+# is found by it; the harness's output shows the PAM result and whether a prompt was shown.
+# The module's stack observes PAM_IGNORE the way the Rust tests do (pam_echo prints a mark).
+#
+# Files: a temp directory BASE (root, 0711) under /tmp holding pg/ (the cluster: the postgres
+# user's, 0700), pki/, lib/ (copies of both .so files), bin/harness, h1..h8/ (root, 0700: the
+# store.toml variants, policy, pam.d, state dir, syslog) — root-owned all the way, as the module
+# requires of store.toml, the key, the certificates and the client library. The host's /etc, its
+# PostgreSQL and its network are never touched; no packet leaves the namespaces.
+#
+# Prints `PASS name` / `FAIL name` (with reasons), then `N passed, M failed`; exit status 1 when
+# any failed. Cleanup on EXIT/INT/TERM/HUP; the last scenario, fleet-nothing-left, runs it and
+# checks that nothing of ours is left.
+#
+# Environment: FULL=1 (8 × 64 parallel logins instead of 8 × 16, and a longer time budget),
+# FLEET_TEST_ONLY=name,name (only these; fleet-nothing-left always runs), FLEET_TEST_KEEP=1
+# (pause before cleanup), PG_BIN, CARGO, CARGO_TARGET_DIR (where the two .so files and the
+# pam-totp CLI are: default target/release of this tree).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+FLEET_NAME=fleet-test
+# shellcheck source=tests/fleet/lib.sh
+. "$ROOT/tests/fleet/lib.sh"
+# shellcheck source=tests/fleet/lib-net.sh
+. "$ROOT/tests/fleet/lib-net.sh"
+fleet_prereqs ip timeout python3 unshare cc
+ip netns list >/dev/null 2>&1 || { echo "SKIP $FLEET_NAME: no network namespaces (ip netns)"; exit 0; }
+
+START=$(date +%s)
+REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
+N_HOSTS=8
+if [[ -n ${FULL:-} ]]; then PAR=64 BUDGET_MS=20000; else PAR=16 BUDGET_MS=3000; fi
+CONNECT_MS=1000
+DB=pamtotp
+IGNORED_MARK=MODULE-RETURNED-IGNORE
+FLEET_ADMIN_NS=1
+fleet_net_init pamtotp-ftest
+
+BASE=$(mktemp -d /tmp/pam-totp-fleettest.XXXXXX)
+SINKS=()
+CLEANED=
+cleanup() {
+    [[ -n $CLEANED ]] && return 0
+    CLEANED=1
+    local p
+    for p in "${SINKS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    fleet_net_down
+    rm -rf "$BASE"
+}
+trap 'cleanup; [[ -z $FLEET_WHY_LAST ]] || rm -f "$FLEET_WHY_LAST"' EXIT
+trap 'exit 130' INT TERM HUP
+
+chmod 711 "$BASE" # the server (postgres) goes through it to pg/ and pki/
+T=$BASE/pg
+PKI=$BASE/pki
+OUT=$BASE/out
+mkdir -m 700 "$T" "$OUT" && chown postgres: "$T" || fleet_die "temp dirs"
+WHY=$BASE/why
+fleet_clean_pg_env
+export PGOPTIONS='-c lock_timeout=20s -c statement_timeout=30s'
+die() { fleet_die "$@"; }
+
+# --- the module, its client library, the harness ------------------------------------------------
+LIB=$BASE/lib
+SO=$LIB/pam_totp.so
+STORE_LIB=$LIB/libpam_totp_store.so
+mkdir -m 755 "$LIB" "$BASE/bin"
+[[ -f $REL/libpam_totp.so ]] || die "$REL/libpam_totp.so missing (cargo build --release --workspace)"
+install -m 644 "$REL/libpam_totp.so" "$SO"
+if [[ -f $REL/libpam_totp_store.so ]]; then
+    install -m 644 "$REL/libpam_totp_store.so" "$STORE_LIB"
+else
+    echo "    note: $REL/libpam_totp_store.so missing: every login through the module will fail"
+fi
+# Named plainly "harness": the syslog ident of the lines we capture.
+HARNESS=$BASE/bin/harness
+cc -O2 -Wall -Wextra -Werror -o "$HARNESS" "$ROOT/tests/pam-harness/harness.c" -lpam 2>"$BASE/cc.log" ||
+    die "compiling the harness: $(tail -n 3 "$BASE/cc.log")"
+
+# --- network, certificates, cluster, schema, roles ----------------------------------------------
+fleet_net_up
+fleet_pki
+fleet_tls_cluster $((N_HOSTS * PAR + 30))
+fleet_createdb
+fleet_init_schema
+# From here on the admin works over TLS from its namespace, with its own certificate.
+adm() { net_psql "$NS_ADM" "$(conninfo_as fleet_admin admin)" "$@"; }
+# host_psql I [psql args]: psql over TLS as host I from its namespace, stdin.
+host_psql() {
+    local i=$1
+    shift
+    net_psql "$(host_ns "$i")" "$(conninfo "$i")" "$@"
+}
+for i in $(seq 1 "$N_HOSTS"); do
+    [[ $(adm <<<"SELECT pam_totp.add_host('$(host_role "$i")')") == t ]] || die "add_host $i over TLS"
+done
+
+# --- hosts: store.toml, policy, PAM stacks, syslog ----------------------------------------------
+# store_toml I [CA] [ADDRESSES] [BUDGET]: host I's store.toml
+store_toml() {
+    local i=$1 ca=${2:-$PKI/ca.crt} addrs=${3:-\"$DB_ADDR:$PORT\"} budget=${4:-$BUDGET_MS}
+    cat <<EOF
+backend = "postgresql"
+addresses = [$addrs]
+database = "$DB"
+role = "$(host_role "$i")"
+ca = "$ca"
+cert = "$PKI/h$i.crt"
+key = "$PKI/h$i.key"
+connect_timeout_ms = $CONNECT_MS
+budget_ms = $budget
+[offline]
+mode = "deny"
+EOF
+}
+# service I NAME OPTIONS: a PAM service of host I running the module with OPTIONS, whose
+# PAM_IGNORE shows as the mark (then pam_permit lets the stack succeed).
+service() {
+    cat >"$BASE/h$1/pam.d/$2" <<EOF
+auth [success=done ignore=ignore default=die] $SO $3
+auth required pam_echo.so $IGNORED_MARK
+auth required pam_permit.so
+EOF
+}
+# Comparison with file mode (same throttle as pam_totp.set_settings in that scenario).
+CMP_POLICY=$BASE/policy-cmp.toml
+printf '%s\n' "version = 1" "[throttle]" "attempts = 3" "lock_seconds = 60" \
+    "max_lock_seconds = 3600" >"$CMP_POLICY"
+# Blackhole addresses: h7 sends them to a MAC nobody has; the bridge floods the frames and
+# every port drops them, so SYNs vanish (no refusal, no ICMP).
+BLACKHOLES=("$NET.97" "$NET.98" "$NET.99")
+for i in $(seq 1 "$N_HOSTS"); do
+    H=$BASE/h$i
+    mkdir -m 700 "$H" "$H/state" "$H/state/users"
+    mkdir -m 755 "$H/pam.d"
+    (umask 077 && store_toml "$i" >"$H/store.toml" &&
+        store_toml "$i" "$PKI/otherca.crt" >"$H/store-wrongca.toml" &&
+        store_toml "$i" "" "$(printf '"%s:5432",' "${BLACKHOLES[@]}" | sed 's/,$//')" 1500 \
+            >"$H/store-blackhole.toml") || die "store.toml $i"
+    # h5..h8 require ft-dis (fleet-disable-immediate); h1..h4 have no policy (nobody required).
+    if ((i > 4)); then
+        printf '%s\n' "version = 1" 'require_users = ["ft-dis"]' >"$H/policy.toml"
+    fi
+    printf '%s\n' "auth required pam_deny.so" "account required pam_deny.so" >"$H/pam.d/other"
+    fleet_opts="store_lib=$STORE_LIB dir=$H/state"
+    service "$i" fleet "store=$H/store.toml $fleet_opts policy=$H/policy.toml"
+    service "$i" fleet-wrongca "store=$H/store-wrongca.toml $fleet_opts policy=$H/policy.toml"
+    service "$i" fleet-blackhole "store=$H/store-blackhole.toml $fleet_opts policy=$H/policy.toml"
+    service "$i" fleet-cmp "store=$H/store.toml $fleet_opts policy=$CMP_POLICY"
+    service "$i" file-cmp "dir=$H/state policy=$CMP_POLICY"
+    for b in "${BLACKHOLES[@]}"; do
+        ip -n "$(host_ns "$i")" neigh replace "$b" lladdr 02:00:00:00:00:99 dev "${LN}e$i" nud permanent ||
+            die "neighbour $b on h$i"
+    done
+    python3 "$ROOT/tests/torture/logsink.py" "$H/log.sock" "$H/syslog" &
+    SINKS+=($!)
+done
+for i in $(seq 1 "$N_HOSTS"); do
+    for _ in $(seq 1 50); do [[ -S $BASE/h$i/log.sock ]] && break; sleep 0.1; done
+    [[ -S $BASE/h$i/log.sock ]] || die "logsink of h$i"
+done
+
+# --- logins --------------------------------------------------------------------------------------
+# login I SERVICE USER ANSWER ID: one login on host I (the harness's output in $OUT/ID, its wall
+# time in ms in $OUT/ID.ms). ID is also the login's PAM_RHOST.
+login() {
+    local i=$1 svc=$2 user=$3 answer=$4 id=$5 t0
+    t0=$(date +%s%N)
+    printf '%s\n' "$answer" | in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
+        PAM_RHOST="$id" HARNESS_SETCRED=0 timeout 60 bash "$ROOT/tests/lib/sandbox.sh" \
+        "$HARNESS" "$BASE/h$i/pam.d" "$svc" "$user" >"$OUT/$id" 2>&1
+    echo $((($(date +%s%N) - t0) / 1000000)) >"$OUT/$id.ms"
+}
+# result ID: the module's PAM result (PAM_IGNORE when the mark shows)
+result() {
+    if grep -qx "INFO:$IGNORED_MARK" "$OUT/$1"; then
+        echo PAM_IGNORE
+    else
+        sed -n 's/^RESULT:\([A-Z_]*\) .*/\1/p' "$OUT/$1"
+    fi
+}
+prompted() { grep -q '^PROMPT_ECHO_OFF:' "$OUT/$1"; }
+# reason I ID: what the module logged for login ID on host I, after "rhost=ID " (waits for the
+# line up to 3 s; the sink writes what it receives at once).
+reason() {
+    local n line
+    for n in $(seq 1 30); do
+        line=$(grep -F " rhost=$2 " "$BASE/h$1/syslog" 2>/dev/null | head -n 1)
+        [[ -n $line ]] && break
+        sleep 0.1
+    done
+    echo "${line#* rhost=$2 }"
+}
+# outcome I ID: RESULT|reason
+outcome() { echo "$(result "$2")|$(reason "$1" "$2")"; }
+# logins_of PREFIX: every ID of a batch, for tallies; tally PREFIX: "count RESULT|reason" lines
+tally() {
+    local f id i
+    for f in "$OUT/$1"-*; do
+        [[ $f == *.ms ]] && continue
+        id=${f##*/}
+        i=${id#"$1"-}
+        i=${i%%-*}
+        outcome "$i" "$id"
+    done | sort | uniq -c | sed 's/^ *//'
+}
+
+# enrol USER HEX [RECOVERY-HASH...]: a record (SHA1, 6 digits, 30 s) made by the admin and
+# activated with the previous step's code, so the current step's code is a fresh login; sets
+# STEP (the current step) and remembers the secret for the at-rest scan.
+SECRETS=()
+RCODES=()
+c30() { code "$1" SHA1 6 30 "$2"; }
+enrol() {
+    local user=$1 hex=$2 arr="{}"
+    shift 2
+    if (($#)); then arr="{$(IFS=,; echo "$*")}"; fi
+    SECRETS+=("$hex")
+    adm -v u="$user" -v h="\\x$hex" -v rc="$arr" >/dev/null 2>"$BASE/enrol.err" <<'EOF' ||
+SELECT pam_totp.enrol(:'u', :'h'::bytea, 'SHA1', 6, 30, 'fleet-test', :'rc'::text[], false);
+EOF
+        { why "enrol $user: $(cat "$BASE/enrol.err")"; return 1; }
+    STEP=$(cur_step 30)
+    expect "activate $user" "$(adm -v u="$user" -v c="$(c30 "$hex" $((STEP - 1)))" \
+        <<<"SELECT outcome FROM pam_totp.activate(:'u', :'c', 2)")" activated
+}
+settings() { # ATTEMPTS LOCK MAX_LOCK RECOVERY_REPLAY_SECONDS
+    adm <<<"SELECT pam_totp.set_settings($1, $2, $3, NULL, $4)" >/dev/null
+}
+
+# shellcheck source=tests/fleet/fleet-scenarios.sh
+. "$ROOT/tests/fleet/fleet-scenarios.sh"
+
+SCENARIOS=(
+    fleet-host-cannot-read-secrets
+    fleet-host-cannot-call-admin
+    fleet-one-success-across-hosts
+    fleet-replay-across-hosts
+    fleet-throttle-across-hosts
+    fleet-recovery-once
+    fleet-disable-immediate
+    fleet-force-reenrol-immediate
+    fleet-tls-wrong-ca-refused
+    fleet-same-results-as-file-mode
+    fleet-secrets-encrypted-at-rest
+    fleet-store-down-fails-closed
+)
+echo "    $N_HOSTS hosts, $PAR parallel logins per host, budget $BUDGET_MS ms (set-up $(($(date +%s) - START)) s)"
+fleet_run_scenarios "${FLEET_TEST_ONLY:-}" "${SCENARIOS[@]}"
+if [[ -n ${FLEET_TEST_KEEP:-} ]]; then
+    echo "FLEET_TEST_KEEP: namespaces $NS_DB, $NS_ADM, $(host_ns 1) ...; files in $BASE; Enter to clean up"
+    read -r _
+fi
+fleet_run_last fleet-nothing-left
+echo "$FLEET_PASSED passed, $FLEET_FAILED failed ($(($(date +%s) - START)) s)"
+((FLEET_FAILED == 0))

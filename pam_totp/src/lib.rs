@@ -24,8 +24,8 @@
 
 pub mod clock;
 pub mod enroll;
-pub mod fleet;
 pub mod escape;
+pub mod fleet;
 pub mod flow;
 pub mod hex;
 pub mod import;

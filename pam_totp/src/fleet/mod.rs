@@ -63,7 +63,10 @@ impl Outcome {
         OUTCOMES.iter().find(|(_, n)| *n == s).map(|(o, _)| *o)
     }
     pub fn as_str(self) -> &'static str {
-        OUTCOMES.iter().find(|(o, _)| *o == self).map_or("", |(_, n)| n)
+        OUTCOMES
+            .iter()
+            .find(|(o, _)| *o == self)
+            .map_or("", |(_, n)| n)
     }
 }
 

@@ -8,9 +8,7 @@
 #![forbid(unsafe_code)]
 
 use super::split::{self, SplitOutcome};
-use super::{
-    check_canonical_name, compact, next_login_of, Conversation, Login, Request, Verdict,
-};
+use super::{check_canonical_name, compact, next_login_of, Conversation, Login, Request, Verdict};
 use crate::fleet::{FleetError, FleetStore};
 use crate::names::UserName;
 use crate::next_login::{Enrolment, NextLogin};
@@ -47,7 +45,11 @@ pub fn decide_fleet<C: Conversation, S: System, F: FleetStore>(
 ) -> Verdict {
     let login = Login::new(sys, req, user, policy, &());
     match req.typed_ahead {
-        Some(ahead) => asking(&mut split::AheadConversation::new(conv, ahead), login, store),
+        Some(ahead) => asking(
+            &mut split::AheadConversation::new(conv, ahead),
+            login,
+            store,
+        ),
         None => asking(conv, login, store),
     }
 }

@@ -71,6 +71,8 @@ fi
 so=$target_dir/release/libpam_totp.so
 cli=$target_dir/release/pam-totp
 selfhelper=$target_dir/release/pam-totp-self
+storelib=$target_dir/release/libpam_totp_store.so
+[[ -f "$storelib" ]] || die "$storelib is missing (cargo build --release --workspace)"
 [[ -f "$so" ]] || die "$so is missing (cargo build --release --workspace)"
 [[ -x "$selfhelper" ]] || die "$selfhelper is missing (cargo build --release --workspace)"
 [[ -x "$cli" ]] || die "$cli is missing (cargo build --release --workspace)"
@@ -105,6 +107,10 @@ man_install() { # man_install FILE: gzip -9n into /usr/share/man/manN/
 install -D -m 0644 "$so" "$stage/usr/lib/$multiarch/security/pam_totp.so"
 strip --remove-section=.comment --remove-section=.note --strip-unneeded \
     "$stage/usr/lib/$multiarch/security/pam_totp.so"
+# The fleet client library (SPEC §11): loaded by the module only on lines with store=.
+install -D -m 0644 "$storelib" "$stage/usr/lib/pam-totp/libpam_totp_store.so"
+strip --remove-section=.comment --remove-section=.note --strip-unneeded \
+    "$stage/usr/lib/pam-totp/libpam_totp_store.so"
 install -D -m 0755 "$cli" "$stage/usr/sbin/pam-totp"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/pam-totp"
 # The self-service helper: setuid root, the only privileged part of `pam-totp` run by a user.
@@ -185,6 +191,7 @@ mkdir -p "$work/src/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" >"$work/src/debian/control"
 shlibs=$(cd "$work/src" && dpkg-shlibdeps -O \
     "$stage/usr/lib/$multiarch/security/pam_totp.so" "$stage/usr/sbin/pam-totp" \
+    "$stage/usr/lib/pam-totp/libpam_totp_store.so" \
     "$stage/usr/libexec/pam-totp/pam-totp-self" 2>"$work/shlibdeps.err") || {
     cat "$work/shlibdeps.err" >&2
     die "dpkg-shlibdeps failed"

@@ -141,6 +141,7 @@ check_contents() {
             { echo "not found with mode $mode: $path"; return 1; }
     done <<EOF
 -rw-r--r-- /usr/lib/$multiarch/security/pam_totp.so
+-rw-r--r-- /usr/lib/pam-totp/libpam_totp_store.so
 -rwxr-xr-x /usr/sbin/pam-totp
 -rwsr-xr-x /usr/libexec/pam-totp/pam-totp-self
 -rw-r--r-- /etc/pam.d/pam-totp

@@ -1,0 +1,246 @@
+//! One way to the database for the module, the admin API and `doctor`: a fresh current-thread
+//! runtime (no thread is ever started: no blocking pool work, no DNS — addresses are IP
+//! literals), the addresses of `store.toml` tried in order, each within
+//! `min(connect_timeout, time left)`, everything within one deadline.
+#![forbid(unsafe_code)]
+
+use pam_totp::fleet::{Endpoint, FleetError, StoreConfig, TlsFiles};
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// `application_name` of every session (the server's logs and `pg_stat_activity`).
+const APPLICATION_NAME: &str = "pam_totp";
+
+/// The current-thread runtime of one call (the module) or one admin session: I/O and timers
+/// only. The caller drops it before returning, on every path.
+pub(crate) fn runtime() -> Result<Runtime, FleetError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| FleetError(format!("cannot start the client runtime: {e}")))
+}
+
+/// How the connection is secured: rustls with the pinned CA, or nothing (a unix socket).
+pub(crate) enum Tls {
+    None,
+    Rustls(MakeRustlsConnect),
+}
+
+impl Tls {
+    pub(crate) fn new(files: Option<&TlsFiles>) -> Result<Tls, FleetError> {
+        Ok(match files {
+            Some(f) => Tls::Rustls(MakeRustlsConnect::new(crate::tls::client_config(f)?)),
+            None => Tls::None,
+        })
+    }
+}
+
+/// What was tried so far, for the message when the deadline cuts a call short.
+#[derive(Default)]
+pub(crate) struct Trail {
+    failed: Vec<String>,
+    /// The address and step in progress ("10.0.0.1:5432: connect").
+    at: String,
+}
+
+impl Trail {
+    pub(crate) fn at(&mut self, label: &str, what: &str) {
+        self.at = format!("{label}: {what}");
+    }
+}
+
+/// One open session: the client, and the connection task that drives its socket.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) label: String,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    /// Ends the session politely (Terminate) within `deadline`; the runtime's drop ends it in
+    /// any case.
+    pub(crate) async fn close(self, deadline: Instant) {
+        drop(self.client);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, self.task).await;
+    }
+}
+
+/// Why a server that accepted the connection is not the one to use.
+pub(crate) enum Refusal {
+    /// A standby (in recovery): try the next address.
+    Standby,
+    /// Anything else: the call fails.
+    Fail(String),
+}
+
+/// Whether `e` is a standby refusing a write.
+pub(crate) fn is_standby(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// `e` in words: PostgreSQL's own message (and hint) for a server error, else the chain of
+/// causes ("error connecting to server: Connection refused (os error 111)", "TLS: invalid
+/// peer certificate: UnknownIssuer"). Never a parameter: tokio-postgres does not quote them.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.hint() {
+            Some(h) => format!("{} (hint: {h})", db.message()),
+            None => db.message().to_string(),
+        };
+    }
+    let mut s = e.to_string();
+    if s == "error performing TLS handshake" {
+        s = "TLS".into();
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+/// Each address of `cfg` with its label as messages name it.
+fn targets(cfg: &StoreConfig) -> Vec<(String, tokio_postgres::Config)> {
+    let mut base = tokio_postgres::Config::new();
+    base.user(cfg.role.as_str())
+        .dbname(cfg.database.as_str())
+        .application_name(APPLICATION_NAME);
+    match &cfg.endpoint {
+        Endpoint::Tls {
+            addresses,
+            server_name,
+            ..
+        } => addresses
+            .iter()
+            .map(|a| {
+                let mut c = base.clone();
+                // hostaddr: connect to the IP itself (no DNS, so no blocking-pool thread);
+                // host: the name rustls verifies the certificate against.
+                c.host(server_name.clone().unwrap_or_else(|| a.ip().to_string()))
+                    .hostaddr(a.ip())
+                    .port(a.port())
+                    .ssl_mode(SslMode::Require);
+                (a.to_string(), c)
+            })
+            .collect(),
+        Endpoint::Socket { dir, port } => {
+            let mut c = base;
+            c.host_path(dir).port(*port).ssl_mode(SslMode::Disable);
+            vec![(format!("{}/.s.PGSQL.{port}", dir.display()), c)]
+        }
+    }
+}
+
+async fn connect_one(
+    pg: &mut tokio_postgres::Config,
+    tls: &Tls,
+    per: Duration,
+) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    pg.connect_timeout(per);
+    Ok(match tls {
+        Tls::None => {
+            let (client, conn) = pg.connect(NoTls).await?;
+            (client, tokio::spawn(async move { drop(conn.await) }))
+        }
+        Tls::Rustls(make) => {
+            let (client, conn) = pg.connect(make.clone()).await?;
+            (client, tokio::spawn(async move { drop(conn.await) }))
+        }
+    })
+}
+
+/// Tries the addresses of `cfg` in order until one connects and `use_` accepts its server
+/// (a [`Refusal::Standby`] moves on to the next address); returns `use_`'s answer and the
+/// session. Connection failures move on too; a [`Refusal::Fail`] ends the call.
+pub(crate) async fn first_usable<T>(
+    cfg: &StoreConfig,
+    tls: &Tls,
+    deadline: Instant,
+    trail: &RefCell<Trail>,
+    mut use_: impl AsyncFnMut(&Session) -> Result<T, Refusal>,
+) -> Result<(T, Session), FleetError> {
+    let targets = targets(cfg);
+    let n = targets.len();
+    for (label, mut pg) in targets {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            trail
+                .borrow_mut()
+                .failed
+                .push(format!("{label}: not tried (no time left)"));
+            continue;
+        }
+        let per = cfg.connect_timeout.min(left);
+        trail.borrow_mut().at(&label, "connect");
+        let why = match tokio::time::timeout(per, connect_one(&mut pg, tls, per)).await {
+            Err(_) => format!("connect timeout after {} ms", per.as_millis()),
+            Ok(Err(e)) => describe(&e),
+            Ok(Ok((client, task))) => {
+                let session = Session {
+                    client,
+                    label,
+                    task,
+                };
+                match use_(&session).await {
+                    Ok(t) => return Ok((t, session)),
+                    Err(Refusal::Fail(why)) => {
+                        return Err(FleetError(format!("{}: {why}", session.label)))
+                    }
+                    Err(Refusal::Standby) => {
+                        let label = session.label.clone();
+                        session.close(deadline).await;
+                        trail
+                            .borrow_mut()
+                            .failed
+                            .push(format!("{label}: in recovery (a read-only standby)"));
+                        continue;
+                    }
+                }
+            }
+        };
+        trail.borrow_mut().failed.push(format!("{label}: {why}"));
+    }
+    let failed = std::mem::take(&mut trail.borrow_mut().failed);
+    Err(FleetError(if n == 1 {
+        failed.concat()
+    } else {
+        format!("all {n} addresses failed: {}", failed.join("; "))
+    }))
+}
+
+/// Runs `work` on `rt` until `deadline` (the whole call: connects, statements, failover).
+pub(crate) fn until<T>(
+    rt: &Runtime,
+    deadline: Instant,
+    budget: Duration,
+    work: impl AsyncFnOnce(&RefCell<Trail>) -> Result<T, FleetError>,
+) -> Result<T, FleetError> {
+    let trail = RefCell::new(Trail::default());
+    let left = deadline.saturating_duration_since(Instant::now());
+    let r = rt.block_on(async { tokio::time::timeout(left, work(&trail)).await });
+    r.unwrap_or_else(|_| {
+        let t = trail.borrow();
+        let mut msg = format!(
+            "no answer within the time budget of {} ms ({})",
+            budget.as_millis(),
+            t.at
+        );
+        if !t.failed.is_empty() {
+            msg.push_str(&format!("; before: {}", t.failed.join("; ")));
+        }
+        Err(FleetError(msg))
+    })
+}

@@ -1,0 +1,171 @@
+//! The C entry point (the only unsafe code of the crate): `pam_totp_store_v1`, as
+//! [`pam_totp::fleet::wire`] documents it. Decoding, the call and encoding run inside
+//! `catch_unwind` with the panic hook silenced (a panic is a `Failed` response, never a
+//! message on stderr); this module only moves bytes across the boundary.
+#![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use pam_totp::fleet::wire::{Request, Response};
+use pam_totp::fleet::FleetError;
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Once, OnceLock};
+
+/// The response does not fit `resp_cap` (nothing written).
+pub const TOO_SMALL: c_int = 1;
+/// A null pointer where the contract wants one.
+pub const BAD_ARGUMENTS: c_int = 2;
+
+thread_local! {
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
+}
+
+type PanicHook = Box<dyn Fn(&panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Silences the panic hook while [`respond`] runs on this thread (the default hook prints to
+/// stderr; PAM modules never write there); other Rust code sharing this std keeps its hook.
+/// Allocates nothing per call: the closure captures nothing, the previous hook sits in a
+/// static (the same pattern as `pam_totp.so`'s trampoline).
+fn install_quiet_panic_hook() {
+    static ONCE: Once = Once::new();
+    static PREVIOUS: OnceLock<PanicHook> = OnceLock::new();
+    ONCE.call_once(|| {
+        let _ = PREVIOUS.set(panic::take_hook());
+        panic::set_hook(Box::new(|info| {
+            if !IN_CALL.with(Cell::get) {
+                if let Some(previous) = PREVIOUS.get() {
+                    previous(info);
+                }
+            }
+        }));
+    });
+}
+
+/// The encoded response to an encoded request; a panic anywhere inside is a `Failed` response.
+pub(crate) fn respond(req: &[u8]) -> Vec<u8> {
+    install_quiet_panic_hook();
+    let was = IN_CALL.with(|c| c.replace(true));
+    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+        match Request::decode(req) {
+            Ok(r) => crate::call(&r),
+            Err(e) => Response::Failed(FleetError(format!("invalid request: {e}"))),
+        }
+        .encode()
+    }));
+    IN_CALL.with(|c| c.set(was));
+    r.unwrap_or_else(|_| {
+        Response::Failed(FleetError("internal error (panic caught)".into())).encode()
+    })
+}
+
+/// The fleet store call (`pam_totp::fleet::wire`): decodes the request in `req[..req_len]`,
+/// answers it, writes the encoded response to `resp` and its length to `*resp_len`. Returns
+/// 0 when a response was written, [`TOO_SMALL`] when it does not fit `resp_cap`,
+/// [`BAD_ARGUMENTS`] for a null pointer.
+///
+/// # Safety
+/// `req` points to `req_len` readable bytes (or is anything when `req_len` is 0); `resp` to
+/// `resp_cap` writable bytes that do not overlap `req`; `resp_len` to a writable `usize`. None
+/// of them is touched by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn pam_totp_store_v1(
+    req: *const u8,
+    req_len: usize,
+    resp: *mut u8,
+    resp_cap: usize,
+    resp_len: *mut usize,
+) -> c_int {
+    if (req.is_null() && req_len > 0) || resp.is_null() || resp_len.is_null() {
+        return BAD_ARGUMENTS;
+    }
+    let input: &[u8] = if req_len == 0 {
+        &[]
+    } else {
+        // SAFETY: non-null, and the caller guarantees `req_len` readable bytes at `req`,
+        // unchanged for the call.
+        unsafe { std::slice::from_raw_parts(req, req_len) }
+    };
+    let out = respond(input);
+    if out.len() > resp_cap {
+        return TOO_SMALL;
+    }
+    // SAFETY: `resp` is non-null with `resp_cap >= out.len()` writable bytes that do not
+    // overlap `out` (a fresh Vec) nor `req`; `resp_len` is non-null and writable.
+    unsafe {
+        std::ptr::copy_nonoverlapping(out.as_ptr(), resp, out.len());
+        resp_len.write(out.len());
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pam_totp::fleet::wire::Call;
+    use pam_totp::names::UserName;
+    use std::time::Duration;
+
+    fn request() -> Vec<u8> {
+        Request {
+            config: "/nonexistent/pam-totp-test/store.toml".into(),
+            owner: 0,
+            remaining: Duration::from_millis(500),
+            call: Call::Enrolment {
+                user: UserName::new("alice").unwrap(),
+            },
+        }
+        .encode()
+        .to_vec()
+    }
+
+    fn call_ffi(req: &[u8], cap: usize) -> (c_int, Vec<u8>) {
+        let mut buf = vec![0u8; cap];
+        let mut len = usize::MAX;
+        // SAFETY (test): valid slices and a local length.
+        let rc =
+            unsafe { pam_totp_store_v1(req.as_ptr(), req.len(), buf.as_mut_ptr(), cap, &mut len) };
+        if rc == 0 {
+            buf.truncate(len);
+        }
+        (rc, buf)
+    }
+
+    #[test]
+    fn given_a_missing_config_then_failed_naming_it() {
+        let (rc, out) = call_ffi(&request(), 4096);
+        assert_eq!(rc, 0);
+        let Response::Failed(e) = Response::decode(&out).unwrap() else {
+            panic!("not Failed")
+        };
+        assert!(e.0.contains("/nonexistent/pam-totp-test/store.toml"), "{e}");
+    }
+
+    #[test]
+    fn given_a_too_small_buffer_then_nonzero_and_nothing_written() {
+        let (rc, out) = call_ffi(&request(), 8);
+        assert_eq!(rc, TOO_SMALL);
+        assert_eq!(out, vec![0u8; 8]);
+    }
+
+    #[test]
+    fn given_garbage_then_a_failed_response() {
+        let (rc, out) = call_ffi(&[0xff, 0xff, 0xff, 0xff, 1], 4096);
+        assert_eq!(rc, 0);
+        let Response::Failed(e) = Response::decode(&out).unwrap() else {
+            panic!("not Failed")
+        };
+        assert!(e.0.starts_with("invalid request"), "{e}");
+        let (rc, _) = call_ffi(&[], 4096);
+        assert_eq!(rc, 0);
+    }
+
+    #[test]
+    fn given_null_pointers_then_refused() {
+        let mut len = 0usize;
+        // SAFETY (test): null pointers are what is tested; nothing is dereferenced.
+        let rc =
+            unsafe { pam_totp_store_v1(std::ptr::null(), 3, std::ptr::null_mut(), 0, &mut len) };
+        assert_eq!(rc, BAD_ARGUMENTS);
+    }
+}

@@ -54,6 +54,9 @@ sc_fleet-one-success-across-hosts() {
     local host
     host=$(adm <<<"SELECT last_success_host FROM pam_totp.status('ft-par')")
     [[ $host =~ ^host-h[1-8]$ ]] || { why "last success host: '$host'"; return 1; }
+    # Audited with the host (its role) and the rhost the module passed: par-I-J came from hI.
+    expect "audit rows of ft-par's logins by the host that made them" "$(sq <<<"SELECT count(*) FILTER (WHERE host = 'host-h' || split_part(rhost, '-', 2)), count(*) FROM pam_totp.audit WHERE user_name = 'ft-par' AND rhost LIKE 'par-%'")" \
+        "$((N_HOSTS * PAR))|$((N_HOSTS * PAR))"
 }
 
 sc_fleet-replay-across-hosts() {
@@ -91,9 +94,9 @@ throttle_across_hosts() {
         return 1
     r=$(reason 3 thr-3)
     until=${r#*locked until }
-    for i in $(seq 4 "$N_HOSTS"); do
-        expect_login "$i" fleet ft-thr "$right" "thr-$i" "PAM_AUTH_ERR|locked until $until" || return 1
-        prompted "thr-$i" || { why "thr-$i: no prompt while locked (SPEC §3: the prompt reveals nothing)"; return 1; }
+    for i in $(seq 1 "$N_HOSTS"); do
+        expect_login "$i" fleet ft-thr "$right" "thrl-$i" "PAM_AUTH_ERR|locked until $until" || return 1
+        prompted "thrl-$i" || { why "thrl-$i: no prompt while locked (SPEC §3: the prompt reveals nothing)"; return 1; }
     done
     last=$(adm <<<"SELECT last_step FROM pam_totp.unlock('ft-thr', false)") || { why "unlock"; return 1; }
     expect_login 5 fleet ft-thr "$(c30 "$hex" $((last + 1)))" thr-unlocked \

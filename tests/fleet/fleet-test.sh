@@ -195,9 +195,15 @@ login() {
         "$HARNESS" "$BASE/h$i/pam.d" "$svc" "$user" >"$OUT/$id" 2>&1
     echo $((($(date +%s%N) - t0) / 1000000)) >"$OUT/$id.ms"
 }
-# result ID: the module's PAM result (PAM_IGNORE when the mark shows)
+# result ID: the module's PAM result (PAM_IGNORE when the mark shows); STRAY(line) when the
+# login printed anything but the harness's own lines (the module writes nothing on
+# stdout/stderr, SPEC §3).
 result() {
-    if grep -qx "INFO:$IGNORED_MARK" "$OUT/$1"; then
+    local stray
+    stray=$(grep -vE '^(PROMPT_ECHO_OFF|INFO|RESULT|FAIL_DELAY):' "$OUT/$1" | head -n 1)
+    if [[ -n $stray ]]; then
+        echo "STRAY($stray)"
+    elif grep -qx "INFO:$IGNORED_MARK" "$OUT/$1"; then
         echo PAM_IGNORE
     else
         sed -n 's/^RESULT:\([A-Z_]*\) .*/\1/p' "$OUT/$1"

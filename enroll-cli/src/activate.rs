@@ -21,26 +21,11 @@ pub fn run(ctx: &Ctx, a: &ActivateArgs) -> Result<()> {
         Some(r) if r.status == Status::Active => return Err(already_active(user)),
         Some(_) => {}
     }
-    let code: Zeroizing<String> = match &a.code {
-        Some(c) => Zeroizing::new(c.clone()),
-        None if tty::stdin_is_terminal() => {
-            match tty::read_hidden(&format!("Code from {user}'s app: "))
-                .map_err(|e| CliError::new(format!("cannot read from the terminal: {e}")))?
-            {
-                Some(c) if !c.trim().is_empty() => c,
-                _ => return Err(CliError::new("no code given; nothing was changed")),
-            }
-        }
-        None => {
-            return Err(CliError::new(format!(
-                "no code given and no terminal to ask for one; {user}'s record stays pending"
-            ))
-            .hint(format!(
-                "give the code the app shows now: pam-totp {}activate {user} CODE",
-                ctx.dir_arg()
-            )))
-        }
-    };
+    let code = code_from(
+        a.code.as_deref(),
+        user,
+        &format!("pam-totp {}activate {user} CODE", ctx.dir_arg()),
+    )?;
 
     let (lock, record) = ctx::lock_record(&store, user)?;
     let record = record.ok_or_else(|| no_record(ctx, user))?;
@@ -66,6 +51,26 @@ pub fn run(ctx: &Ctx, a: &ActivateArgs) -> Result<()> {
         ))
         .hint("wait until the app shows the next code and run the command again with it")),
         Err(ConfirmError::Store(e)) => Err(CliError::store(&format!("cannot activate {user}"), e)),
+    }
+}
+
+/// The code to activate with: CODE as given, else asked on the terminal, else an error naming
+/// `command` (the command to run with the code).
+pub fn code_from(given: Option<&str>, user: &str, command: &str) -> Result<Zeroizing<String>> {
+    match given {
+        Some(c) => Ok(Zeroizing::new(c.to_string())),
+        None if tty::stdin_is_terminal() => {
+            match tty::read_hidden(&format!("Code from {user}'s app: "))
+                .map_err(|e| CliError::new(format!("cannot read from the terminal: {e}")))?
+            {
+                Some(c) if !c.trim().is_empty() => Ok(c),
+                _ => Err(CliError::new("no code given; nothing was changed")),
+            }
+        }
+        None => Err(CliError::new(format!(
+            "no code given and no terminal to ask for one; {user}'s record stays pending"
+        ))
+        .hint(format!("give the code the app shows now: {command}"))),
     }
 }
 

@@ -33,6 +33,11 @@ unless the policy turns it off): `pam-totp enroll` turns it on, `pam-totp status
 the policy requires it). Each asks for the password and, once a key exists, a current code
 or a recovery code; the setuid helper /usr/libexec/pam-totp/pam-totp-self does the rest.
 
+Fleet mode (one identity, many hosts): with --store FILE (or PAM_TOTP_STORE) the verbs act
+on the fleet store in PostgreSQL instead of the files: `pam-totp --store FILE enroll alice`
+enrols alice on every host. `pam-totp store --help` sets the store up (schema, hosts,
+fleet-wide throttle); `doctor` then also checks the connection, TLS and the database's clock.
+
 Exit status: 0 success, 1 failure (the message says what to do), 2 usage error.";
 
 #[derive(Debug, Parser)]
@@ -69,6 +74,17 @@ pub struct Cli {
     )]
     pub policy: PathBuf,
 
+    /// Fleet mode: the fleet store's store.toml; the verbs then act on the store
+    #[arg(
+        long,
+        global = true,
+        env = "PAM_TOTP_STORE",
+        hide_env_values = true,
+        help_heading = "Global options",
+        value_name = "FILE"
+    )]
+    pub store: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -100,8 +116,11 @@ pub enum Command {
     /// Show or edit the policy: who must use a second factor, grace, enrolment at login
     #[command(long_about = POLICY_LONG)]
     Policy(PolicyArgs),
-    /// Check the installation: permissions, policy, PAM stacks, sshd, clock
+    /// Check the installation: permissions, policy, PAM stacks, sshd, clock (and the store)
     Doctor(DoctorArgs),
+    /// Fleet mode (with --store): set up the store, add and revoke hosts, throttle settings
+    #[command(long_about = crate::fleet::args::STORE_LONG)]
+    Store(crate::fleet::args::StoreArgs),
 }
 
 const ENROLL_LONG: &str = "\

@@ -101,6 +101,16 @@ impl Ctx {
     }
 }
 
+/// The owner a `--store` file must have: root; or, for a caller who is not root, the caller
+/// when the file is theirs (`runuser -u postgres -- pam-totp --store ... store init`).
+pub fn store_owner(path: &Path) -> u32 {
+    let euid = nix::unistd::geteuid().as_raw();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if euid != 0 && m.uid() == euid => euid,
+        _ => 0,
+    }
+}
+
 fn caller_owner(dir: &Path) -> Result<u32> {
     let euid = nix::unistd::geteuid().as_raw();
     if euid == 0 {
@@ -158,12 +168,18 @@ pub const USER_NAME_RULE: &str = "a user name must match ^[A-Za-z0-9_][A-Za-z0-9
 
 /// The issuer for new records: `--issuer`, else the policy's `issuer`, else the host name.
 pub fn issuer(ctx: &Ctx, given: Option<&str>) -> Result<String> {
+    issuer_or(given, || Ok(ctx.policy()?.issuer))
+}
+
+/// [`issuer`] with the policy's `issuer` read by `policy_issuer` (fleet mode: this host's).
+pub fn issuer_or(
+    given: Option<&str>,
+    policy_issuer: impl FnOnce() -> Result<Option<String>>,
+) -> Result<String> {
     let issuer = match given {
         Some(i) => i.to_string(),
-        None => match ctx
-            .policy()
+        None => match policy_issuer()
             .map_err(|e| e.hint("or name the issuer with --issuer NAME, which needs no policy"))?
-            .issuer
         {
             Some(i) => i,
             None => nix::unistd::gethostname()

@@ -1,10 +1,10 @@
 //! `pam-totp enroll USER`: a pending record with a fresh key, shown as QR code, key and URI,
 //! with recovery codes; on a terminal, activation with a code from the app.
 
-use crate::cli::{AlgorithmArg, EnrollArgs, QrMode};
+use crate::cli::{AlgorithmArg, EnrollArgs};
 use crate::ctx::{self, Ctx};
 use crate::error::{CliError, Result};
-use crate::output::{self, erroutln, outln};
+use crate::output::{erroutln, outln};
 use crate::show_key::{self, Images};
 use crate::tty;
 use pam_totp::enroll::{self as core, ConfirmError, Enrolment};
@@ -13,7 +13,6 @@ use pam_totp::recovery;
 use pam_totp::selfservice::protocol::NewKey;
 use pam_totp::store::{Record, Status, Store, StoreError};
 use pam_totp::totp::{Algorithm, Params};
-use std::io::IsTerminal;
 
 pub fn algorithm(a: AlgorithmArg) -> Algorithm {
     match a {
@@ -107,21 +106,11 @@ pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
         }
     };
 
-    let qr_mode = a.qr.unwrap_or(if a.json {
-        QrMode::None
-    } else {
-        QrMode::Terminal
-    });
+    let heading = format!("Enrolling {user} (pending until a code from the app is entered).");
+    show_key::show_pending(&key, a.json, a.qr, &heading, &images)?;
     if a.json {
-        return show_key::json(&key, Status::Pending.as_str(), qr_mode);
+        return Ok(());
     }
-
-    let ansi = std::io::stdout().is_terminal();
-    let heading = format!(
-        "Enrolling {} (pending until a code from the app is entered).",
-        user
-    );
-    output::write_stdout(show_key::text(&key, &heading, qr_mode, ansi, &images)?.as_bytes())?;
     if replaces {
         outln!(
             "The old key no longer works: {} is asked for a code and denied until the new record \

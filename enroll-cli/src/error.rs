@@ -81,7 +81,12 @@ fn store_hint(e: &StoreError) -> Option<String> {
                      directory root-owned and not writable by group or others \
                      (chown root:root {p} && chmod 0700 {p})"
                 ),
-                (_, FileKind::Policy | FileKind::Other | FileKind::Fleet) => format!(
+                (_, FileKind::Fleet) => format!(
+                    "store.toml and the key it names must be owned by root (or by you, when you \
+                     are not root) and mode 0600 (chmod 0600 {p}); the CA and certificate must \
+                     not be writable by group or others"
+                ),
+                (_, FileKind::Policy | FileKind::Other) => format!(
                     "the file must be owned by root and not writable by group or others: \
                      chown root:root {p} && chmod 0644 {p}"
                 ),

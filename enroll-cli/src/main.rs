@@ -13,6 +13,7 @@ mod docs;
 mod doctor;
 mod enroll;
 mod error;
+mod fleet;
 mod images;
 mod import;
 mod import_ga;
@@ -34,6 +35,13 @@ use error::{CliError, Result};
 use std::process::ExitCode;
 
 fn run(cli: &Cli) -> Result<()> {
+    // Fleet mode: the verbs act on the store (SPEC §11).
+    if let Some(store) = &cli.store {
+        return fleet::run(cli, store);
+    }
+    if let Command::Store(_) = &cli.command {
+        fleet::store_needs_flag();
+    }
     if selfserve::applies(cli) {
         return selfserve::run(cli);
     }
@@ -45,7 +53,7 @@ fn run(cli: &Cli) -> Result<()> {
     }
     if let Command::Doctor(a) = &cli.command {
         // Read-only; it reports what it cannot read instead of refusing non-root callers.
-        return match doctor::run(&cli.dir, &cli.policy, &a.root)? {
+        return match doctor::run(&cli.dir, &cli.policy, &a.root, None)? {
             true => Ok(()),
             // The report already ends with what to do.
             false => Err(CliError::silent()),
@@ -62,7 +70,9 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Import(ImportCommand::GoogleAuthenticator(a)) => import_ga::run(&ctx, a),
         Command::Import(ImportCommand::Oath(a)) => import_oath::run(&ctx, a),
-        Command::Doctor(_) | Command::Policy(_) => unreachable!("handled above"),
+        Command::Doctor(_) | Command::Policy(_) | Command::Store(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -243,3 +243,32 @@ pub fn duration(seconds: u64) -> String {
     };
     format!("{n} {unit}")
 }
+
+/// Rows under a header, columns padded to their widest cell (the last one not padded). The
+/// cells are shown as given: the caller makes them terminal-safe.
+pub fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut t = String::new();
+    let mut push_row = |row: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, c) in row.enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            line.push_str(c);
+            if i + 1 < widths.len() {
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        t.push_str(line.trim_end());
+        t.push('\n');
+    };
+    push_row(&mut header.iter().copied());
+    for row in rows {
+        push_row(&mut row.as_ref().iter().map(String::as_str));
+    }
+    t
+}

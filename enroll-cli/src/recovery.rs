@@ -6,6 +6,7 @@ use crate::error::{CliError, Result};
 use crate::output::{outln, print_json};
 use pam_totp::recovery;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 #[derive(Serialize)]
 struct RecoveryJson<'a> {
@@ -40,7 +41,12 @@ pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
             .map_err(|e| CliError::store(&format!("cannot write {user}'s record"), e))?;
         old
     };
-    if a.json {
+    show(user, &codes, old, a.json)
+}
+
+/// Shows fresh recovery codes (once): JSON, or text saying that the `old` ones are gone.
+pub fn show(user: &str, codes: &[Zeroizing<String>], old: usize, json: bool) -> Result<()> {
+    if json {
         return print_json(&RecoveryJson {
             user,
             recovery_codes: codes.iter().map(|c| c.as_str()).collect(),
@@ -50,7 +56,7 @@ pub fn run(ctx: &Ctx, a: &RecoveryArgs) -> Result<()> {
         "New recovery codes for {user} (each works once in place of a code; note them now, they \
          are not shown again):"
     )?;
-    for c in &codes {
+    for c in codes {
         outln!("  {}", c.as_str())?;
     }
     outln!(

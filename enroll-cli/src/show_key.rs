@@ -164,3 +164,24 @@ pub fn text(
     t.push('\n');
     Ok(t)
 }
+
+/// `--qr`, or its default: terminal, none with `--json`.
+pub fn qr_mode(qr: Option<QrMode>, json: bool) -> QrMode {
+    qr.unwrap_or(if json { QrMode::None } else { QrMode::Terminal })
+}
+
+/// Shows a new pending key as `enroll` does: SPEC §5's JSON, or the text under `heading`.
+pub fn show_pending(
+    key: &NewKey,
+    json: bool,
+    qr: Option<QrMode>,
+    heading: &str,
+    images: &Images,
+) -> Result<()> {
+    let qr_mode = qr_mode(qr, json);
+    if json {
+        return self::json(key, "pending", qr_mode);
+    }
+    let ansi = std::io::stdout().is_terminal();
+    output::write_stdout(text(key, heading, qr_mode, ansi, images)?.as_bytes())
+}

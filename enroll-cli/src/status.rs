@@ -195,6 +195,14 @@ pub fn run_list(ctx: &Ctx, a: &ListArgs) -> Result<()> {
     Ok(())
 }
 
+/// The TYPE column of `list`: "SHA1/6/30s", "-" without a record.
+pub fn type_cell(algorithm: Option<&str>, digits: Option<u8>, period: Option<u32>) -> String {
+    match (algorithm, digits, period) {
+        (Some(a), Some(d), Some(p)) => format!("{a}/{d}/{p}s"),
+        _ => "-".into(),
+    }
+}
+
 /// One line per user; every cell passes through `terminal_safe` (see [`human`]).
 fn table(rows: &[UserStatus]) -> String {
     let header = [
@@ -216,10 +224,7 @@ fn table(rows: &[UserStatus]) -> String {
                     }
                     _ => s.state.to_string(),
                 },
-                match (&s.algorithm, s.digits, s.period) {
-                    (Some(a), Some(d), Some(p)) => format!("{a}/{d}/{p}s"),
-                    _ => "-".into(),
-                },
+                type_cell(s.algorithm.as_deref(), s.digits, s.period),
                 s.recovery_codes_left
                     .map_or_else(|| "-".into(), |n| n.to_string()),
                 s.last_success
@@ -234,28 +239,5 @@ fn table(rows: &[UserStatus]) -> String {
             .map(|c| terminal_safe(&c))
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut t = String::new();
-    let mut push_row = |row: &[&str]| {
-        let mut line = String::new();
-        for (i, c) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        t.push_str(line.trim_end());
-        t.push('\n');
-    };
-    push_row(&header);
-    for row in &cells {
-        push_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-    t
+    crate::output::table(&header, &cells)
 }

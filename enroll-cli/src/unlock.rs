@@ -34,21 +34,8 @@ pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
     let step = record.params.step_at(now);
     let (mut state, message) = match lock.state() {
         Ok(s) => {
-            let msg = if is_locked(s.locked_until, now) {
-                format!(
-                    "Unlocked {user}: the lock until {} after {} failed codes is cleared.",
-                    time(s.locked_until),
-                    s.failures
-                )
-            } else if s.failures > 0 {
-                format!(
-                    "{user} was not locked; the count of {} failed code{} is reset.",
-                    s.failures,
-                    if s.failures == 1 { "" } else { "s" }
-                )
-            } else {
-                format!("{user} was not locked; nothing to clear.")
-            };
+            let locked = is_locked(s.locked_until, now).then_some(s.locked_until);
+            let msg = cleared(user, locked, s.failures);
             (s, msg)
         }
         // Unparsable: write a fresh state (that is what the admin runs after "corrupt state"),
@@ -137,5 +124,21 @@ pub fn run(ctx: &Ctx, a: &UnlockArgs) -> Result<()> {
         (None, false) => outln!(
             "Codes up to the current one count as used: {user} logs in with the next code the app shows."
         ),
+    }
+}
+
+/// What unlocking cleared: a lock (`locked_until`, when locked now), a count of failures, or
+/// nothing.
+pub fn cleared(user: &str, locked_until: Option<u64>, failures: u32) -> String {
+    match locked_until {
+        Some(t) => format!(
+            "Unlocked {user}: the lock until {} after {failures} failed codes is cleared.",
+            time(t)
+        ),
+        None if failures > 0 => format!(
+            "{user} was not locked; the count of {failures} failed code{} is reset.",
+            if failures == 1 { "" } else { "s" }
+        ),
+        None => format!("{user} was not locked; nothing to clear."),
     }
 }

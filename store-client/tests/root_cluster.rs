@@ -5,8 +5,9 @@
 //! recovery code — and no thread and no fd outlives a call. TLS, failover and the network
 //! are `tests/fleet/`'s.
 //!
-//! Needs root and PostgreSQL 15; ignored otherwise (run by `cargo test -- --include-ignored`
-//! as root). Without PostgreSQL or the postgres user it prints SKIP and passes.
+//! The cluster is tests/lib/pg_cluster.rs's. Needs root and PostgreSQL 15; ignored otherwise
+//! (run by `cargo test -- --include-ignored` as root). Without PostgreSQL or the postgres user
+//! it prints SKIP and passes.
 
 use pam_totp::fleet::wire::{Call, Request, Response};
 use pam_totp::fleet::{Outcome, StoreConfig};
@@ -15,148 +16,14 @@ use pam_totp::next_login::Enrolment;
 use pam_totp::secret::Secret;
 use pam_totp::totp::{Generator, Params};
 use pam_totp_store::{call, pam_totp_store_v1, probe, Admin, SettingsChange};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+#[path = "../../tests/lib/pg_cluster.rs"]
+mod pg_cluster;
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
-fn run(cmd: &mut Command) -> String {
-    for v in [
-        "PGHOST",
-        "PGHOSTADDR",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGSERVICE",
-    ] {
-        cmd.env_remove(v);
-    }
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The temp directory (root's, 0755) with the cluster under `pg/` (postgres's, 0700); the
-/// cluster stopped and everything removed on drop, also when the test fails.
-struct Cluster {
-    root: PathBuf,
-    pg: PathBuf,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let root = std::env::temp_dir().join(format!("pam-totp-store-it-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir(&root).unwrap();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let pg = root.join("pg");
-        let c = Cluster { root, pg };
-        run(Command::new("install")
-            .args(["-d", "-o", "postgres", "-g", "postgres", "-m", "0700"])
-            .arg(&c.pg));
-        let data = c.pg.join("data");
-        run(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(format!("{PG_BIN}/initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ]));
-        let conf = format!(
-            "listen_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\n",
-            c.pg.display()
-        );
-        let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
-        text.push_str(&conf);
-        std::fs::write(data.join("postgresql.conf"), text).unwrap();
-        run(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(c.pg.join("log"))
-            .args(["-w", "-t", "30", "start"]));
-        run(Command::new(format!("{PG_BIN}/psql"))
-            .args(["-X", "-q", "-h"])
-            .arg(&c.pg)
-            .args([
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                "CREATE DATABASE pamtotp",
-            ]));
-        // The key file: outside the data directory, the server's, 0600.
-        let mut key = [0u8; 32];
-        pam_totp::secret::fill_random(&mut key).unwrap();
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(c.key(), hex).unwrap();
-        run(Command::new("chown").arg("postgres:postgres").arg(c.key()));
-        std::fs::set_permissions(c.key(), std::fs::Permissions::from_mode(0o600)).unwrap();
-        c
-    }
-
-    fn key(&self) -> PathBuf {
-        self.pg.join("pam-totp.key")
-    }
-
-    /// A store.toml for `role` over the cluster's socket (root's, 0600).
-    fn store_toml(&self, role: &str) -> PathBuf {
-        self.store_toml_at(role, &self.pg, 5432)
-    }
-
-    fn store_toml_at(&self, role: &str, socket: &Path, port: u16) -> PathBuf {
-        let p = self.root.join(format!("store-{role}-{port}.toml"));
-        std::fs::write(
-            &p,
-            format!(
-                "backend = \"postgresql\"\nsocket = \"{}\"\nport = {port}\n\
-                 database = \"pamtotp\"\nrole = \"{role}\"\nbudget_ms = 5000\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        p
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(self.pg.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
+use pg_cluster::Cluster;
 
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()
@@ -198,20 +65,11 @@ fn check(config: &Path, user: &UserName, answer: &str) -> pam_totp::fleet::Check
 #[test]
 #[ignore = "needs root (initdb/pg_ctl as the postgres user, a throwaway PostgreSQL 15 cluster): run `cargo test -p pam-totp-store -- --include-ignored` as root"]
 fn given_a_cluster_then_admin_sets_up_and_the_module_call_judges_codes() {
-    if !is_root() {
-        println!("SKIP root_cluster: needs root");
+    if let Some(why) = pg_cluster::unavailable() {
+        println!("SKIP root_cluster: {why}");
         return;
     }
-    if !Path::new(PG_BIN).join("initdb").exists()
-        || !Command::new("id")
-            .arg("postgres")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    {
-        println!("SKIP root_cluster: PostgreSQL 15 or the postgres user missing");
-        return;
-    }
-    let cluster = Cluster::start();
+    let cluster = Cluster::start("store-it");
 
     // --- admin: init (twice: idempotent), a host, settings, alice enrolled and activated ---
     let admin_cfg = StoreConfig::load(&cluster.store_toml("postgres"), 0).unwrap();

@@ -20,8 +20,13 @@
 //! `etc/login.defs` are read from (`/` on a real system); commands (`sshd -T`, clock tools) run
 //! only when it is `/`. The state directory and the policy are the paths given.
 //!
+//! - with `--store` (fleet mode): the store's `store.toml` and TLS files, each address's
+//!   connection, the clock difference to the database, the server's role and synchronous
+//!   standbys ([`fleet`]).
+//!
 //! One module per check: [`state`], [`policy`], [`pam`] (on [`pam_stack`], [`simulate`] and
-//! [`bypass`]), [`sshd`], [`clock`], [`users`]; [`report`] holds the findings and renders them.
+//! [`bypass`]), [`sshd`], [`clock`], [`users`], [`fleet`]; [`report`] holds the findings and
+//! renders them.
 
 use crate::error::{CliError, Result};
 use pam_totp::store::StoreError;
@@ -33,6 +38,7 @@ use std::time::{Duration, Instant};
 
 mod bypass;
 mod clock;
+mod fleet;
 mod pam;
 mod pam_stack;
 mod policy;
@@ -53,9 +59,13 @@ use state::check_state;
 use users::check_users;
 
 /// Runs every check, prints the findings (with their fixes) on stdout and returns whether
-/// nothing is wrong (no finding of level ERROR; warnings and notes do not count).
-pub fn run(dir: &Path, policy: &Path, root: &Path) -> Result<bool> {
-    let report = check(dir, policy, root, &RealSystem);
+/// nothing is wrong (no finding of level ERROR; warnings and notes do not count). `store`:
+/// fleet mode's `store.toml` and the owner its files must have.
+pub fn run(dir: &Path, policy: &Path, root: &Path, store: Option<(&Path, u32)>) -> Result<bool> {
+    let mut report = check(dir, policy, root, &RealSystem);
+    if let Some((path, owner)) = store {
+        report.sections.push(fleet::check_store(path, owner));
+    }
     crate::output::out!("{}", report.render(dir, policy, root))?;
     Ok(report.errors() == 0)
 }

@@ -113,11 +113,7 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
                     period: a.period,
                 },
                 json: a.json,
-                qr: a.qr.unwrap_or(if a.json {
-                    QrMode::None
-                } else {
-                    QrMode::Terminal
-                }),
+                qr: crate::show_key::qr_mode(a.qr, a.json),
                 png: a.qr_png.as_deref(),
                 svg: a.qr_svg.as_deref(),
             })
@@ -139,6 +135,7 @@ fn ask(cli: &Cli) -> Result<Ask<'_>> {
         Command::Import(_) => Err(only_root("import secrets")),
         Command::Policy(_) => Err(only_root("change the policy")),
         Command::Doctor(_) => Err(only_root("check the installation (pam-totp doctor)")),
+        Command::Store(_) => Err(only_root("manage the fleet store")),
     }
 }
 

@@ -8,6 +8,9 @@
 #                                 a code, replay refused, recovery code, lockout, unlock, and
 #                                 a user turning it on and off for himself); exit
 #                                 status 0 when every step behaved as expected
+#   DEMO=fleet                    fleet mode (tests/fleet/demo-fleet.sh): a PostgreSQL store
+#                                 and two hosts; a code accepted on one host is refused on
+#                                 the other
 # Needs root (Linux namespaces, sshd). Installs missing Debian packages (tests/deps.sh) and
 # builds the module and the CLI when they are missing. Env: PAM_TOTP_SO, PAM_TOTP_CLI (built
 # files to use), DEMO_PAUSE (seconds between the steps of DEMO=auto, default 0.8).
@@ -41,9 +44,10 @@ fi
 
 case "${DEMO:-}" in
 auto) exec python3 "$here/demo.py" --auto ;;
+fleet) exec bash "$repo/tests/fleet/demo-fleet.sh" ;;
 "" | interactive) exec python3 "$here/demo.py" ;;
 *)
-    echo "demo: DEMO must be 'auto' or empty, not '$DEMO'" >&2
+    echo "demo: DEMO must be 'auto', 'fleet' or empty, not '$DEMO'" >&2
     exit 2
     ;;
 esac

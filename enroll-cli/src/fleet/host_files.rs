@@ -131,10 +131,20 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).map_err(|e| CliError::io("cannot resolve", p, &e))
 }
 
-/// `out`: a directory (made 0700 if missing), not a symbolic link.
+/// `out`: a directory (made 0700 if missing), not a symbolic link, the caller's and not
+/// writable by group or others (the new key is read back by path by `openssl req`: nobody
+/// else may swap it for one the CA would then sign).
 fn out_dir(out: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let out = absolute(out)?;
     match std::fs::symlink_metadata(&out) {
+        Ok(m) if m.is_dir() && (m.uid() != nix::unistd::geteuid().as_raw() || m.mode() & 0o022 != 0) => {
+            Err(CliError::new(format!(
+                "{} must be yours and not writable by group or others (the host's key is made there)",
+                out.display()
+            ))
+            .hint("choose a new directory: --out creates it (mode 0700)"))
+        }
         Ok(m) if m.is_dir() => Ok(out),
         Ok(_) => Err(CliError::new(format!(
             "{} is not a directory (a symbolic link is not followed)",
@@ -162,12 +172,20 @@ pub fn make(
 ) -> Result<Vec<PathBuf>> {
     let (ca_cert, ca_key, out) = (absolute(ca_cert)?, absolute(ca_key)?, out_dir(out)?);
     let key_path = out.join(format!("{name}.key"));
-    if std::fs::symlink_metadata(&key_path).is_ok() {
-        return Err(CliError::new(format!(
-            "{} exists already; it was not replaced",
-            key_path.display()
-        ))
-        .hint("remove it (and the host's other files there) or choose another --out DIR"));
+    for f in [
+        format!("{name}.key"),
+        format!("{name}.crt"),
+        "ca.crt".into(),
+        "store.toml".into(),
+    ] {
+        let f = out.join(f);
+        if std::fs::symlink_metadata(&f).is_ok() {
+            return Err(CliError::new(format!(
+                "{} exists already; nothing was written",
+                f.display()
+            ))
+            .hint("remove the host's old files there or choose another --out DIR"));
+        }
     }
     let ca_pem = std::fs::read(&ca_cert).map_err(|e| CliError::io("cannot read", &ca_cert, &e))?;
     let crt_path = out.join(format!("{name}.crt"));

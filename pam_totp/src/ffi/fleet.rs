@@ -13,7 +13,9 @@ use crate::names::UserName;
 use crate::store::{self, FileKind};
 use std::ffi::{c_int, c_void, CString};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -33,7 +35,12 @@ fn failed(msg: impl Into<String>) -> FleetError {
     FleetError(msg.into())
 }
 
-/// Maps the library at `path` after the trusted-file check; its entry point.
+/// The library this process has mapped: its file's identity and its entry point. glibc knows
+/// a library loaded as `/proc/self/fd/N` by that name, so a second `dlopen` under the same name
+/// would return the first library whatever file it now names: the identity is checked here.
+static LOADED: OnceLock<(u64, u64, StoreFn)> = OnceLock::new();
+
+/// Maps the library at `path` after the trusted-file check (once per process); its entry point.
 fn load(path: &Path, owner: u32) -> Result<StoreFn, FleetError> {
     let file = store::open_public_file(path, FileKind::Fleet, owner)
         .map_err(|e| failed(format!("client library: {e}")))?
@@ -43,6 +50,19 @@ fn load(path: &Path, owner: u32) -> Result<StoreFn, FleetError> {
                 path.display()
             ))
         })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| failed(format!("client library {}: {e}", path.display())))?;
+    if let Some(&(dev, ino, call)) = LOADED.get() {
+        if (dev, ino) == (meta.dev(), meta.ino()) {
+            return Ok(call);
+        }
+        return Err(failed(format!(
+            "client library {} is not the one this process loaded (upgraded, or another \
+             store_lib=): restart the service",
+            path.display()
+        )));
+    }
     let by_fd = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .map_err(|_| failed("client library: bad path"))?;
     // SAFETY: `by_fd` is a NUL-terminated path; dlopen runs the library's initialisers, which
@@ -75,12 +95,15 @@ fn load(path: &Path, owner: u32) -> Result<StoreFn, FleetError> {
     }
     // SAFETY: the library exports `pam_totp_store_v1` with exactly this signature (crate
     // pam-totp-store, ffi.rs); the symbol name carries the version.
-    Ok(unsafe { std::mem::transmute::<*mut c_void, StoreFn>(sym) })
+    let call = unsafe { std::mem::transmute::<*mut c_void, StoreFn>(sym) };
+    let _ = LOADED.set((meta.dev(), meta.ino(), call));
+    Ok(call)
 }
 
 impl DlStore {
     /// Loads the client library named by the module options for a checked `store.toml`.
     pub fn open(lib: &Path, config: &StoreConfig, owner: u32) -> Result<DlStore, FleetError> {
+        config.check_module_endpoint().map_err(failed)?;
         Ok(DlStore {
             call: load(lib, owner)?,
             config: config.path.clone(),

@@ -265,6 +265,20 @@ impl StoreConfig {
         }))
     }
 
+    /// The module talks to the store over TLS only: a unix socket (for the CLI on the database
+    /// server, e.g. `store init` as the superuser) has no pinned CA and no check of who
+    /// listens on it.
+    pub fn check_module_endpoint(&self) -> Result<(), String> {
+        match self.endpoint {
+            Endpoint::Tls { .. } => Ok(()),
+            Endpoint::Socket { .. } => Err(format!(
+                "{}: socket is for the CLI on the database server (store init); the module \
+                 connects with TLS: give addresses, ca, cert and key",
+                self.path.display()
+            )),
+        }
+    }
+
     /// Whether `user` may log in from a local record while the store is unreachable.
     pub fn offline_user(&self, user: &UserName) -> bool {
         matches!(&self.offline, Offline::Local { users } if users.contains(user))
@@ -349,6 +363,8 @@ budget_ms = 2000
         )
         .unwrap();
         assert!(matches!(c.endpoint, Endpoint::Socket { port: 5432, .. }));
+        assert!(c.check_module_endpoint().unwrap_err().contains("TLS"));
+        assert!(parse(HOST).unwrap().check_module_endpoint().is_ok());
         assert!(c.tls_files(0).unwrap().is_none());
     }
 }

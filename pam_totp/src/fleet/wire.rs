@@ -25,6 +25,21 @@ pub const SYMBOL: &[u8] = b"pam_totp_store_v1\0";
 /// Largest response the module accepts.
 pub const MAX_RESPONSE: usize = 4096;
 const MAX_FIELD: usize = 64 * 1024;
+/// Longest failure text sent back (several addresses' errors can be long): cut with "…" so
+/// that the response always fits [`MAX_RESPONSE`] and the log keeps the start.
+const MAX_FAILURE_TEXT: usize = 1024;
+
+/// `text` cut to at most `max` bytes on a character boundary, "…" marking the cut.
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
 const VERSION: &str = "1";
 
 /// What the module asks of the store.
@@ -213,7 +228,7 @@ impl Response {
             }
             Response::Failed(e) => {
                 put(&mut out, b"failed");
-                put(&mut out, e.0.as_bytes());
+                put(&mut out, cut(&e.0, MAX_FAILURE_TEXT).as_bytes());
             }
         }
         out
@@ -311,6 +326,21 @@ mod tests {
         ] {
             assert_eq!(Response::decode(&r.encode()).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn given_a_long_failure_then_it_is_cut_to_fit() {
+        let long = FleetError("é".repeat(5000));
+        let bytes = Response::Failed(long).encode();
+        assert!(bytes.len() < MAX_RESPONSE);
+        let Response::Failed(e) = Response::decode(&bytes).unwrap() else {
+            panic!()
+        };
+        assert!(
+            e.0.ends_with('…') && e.0.len() <= MAX_FAILURE_TEXT,
+            "{}",
+            e.0.len()
+        );
     }
 
     #[test]

@@ -74,8 +74,16 @@ fn offline_local<C: Conversation, S: System>(
     policy: &Policy,
     e: FleetError,
 ) -> Verdict {
+    // Only a user with an active local record is judged locally: never enrolment at login,
+    // grace or "not required" while the store (which may know the user as enrolled) is away.
     let local = match Store::open(&req.options.dir, req.owner) {
-        Ok(files) => super::decide(conv, sys, req, user, policy, &files),
+        Ok(files) => match super::enrolment(&files, user) {
+            Ok((Enrolment::Active | Enrolment::ReplacementPending, _)) => {
+                super::decide(conv, sys, req, user, policy, &files)
+            }
+            Ok(_) => Reason::Store("no active local record for the break-glass user".into()).into(),
+            Err(v) => v,
+        },
         Err(se) => super::unavailable(&se),
     };
     Reason::Offline {
@@ -202,7 +210,14 @@ pub fn split_fleet<S: System, F: FleetStore>(
         Err(v) => return SplitOutcome::denied(v),
     };
     match store.enrolment(&user) {
-        Ok(found) => split::split_given(sys, &user, &policy, found.enrolment, found.digits, answer),
+        Ok(found) => {
+            // No record: the store has no digits for the user; file mode's default applies.
+            let digits = match found.digits {
+                0 => crate::totp::DEFAULT_DIGITS,
+                d => d,
+            };
+            split::split_given(sys, &user, &policy, found.enrolment, digits, answer)
+        }
         Err(e) => SplitOutcome::denied(unavailable(&e)),
     }
 }

@@ -300,3 +300,33 @@ fn given_store_down_and_a_break_glass_user_then_the_local_record_decides() {
     let (v, conv) = w.fleet_login("alice", &[&code], &mut FakeFleet::down());
     assert_eq!((v.code, conv.prompts.len()), (Code::AuthInfoUnavail, 0));
 }
+
+#[test]
+fn given_store_down_and_a_break_glass_user_without_a_local_record_then_unavailable() {
+    let w = World::new();
+    // Whatever the host's policy would do for an unenrolled user (enrol at login, grace, not
+    // required), the store may know the user as enrolled: no way in without a local record.
+    for policy in [
+        "version = 1\n",
+        "version = 1\nrequire_all = true\nenroll_at_login = true\n",
+        "version = 1\nrequire_all = true\ngrace_until = 2099-01-01\n",
+    ] {
+        w.policy(policy);
+        let req = Request {
+            user: "alice",
+            rhost: None,
+            options: &w.opts,
+            owner: uid(),
+            typed_ahead: None,
+        };
+        let mut conv = Script::answering(&["123456"]);
+        let v = authenticate_fleet(&mut conv, &w.sys, &req, &mut FakeFleet::down(), true);
+        assert_eq!(v.code, Code::AuthInfoUnavail, "{policy}: {v:?}");
+        assert!(conv.infos.is_empty() && conv.prompts.is_empty(), "{policy}");
+        assert!(
+            v.reason.to_string().contains("no active local record"),
+            "{}",
+            v.reason
+        );
+    }
+}

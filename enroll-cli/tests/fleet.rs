@@ -115,7 +115,8 @@ fn fleet_mode_against_a_throwaway_cluster() {
     let r = pam(&["store", "init", "--key-file", key_arg]);
     r.ok();
     assert!(
-        r.stdout.contains("Applied migration 1 (001_init)."),
+        r.stdout
+            .contains("Applied migration 1 (001_init).\nApplied migration 2 (002_offline)."),
         "{}",
         r.transcript()
     );

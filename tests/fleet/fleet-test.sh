@@ -261,6 +261,8 @@ settings() { # ATTEMPTS LOCK MAX_LOCK RECOVERY_REPLAY_SECONDS
 
 # shellcheck source=tests/fleet/fleet-scenarios.sh
 . "$ROOT/tests/fleet/fleet-scenarios.sh"
+# shellcheck source=tests/fleet/fleet-offline.sh
+. "$ROOT/tests/fleet/fleet-offline.sh"
 
 SCENARIOS=(
     fleet-host-cannot-read-secrets
@@ -275,6 +277,9 @@ SCENARIOS=(
     fleet-same-results-as-file-mode
     fleet-secrets-encrypted-at-rest
     fleet-store-down-fails-closed
+    fleet-offline-local-breakglass
+    fleet-offline-report-back
+    fleet-compromised-host-bounded
 )
 echo "    $N_HOSTS hosts, $PAR parallel logins per host; store.toml: connect $CONNECT_MS ms, budget $BUDGET_MS ms (parallel batches: $LOAD_CONNECT_MS, $LOAD_BUDGET_MS ms); set-up $(($(date +%s) - START)) s"
 fleet_run_scenarios "${FLEET_TEST_ONLY:-}" "${SCENARIOS[@]}"

@@ -88,6 +88,10 @@ pub(super) fn report_pending<F: FleetStore>(
 ) -> Option<Result<String, String>> {
     let files = match Store::open(&req.options.dir, req.owner) {
         Ok(f) => f,
+        // No state directory on this host: no offline login was ever recorded here.
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return None
+        }
         Err(e) => return Some(Err(format!("cannot open the local state: {e}"))),
     };
     let sent = match files.offline_report(user) {

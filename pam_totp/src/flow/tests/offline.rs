@@ -131,3 +131,13 @@ impl Verdict {
         }
     }
 }
+
+#[test]
+fn given_no_local_state_directory_then_nothing_to_report() {
+    let mut w = World::new();
+    w.opts.dir = w.t.path().join("absent");
+    let mut f = FakeFleet::new(Enrolment::Active, Outcome::Accepted);
+    let (v, _) = w.fleet_login_as("alice", &["123456"], &mut f, true);
+    assert_eq!(v.reason.to_string(), "accepted step 60000000 (offset 0)");
+    assert_eq!(f.calls, vec!["enrolment alice", "check alice 123456"]);
+}

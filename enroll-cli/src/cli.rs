@@ -254,6 +254,12 @@ pub struct EnrollArgs {
     /// Replace an active record (lost or new phone)
     #[arg(long)]
     pub force: bool,
+    /// Fleet mode (--store), as root: also write the new key and recovery codes as an active
+    /// local record in --dir, so that USER can be a break-glass user (store.toml's [offline]
+    /// users) who logs in from it while the store is unreachable. The record file
+    /// (users/USER.toml, root:root 0600) may be copied to other hosts' state directories
+    #[arg(long, conflicts_with = "conversation")]
+    pub local_record: bool,
     /// Print one JSON document on stdout; never ask for a code
     #[arg(long)]
     pub json: bool,

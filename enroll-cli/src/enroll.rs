@@ -23,14 +23,14 @@ pub fn algorithm(a: AlgorithmArg) -> Algorithm {
 }
 
 /// What was there before: decides whether the new record replaces an active one.
-enum Previous {
+pub(crate) enum Previous {
     None,
     Pending { replaces_active: bool },
     Active,
     Unreadable(StoreError),
 }
 
-fn previous(r: std::result::Result<Option<Record>, StoreError>) -> Previous {
+pub(crate) fn previous(r: std::result::Result<Option<Record>, StoreError>) -> Previous {
     match r {
         Ok(None) => Previous::None,
         Ok(Some(r)) if r.status == Status::Active => Previous::Active,
@@ -42,7 +42,7 @@ fn previous(r: std::result::Result<Option<Record>, StoreError>) -> Previous {
 }
 
 /// Refuses what must not be replaced; else whether the new record replaces an active one.
-fn replaces_active(prev: Previous, user: &str, force: bool) -> Result<bool> {
+pub(crate) fn replaces_active(prev: Previous, user: &str, force: bool) -> Result<bool> {
     match prev {
         Previous::None => Ok(false),
         // A pending record that itself replaced an active one keeps the user denied.
@@ -70,6 +70,13 @@ fn replaces_active(prev: Previous, user: &str, force: bool) -> Result<bool> {
 }
 
 pub fn run(ctx: &Ctx, a: &EnrollArgs) -> Result<()> {
+    if a.local_record {
+        return Err(CliError::new(
+            "--local-record is for fleet mode: with --store FILE, it also writes the store's new \
+             key as a local record here",
+        )
+        .hint("without --store, `pam-totp enroll USER` writes a local record anyway"));
+    }
     let user = &ctx::required_user(a.user.as_deref(), "enroll")?;
     let digits: i64 = a.digits.parse().unwrap_or(6);
     let params = Params::new(algorithm(a.algorithm), digits, i64::from(a.period))

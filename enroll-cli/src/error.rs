@@ -73,7 +73,13 @@ fn store_hint(e: &StoreError) -> Option<String> {
                 (Check::SymbolicLink, _) => format!(
                     "{p} must be a real file or directory, not a symbolic link; remove the link"
                 ),
-                (_, FileKind::Record(_) | FileKind::State(_) | FileKind::Lock(_)) => format!(
+                (
+                    _,
+                    FileKind::Record(_)
+                    | FileKind::State(_)
+                    | FileKind::Lock(_)
+                    | FileKind::Offline(_),
+                ) => format!(
                     "records and state must be root:root 0600: chown root:root {p} && chmod 0600 {p}"
                 ),
                 (_, FileKind::Directory) => format!(
@@ -123,6 +129,12 @@ fn store_hint(e: &StoreError) -> Option<String> {
             FileKind::Policy => Some(format!(
                 "the module denies every login while the policy is invalid: fix {} \
                  (`pam-totp policy show` reads it) or move it away",
+                path.display()
+            )),
+            FileKind::Offline(user) => Some(format!(
+                "the module cannot report {user}'s offline logins to the fleet store while this \
+                 file is unreadable: fix or remove {} (removed, the store misses those logins: \
+                 then run `pam-totp --store FILE unlock {user}` and renew the recovery codes)",
                 path.display()
             )),
             FileKind::Lock(_) | FileKind::Directory | FileKind::Other | FileKind::Fleet => None,

@@ -45,6 +45,13 @@ fn store_verbs_without_a_store_or_in_fleet_mode_are_refused() {
         "{}",
         r.transcript()
     );
+    let r = t.run(&["enroll", "alice", "--local-record"]);
+    r.fails(1);
+    assert!(
+        r.stderr.contains("--local-record is for fleet mode"),
+        "{}",
+        r.transcript()
+    );
     let r = cli(&missing, &t, &["policy", "throttle", "--attempts", "3"]);
     r.fails(1);
     assert!(r.stderr.contains("store settings"), "{}", r.transcript());
@@ -115,7 +122,8 @@ fn fleet_mode_against_a_throwaway_cluster() {
     let r = pam(&["store", "init", "--key-file", key_arg]);
     r.ok();
     assert!(
-        r.stdout.contains("Applied migration 1 (001_init)."),
+        r.stdout
+            .contains("Applied migration 1 (001_init).\nApplied migration 2 (002_offline)."),
         "{}",
         r.transcript()
     );
@@ -255,6 +263,40 @@ fn fleet_mode_against_a_throwaway_cluster() {
         "{}",
         r.transcript()
     );
+    // A break-glass user: the store's key and recovery hashes also as an active local record.
+    let e = pam(&[
+        "enroll",
+        "bob",
+        "--issuer",
+        "corp",
+        "--local-record",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let record = t.record_text("bob");
+    assert!(record.contains("state = \"active\""), "{record}");
+    assert!(
+        record.contains(&format!("secret = \"{}\"", e["secret"].as_str().unwrap())),
+        "{record}"
+    );
+    assert_eq!(record.matches("\"sha256:").count(), 10, "{record}");
+    assert_eq!(mode(&t.users().join("bob.toml")), 0o600);
+    let r = pam(&["enroll", "bob", "--local-record"]);
+    r.fails(1);
+    assert!(
+        r.stderr.contains("bob already has an active record"),
+        "{}",
+        r.transcript()
+    );
+    assert_eq!(
+        t.record_text("bob"),
+        record,
+        "refused before anything was written"
+    );
+    let st = pam(&["status", "bob", "--json"]).ok().json();
+    assert_eq!(st["state"].as_str(), Some("pending"));
+
     let d = pam(&["disable", "alice", "--json"]).ok().json();
     assert_eq!(d["disabled"], true);
     let r = pam(&["status", "alice"]);

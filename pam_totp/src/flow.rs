@@ -106,6 +106,16 @@ impl From<Reason> for Verdict {
                 let inner = Verdict::from((**local).clone());
                 (inner.code, inner.level.max(Level::Warning))
             }
+            OfflineReport { report, then } => {
+                let inner = Verdict::from((**then).clone());
+                let floor = if report.is_ok() {
+                    Level::Notice
+                } else {
+                    Level::Warning
+                };
+                (inner.code, inner.level.max(floor))
+            }
+            OfflineNotRecorded(_) => (Code::AuthInfoUnavail, Level::Err),
         };
         Verdict {
             code,
@@ -672,6 +682,7 @@ fn required_but_unenrolled<C: Conversation, S: System, St: UserStore>(
 }
 
 pub mod fleet;
+mod offline;
 pub mod split;
 pub use fleet::{authenticate_fleet, split_fleet};
 pub use split::TypedAhead;

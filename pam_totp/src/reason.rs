@@ -93,6 +93,15 @@ pub enum Reason {
         store: String,
         local: Box<Reason>,
     },
+    /// Fleet mode, a break-glass user's offline logins sent to the store before this login:
+    /// `Ok` what the store applied, `Err` why not (the report is kept for the next login).
+    OfflineReport {
+        report: Result<String, String>,
+        then: Box<Reason>,
+    },
+    /// An offline login let in from the local record that cannot be recorded for the report to
+    /// the store: denied (the store would never learn of the step or the burned code).
+    OfflineNotRecorded(String),
 }
 
 impl fmt::Display for Reason {
@@ -180,6 +189,21 @@ impl fmt::Display for Reason {
                 f,
                 "fleet store unreachable ({store}); break-glass user, from the local record: \
                  {local}"
+            ),
+            OfflineReport {
+                report: Ok(what),
+                then,
+            } => write!(f, "offline logins reported: {what}; {then}"),
+            OfflineReport {
+                report: Err(why),
+                then,
+            } => write!(
+                f,
+                "offline logins not reported (kept for the next login): {why}; {then}"
+            ),
+            OfflineNotRecorded(e) => write!(
+                f,
+                "denied: cannot record the offline login for the report to the fleet store: {e}"
             ),
         }
     }

@@ -14,8 +14,14 @@ use tokio_postgres::Client;
 
 /// Every migration: its number, its name (the file's, without `.sql`) and its text, in order.
 /// A new `fleet/sql/NNN_*.sql` must be added here (a test compares the list with the files).
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "001_init", include_str!("../../fleet/sql/001_init.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "001_init", include_str!("../../fleet/sql/001_init.sql")),
+    (
+        2,
+        "002_offline",
+        include_str!("../../fleet/sql/002_offline.sql"),
+    ),
+];
 
 /// What `init` did: the migrations it applied (none on a second run) and, when it named the
 /// key file now, the key's id (`None`: no key file given, or one was already recorded).

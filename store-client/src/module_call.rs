@@ -6,8 +6,11 @@
 
 use crate::connect::{self, Refusal, Session, Tls, Trail};
 use pam_totp::fleet::wire::{self, Call, Request, Response};
-use pam_totp::fleet::{CheckResult, FleetEnrolment, FleetError, Outcome, StoreConfig};
+use pam_totp::fleet::{
+    CheckResult, FleetEnrolment, FleetError, OfflineApplied, Outcome, StoreConfig,
+};
 use pam_totp::names::UserName;
+use pam_totp::store::OfflineReport;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -65,18 +68,19 @@ async fn run(s: &Session, call: &Call, trail: &RefCell<Trail>) -> Result<Respons
             answer,
             rhost,
             window,
+            shown_at,
         } => {
             trail.borrow_mut().at(&s.label, "check");
-            let ticket = check(
-                s,
-                user,
-                answer.as_deref().map(|a| a.as_str()),
-                rhost,
-                *window,
-            )
-            .await?;
+            let answer = answer.as_deref().map(|a| a.as_str());
+            let ticket = check(s, user, answer, rhost, *window, *shown_at).await?;
             trail.borrow_mut().at(&s.label, "outcome");
             outcome(s, &ticket).await.map(Response::Check)
+        }
+        Call::ReportOffline { user, report } => {
+            trail.borrow_mut().at(&s.label, "report_offline");
+            report_offline(s, user, report)
+                .await
+                .map(Response::Reported)
         }
     }
 }
@@ -137,18 +141,21 @@ async fn check(
     answer: Option<&str>,
     rhost: &Option<String>,
     window: u32,
+    shown_at: u64,
 ) -> Result<String, Refusal> {
     const W: &str = "pam_totp.check";
     let window = i32::try_from(window).unwrap_or(i32::MAX);
+    let shown_at = i64::try_from(shown_at).unwrap_or(i64::MAX);
     let rows = s
         .client
         .query_typed(
-            "SELECT pam_totp.check($1, $2, $3, $4)::text",
+            "SELECT pam_totp.check($1, $2, $3, $4, $5)::text",
             &[
                 (&user.as_str(), Type::TEXT),
                 (&answer, Type::TEXT),
                 (&rhost.as_deref(), Type::TEXT),
                 (&window, Type::INT4),
+                (&shown_at, Type::INT8),
             ],
         )
         .await
@@ -158,6 +165,39 @@ async fn check(
         return Err(Refusal::Fail(format!("{W}: no ticket")));
     }
     Ok(ticket)
+}
+
+async fn report_offline(
+    s: &Session,
+    user: &UserName,
+    report: &OfflineReport,
+) -> Result<OfflineApplied, Refusal> {
+    const W: &str = "pam_totp.report_offline";
+    let step = report
+        .last_step
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let rows = s
+        .client
+        .query_typed(
+            "SELECT applied_step, burned FROM pam_totp.report_offline($1, $2, $3)",
+            &[
+                (&user.as_str(), Type::TEXT),
+                (&step, Type::INT8),
+                (&report.burned, Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+        .map_err(|e| failed(W, &e))?;
+    let row = one_row(W, rows)?;
+    let applied: Option<i64> = row
+        .try_get(0)
+        .map_err(|e| Refusal::Fail(format!("{W}: {}", connect::describe(&e))))?;
+    Ok(OfflineApplied {
+        applied_step: applied
+            .map(|v| unsigned(W, "applied_step", v))
+            .transpose()?,
+        burned: unsigned(W, "burned", i64::from(col::<i32>(W, &row, 1)?))?,
+    })
 }
 
 async fn outcome(s: &Session, ticket: &str) -> Result<CheckResult, Refusal> {
@@ -242,6 +282,7 @@ mod tests {
                     answer: Some(Zeroizing::new("123456".into())),
                     rhost: None,
                     window: 1,
+                    shown_at: 0,
                 },
             }
         }

@@ -55,6 +55,7 @@ fn check(config: &Path, user: &UserName, answer: &str) -> pam_totp::fleet::Check
             answer: Some(Zeroizing::new(answer.to_string())),
             rhost: Some("192.0.2.7".into()),
             window: 1,
+            shown_at: 0,
         },
     ) {
         Response::Check(r) => r,
@@ -75,7 +76,7 @@ fn given_a_cluster_then_admin_sets_up_and_the_module_call_judges_codes() {
     let admin_cfg = StoreConfig::load(&cluster.store_toml("postgres"), 0).unwrap();
     let mut admin = Admin::connect(&admin_cfg, 0).unwrap();
     let first = admin.init(Some(&cluster.key())).unwrap();
-    assert_eq!(first.applied, vec![1]);
+    assert_eq!(first.applied, vec![1, 2]);
     assert_eq!(first.key_id.as_deref().map(str::len), Some(16));
     let again = admin.init(Some(&cluster.key())).unwrap();
     assert!(
@@ -198,6 +199,24 @@ fn given_a_cluster_then_admin_sets_up_and_the_module_call_judges_codes() {
     let p = probe(&host_cfg, 0).unwrap();
     assert!((p.db_time - now as f64).abs() < 60.0, "{p:?}");
 
+    // An offline report (migration 002): a far-future step is clamped to the next step.
+    let report = pam_totp::store::OfflineReport {
+        last_step: Some(step + 1000),
+        burned: vec![entries[0].clone()],
+    };
+    let reported = Call::ReportOffline {
+        user: alice.clone(),
+        report,
+    };
+    match module_call(&host, reported) {
+        Response::Reported(r) => {
+            assert!(r.applied_step.is_some_and(|s| s <= step + 2), "{r:?}");
+            assert_eq!(r.burned, 0, "the code was burned online already");
+        }
+        other => panic!("report_offline: {other:?}"),
+    }
+    let applied = admin.status(Some(&alice)).unwrap()[0].last_step;
+
     // --- admin again: status, unlock, disable ---
     let st = admin.status(Some(&alice)).unwrap();
     assert_eq!(st.len(), 1);
@@ -206,9 +225,9 @@ fn given_a_cluster_then_admin_sets_up_and_the_module_call_judges_codes() {
         ("active", 0, 0)
     );
     assert_eq!(st[0].last_success_host.as_deref(), Some("host-a"));
-    assert_eq!(st[0].last_step, Some(step + 1));
+    assert_eq!(st[0].last_step, applied, "{st:?}");
     let u = admin.unlock(&alice, false).unwrap();
-    assert_eq!(u.previous_last_step, Some(step + 1));
+    assert_eq!(u.previous_last_step, st[0].last_step);
     assert!(admin.disable(&alice).unwrap());
     assert!(!admin.disable(&alice).unwrap());
     match module_call(

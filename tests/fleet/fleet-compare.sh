@@ -8,13 +8,11 @@
 # later): such times are compared within 2 s and then normalised to <T>. Then the in-database
 # TOTP against the Rust one (lib.sh).
 #
-# One difference by design is taken out of the sequence: a recovery code used again soon
-# after it was burned is "replayed recovery code (… not counted)" in fleet mode for
-# settings.recovery_replay_seconds (default 300; the store cannot tell a concurrent login from
-# a later one), and "wrong code (failure N)" in file mode once the burn is on disk. The
-# comparison runs with recovery_replay_seconds = 0, where both count it as a wrong code — from
-# the next second on ("PAUSE": the store's test is burned-at >= now - seconds, in whole
-# seconds, so even 0 treats a reuse within the same second as a replay).
+# A recovery code used again after it was burned is "wrong code (failure N)" in both modes:
+# since migration 002 the store calls it a replay only when it was burned after this login's
+# prompt was shown (check's shown_at: a concurrent login) and within
+# settings.recovery_replay_seconds. The comparison runs with recovery_replay_seconds = 0
+# ("never"; before 002 a reuse within the same second was still a replay, hence the PAUSE).
 # shellcheck shell=bash
 
 sc_fleet-same-results-as-file-mode() {

@@ -186,14 +186,23 @@ done
 
 # --- logins --------------------------------------------------------------------------------------
 # login I SERVICE USER ANSWER ID: one login on host I (the harness's output in $OUT/ID, its wall
-# time in ms in $OUT/ID.ms). ID is also the login's PAM_RHOST.
+# time in ms in $OUT/ID.ms). ID is also the login's PAM_RHOST. With ANSWER_AT (unix seconds)
+# set, the answer is typed at that time, not at once.
 login() {
     local i=$1 svc=$2 user=$3 answer=$4 id=$5 t0
     t0=$(date +%s%N)
-    printf '%s\n' "$answer" | in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
+    answer_at "$answer" | in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
         PAM_RHOST="$id" HARNESS_SETCRED=0 timeout 60 bash "$ROOT/tests/lib/sandbox.sh" \
         "$HARNESS" "$BASE/h$i/pam.d" "$svc" "$user" >"$OUT/$id" 2>&1
     echo $((($(date +%s%N) - t0) / 1000000)) >"$OUT/$id.ms"
+}
+answer_at() {
+    local wait
+    if [[ -n ${ANSWER_AT:-} ]]; then
+        wait=$(((ANSWER_AT * 1000000000 - $(date +%s%N)) / 1000000))
+        ((wait <= 0)) || sleep "$((wait / 1000)).$(printf '%03d' $((wait % 1000)))"
+    fi
+    printf '%s\n' "$1"
 }
 # result ID: the module's PAM result (PAM_IGNORE when the mark shows); STRAY(line) when the
 # login printed anything but the harness's own lines (the module writes nothing on
@@ -261,6 +270,8 @@ settings() { # ATTEMPTS LOCK MAX_LOCK RECOVERY_REPLAY_SECONDS
 
 # shellcheck source=tests/fleet/fleet-scenarios.sh
 . "$ROOT/tests/fleet/fleet-scenarios.sh"
+# shellcheck source=tests/fleet/fleet-offline.sh
+. "$ROOT/tests/fleet/fleet-offline.sh"
 
 SCENARIOS=(
     fleet-host-cannot-read-secrets
@@ -275,6 +286,9 @@ SCENARIOS=(
     fleet-same-results-as-file-mode
     fleet-secrets-encrypted-at-rest
     fleet-store-down-fails-closed
+    fleet-offline-local-breakglass
+    fleet-offline-report-back
+    fleet-compromised-host-bounded
 )
 echo "    $N_HOSTS hosts, $PAR parallel logins per host; store.toml: connect $CONNECT_MS ms, budget $BUDGET_MS ms (parallel batches: $LOAD_CONNECT_MS, $LOAD_BUDGET_MS ms); set-up $(($(date +%s) - START)) s"
 fleet_run_scenarios "${FLEET_TEST_ONLY:-}" "${SCENARIOS[@]}"

@@ -192,8 +192,8 @@ fleet_host_cannot_read() {
     done
 }
 
-# fleet_host_cannot_call_admin CMD...: every function of the schema but check, outcome and
-# enrolment, called by CMD (a client as a host role) with NULLs of the right types: permission
+# fleet_host_cannot_call_admin CMD...: every function of the schema but the host functions
+# (check, outcome, enrolment, report_offline), called by CMD (a client as a host role) with NULLs of the right types: permission
 # denied (admin functions, internal ones and pgcrypto's alike); the same for admin calls with
 # real arguments, and for making itself an admin or the owner.
 # The NULLs come from sub-selects: a STRICT function called with a constant NULL is folded
@@ -205,7 +205,7 @@ SELECT format('SELECT %I.%I(%s)', n.nspname, p.proname,
               coalesce((SELECT string_agg(format('(SELECT NULL::%s)', format_type(t, NULL)), ', ')
                         FROM unnest(p.proargtypes) AS t), ''))
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment', 'outcome')
+WHERE n.nspname = 'pam_totp' AND p.proname NOT IN ('check', 'enrolment', 'outcome', 'report_offline')
   AND p.prokind = 'f'
 ORDER BY 1
 EOF

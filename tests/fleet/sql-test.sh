@@ -106,7 +106,7 @@ sc_fleet-sql-migrations-versioned() {
 
 sc_fleet-sql-definer-search-path() {
     # Every SECURITY DEFINER function pins search_path; nothing is executable by PUBLIC; the
-    # host role may execute exactly check and enrolment.
+    # host role may execute exactly check (both), enrolment, outcome and report_offline.
     local bad
     bad=$(sq <<'EOF'
 SELECT p.oid::regprocedure FROM pg_proc p
@@ -128,7 +128,7 @@ EOF
 SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
 WHERE p.pronamespace = 'pam_totp'::regnamespace AND has_function_privilege('host-a', p.oid, 'EXECUTE')
 EOF
-    )" "check,enrolment,outcome" || return 1
+    )" "check,check,enrolment,outcome,report_offline" || return 1
     expect "admin functions" "$(sq <<'EOF'
 SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
 WHERE p.pronamespace = 'pam_totp'::regnamespace
@@ -509,6 +509,57 @@ sc_fleet-sql-key-rotation() {
     expect "recovery code with the new key only" "$(field "$(check_as host-b enc1 "$RC2")" 1)" accepted_recovery
 }
 
+# check5_as HOST USER ANSWER SHOWN_AT: the 5-argument check (migration 002), then outcome
+#   -> outcome|failures
+check5_as() {
+    psql_as "$1" -v u="$2" -v a="$3" -v sh="$4" <<'EOF'
+SELECT pam_totp.check(:'u', :'a', 'x', 1, :sh) AS ticket \gset
+SELECT outcome, failures FROM pam_totp.outcome(:'ticket');
+EOF
+}
+
+sc_fleet-sql-offline-report() {
+    local p=30 s hex c=() h=() k shown r
+    hex=$(newkey 20)
+    for k in 1 2 3; do
+        c+=("$(recovery_code)")
+        h+=("$(recovery_hash "${c[-1]}")")
+    done
+    fresh_step $p 8
+    s=$(cur_step $p)
+    enrol_active off2 "$hex" SHA1 6 $p $((s - 1)) "${h[@]}" || return 1
+    # A burned code is a replay only for a login whose prompt was shown before the burn.
+    shown=$(psql_as host-a <<<"SELECT db_time FROM pam_totp.enrolment('off2')")
+    expect "burn" "$(check5_as host-a off2 "${c[0]}" "$shown")" "accepted_recovery|0" || return 1
+    expect "concurrent login" "$(check5_as host-b off2 "${c[0]}" "$shown")" "recovery_replay|0" || return 1
+    expect "later login" "$(check5_as host-b off2 "${c[0]}" $((shown + 1000)))" "wrong|1" || return 1
+    # recovery_replay_seconds = 0: never a replay, even within the same second.
+    adm <<<"SELECT pam_totp.set_settings(NULL, NULL, NULL, NULL, 0)" >/dev/null || return 1
+    r=$(psql_as host-a -v a="${c[1]}" <<'EOF'
+SELECT pam_totp.check('off2', :'a', 'x', 1, 0) AS t1 \gset
+SELECT pam_totp.check('off2', :'a', 'x', 1, 0) AS t2 \gset
+SELECT string_agg(outcome, ',' ORDER BY n) FROM (SELECT 1 n, outcome FROM pam_totp.outcome(:'t1')
+    UNION ALL SELECT 2, outcome FROM pam_totp.outcome(:'t2')) o;
+EOF
+    )
+    adm <<<"SELECT pam_totp.set_settings(NULL, NULL, NULL, NULL, 300)" >/dev/null || return 1
+    expect "reuse in the same second, replay seconds 0" "$r" "accepted_recovery,wrong" || return 1
+    # report_offline: a far-future step clamped to the next step, never lowered; a live entry
+    # burned (sent in upper case); an unknown entry ignored.
+    r=$(psql_as host-b -v e="{$(tr a-f A-F <<<"${h[2]}"),sha256:0011223344556677:$(printf '0%.0s' $(seq 64))}" \
+        <<<"SELECT applied_step, burned FROM pam_totp.report_offline('off2', 99999999999, :'e')")
+    expect "clamped report" "$r" "$(($(cur_step $p) + 1))|1" || return 1
+    expect "lower step later" "$(psql_as host-b <<<"SELECT applied_step, burned FROM pam_totp.report_offline('off2', 5, NULL)")" \
+        "$(field "$r" 1)|0" || return 1
+    expect "unknown user" "$(psql_as host-b <<<"SELECT applied_step IS NULL, burned FROM pam_totp.report_offline('nobody', 5, NULL)")" \
+        "t|0" || return 1
+    expect "code burned by the report" "$(check5_as host-a off2 "${c[2]}" $((shown + 1000)))" "wrong|2" || return 1
+    expect "audit" "$(sq <<<"SELECT string_agg(host || ':' || reason, ' / ' ORDER BY id) FROM pam_totp.audit WHERE outcome = 'offline_report' AND user_name = 'off2'")" \
+        "host-b:offline logins reported: step $(field "$r" 1) (clamped from 99999999999), 1 recovery codes burned; last step $(field "$r" 1) / host-b:offline logins reported: step 5, 0 recovery codes burned; last step $(field "$r" 1)" ||
+        return 1
+    denied fleet_admin "SELECT pam_totp.report_offline('off2', 1, NULL)"
+}
+
 sc_fleet-sql-totp-equals-rust() { fleet_totp_equals_rust "$RANDOM_CASES"; }
 
 # --- run -------------------------------------------------------------------------------------
@@ -529,6 +580,7 @@ SCENARIOS=(
     fleet-sql-host-roles
     fleet-sql-totp-equals-rust
     fleet-sql-key-rotation
+    fleet-sql-offline-report
 )
 fleet_run_scenarios "${FLEET_SQL_ONLY:-}" "${SCENARIOS[@]}"
 echo "$FLEET_PASSED passed, $FLEET_FAILED failed ($(($(date +%s) - START)) s)"

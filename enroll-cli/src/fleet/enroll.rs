@@ -2,6 +2,7 @@
 //! SPEC §11: it is returned once and never stored outside it), the recovery codes are drawn and
 //! hashed here (SPEC §4); shown exactly as file mode shows them, then activated on a terminal.
 
+use super::local_record::LocalRecord;
 use super::users::{activated_text, new_codes, try_activate};
 use super::{required_user, Fleet};
 use crate::cli::{Cli, EnrollArgs};
@@ -57,6 +58,11 @@ pub fn run(f: &Fleet, cli: &Cli, a: &EnrollArgs) -> Result<()> {
             .map(|p| p.and_then(|p| p.issuer))
             .map_err(|e| CliError::store("cannot use the policy", e))
     })?;
+    // Root and the local record's place checked before anything is enrolled.
+    let local = match a.local_record {
+        true => Some(LocalRecord::prepare(cli, user, a.force)?),
+        false => None,
+    };
     let mut admin = f.admin()?;
     // Refuse early, with file mode's words (the database checks again).
     if let Some(r) = f.row(&mut admin, user)? {
@@ -88,6 +94,9 @@ pub fn run(f: &Fleet, cli: &Cli, a: &EnrollArgs) -> Result<()> {
     let secret = enrolled
         .secret
         .ok_or_else(|| CliError::new("the store returned no key for the new record"))?;
+    if let Some(l) = &local {
+        l.write(user, &secret, params, &issuer, &entries)?;
+    }
     let key = new_key(user, &issuer, params, secret, codes)?;
     let images = Images::write(&key, a.qr_png.as_deref(), a.qr_svg.as_deref()).map_err(|e| {
         e.hint(format!(
@@ -101,6 +110,9 @@ pub fn run(f: &Fleet, cli: &Cli, a: &EnrollArgs) -> Result<()> {
     show_key::show_pending(&key, a.json, a.qr, &heading, &images)?;
     if a.json {
         return Ok(());
+    }
+    if let Some(l) = &local {
+        l.print_notes(user)?;
     }
     if enrolled.replaces_active {
         outln!(

@@ -3,13 +3,14 @@
 //! a per-host file (its throttle is `store settings`); what makes no sense against the store
 //! (import, self-service, `--conversation`) is refused.
 //!
-//! [`enroll`] (enroll), [`users`] (activate, disable, unlock, recovery), [`status`] (status,
+//! [`enroll`] (enroll, with [`local_record`] for `--local-record`), [`users`] (activate, disable, unlock, recovery), [`status`] (status,
 //! list), [`store_cmd`] (`store init|add-host|revoke-host|hosts|settings`) with [`host_files`]
 //! (a host's certificate and store.toml).
 
 pub mod args;
 mod enroll;
 pub mod host_files;
+mod local_record;
 mod status;
 mod store_cmd;
 mod users;

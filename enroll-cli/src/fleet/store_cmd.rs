@@ -315,7 +315,7 @@ mod tests {
         assert!(t.contains("key id 0011223344556677"), "{t}");
         let t = init_text(&InitReport::default(), true);
         assert!(
-            t.starts_with("Nothing to apply: the schema is up to date (migration 1)."),
+            t.starts_with("Nothing to apply: the schema is up to date (migration 2)."),
             "{t}"
         );
         assert!(t.contains("recorded before"), "{t}");

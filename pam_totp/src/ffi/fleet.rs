@@ -8,9 +8,11 @@
 //! is left of the call's time budget, calls `pam_totp_store_v1`, and decodes the answer.
 
 use crate::fleet::wire::{self, Call, Response};
-use crate::fleet::{CheckResult, FleetEnrolment, FleetError, FleetStore, StoreConfig};
+use crate::fleet::{
+    CheckResult, FleetEnrolment, FleetError, FleetStore, OfflineApplied, StoreConfig,
+};
 use crate::names::UserName;
-use crate::store::{self, FileKind};
+use crate::store::{self, FileKind, OfflineReport};
 use std::ffi::{c_int, c_void, CString};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -150,12 +152,18 @@ impl DlStore {
     }
 }
 
+fn unexpected<T>(r: Response) -> Result<T, FleetError> {
+    match r {
+        Response::Failed(e) => Err(e),
+        _ => Err(failed("client library: unexpected answer")),
+    }
+}
+
 impl FleetStore for DlStore {
     fn enrolment(&mut self, user: &UserName) -> Result<FleetEnrolment, FleetError> {
         match self.exchange(Call::Enrolment { user: user.clone() })? {
             Response::Enrolment(e) => Ok(e),
-            Response::Failed(e) => Err(e),
-            Response::Check(_) => Err(failed("client library: unexpected answer")),
+            other => unexpected(other),
         }
     }
 
@@ -165,17 +173,33 @@ impl FleetStore for DlStore {
         answer: Option<&str>,
         rhost: Option<&str>,
         window: u32,
+        shown_at: u64,
     ) -> Result<CheckResult, FleetError> {
         let call = Call::Check {
             user: user.clone(),
             answer: answer.map(|a| Zeroizing::new(a.to_string())),
             rhost: rhost.map(str::to_string),
             window,
+            shown_at,
         };
         match self.exchange(call)? {
             Response::Check(c) => Ok(c),
-            Response::Failed(e) => Err(e),
-            Response::Enrolment(_) => Err(failed("client library: unexpected answer")),
+            other => unexpected(other),
+        }
+    }
+
+    fn report_offline(
+        &mut self,
+        user: &UserName,
+        report: &OfflineReport,
+    ) -> Result<OfflineApplied, FleetError> {
+        let call = Call::ReportOffline {
+            user: user.clone(),
+            report: report.clone(),
+        };
+        match self.exchange(call)? {
+            Response::Reported(r) => Ok(r),
+            other => unexpected(other),
         }
     }
 }

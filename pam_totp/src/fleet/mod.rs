@@ -16,6 +16,7 @@ pub use config::{Endpoint, Offline, StoreConfig, TlsFiles};
 use crate::names::UserName;
 use crate::next_login::Enrolment;
 use crate::reason::Reason;
+use crate::store::OfflineReport;
 
 /// The store could not answer (unreachable, refused, timed out, not the read-write server...):
 /// the login is `PAM_AUTHINFO_UNAVAIL`, and the text goes to the log.
@@ -118,19 +119,37 @@ impl CheckResult {
     }
 }
 
+/// What `pam_totp.report_offline` made of a report: the user's `last_step` after it (`None`:
+/// no record, or still no step) and how many recovery codes it burned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineApplied {
+    pub applied_step: Option<u64>,
+    pub burned: u32,
+}
+
 /// What a login needs of a fleet store. Each call is one contact with the database, within
 /// what is left of the PAM call's time budget; none is held open while the user types.
 pub trait FleetStore {
     fn enrolment(&mut self, user: &UserName) -> Result<FleetEnrolment, FleetError>;
     /// Judges `answer` (white space removed; `None` if not UTF-8 or too long) inside the
-    /// database, which counts, consumes and burns in one committed transaction.
+    /// database, which counts, consumes and burns in one committed transaction. `shown_at`:
+    /// the `db_time` of the [`FleetStore::enrolment`] before the prompt (a recovery code burned
+    /// since then was burned by a concurrent login: a replay, not counted).
     fn check(
         &mut self,
         user: &UserName,
         answer: Option<&str>,
         rhost: Option<&str>,
         window: u32,
+        shown_at: u64,
     ) -> Result<CheckResult, FleetError>;
+    /// Reports what a break-glass user was let in with offline (`pam_totp.report_offline`);
+    /// `Ok` once the store has committed it.
+    fn report_offline(
+        &mut self,
+        user: &UserName,
+        report: &OfflineReport,
+    ) -> Result<OfflineApplied, FleetError>;
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 //! an unusable store for the module: `PAM_AUTHINFO_UNAVAIL`.
 #![forbid(unsafe_code)]
 
-use super::{CheckResult, FleetEnrolment, FleetError, Outcome};
+use super::{CheckResult, FleetEnrolment, FleetError, OfflineApplied, Outcome};
 use crate::names::UserName;
 use crate::next_login::Enrolment;
+use crate::store::OfflineReport;
 use std::path::PathBuf;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -40,7 +41,10 @@ fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
     format!("{}…", &text[..end]).into()
 }
-const VERSION: &str = "1";
+/// The message format (both sides ship together; 2: `check` with `shown_at`, `report_offline`).
+const VERSION: &str = "2";
+/// Most recovery entries one report carries.
+const MAX_BURNED: usize = 256;
 
 /// What the module asks of the store.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,6 +58,12 @@ pub enum Call {
         answer: Option<Zeroizing<String>>,
         rhost: Option<String>,
         window: u32,
+        /// The `db_time` of the enrolment call before the prompt.
+        shown_at: u64,
+    },
+    ReportOffline {
+        user: UserName,
+        report: OfflineReport,
     },
 }
 
@@ -71,12 +81,18 @@ pub struct Request {
 pub enum Response {
     Enrolment(FleetEnrolment),
     Check(CheckResult),
+    Reported(OfflineApplied),
     Failed(FleetError),
 }
 
 fn put(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(&(field.len() as u32).to_le_bytes());
     out.extend_from_slice(field);
+}
+
+/// An optional number: empty for `None`.
+fn put_opt(out: &mut Vec<u8>, n: Option<u64>) {
+    put(out, n.map(|n| n.to_string()).unwrap_or_default().as_bytes());
 }
 
 struct Fields<'a>(&'a [u8]);
@@ -98,6 +114,15 @@ impl<'a> Fields<'a> {
     fn num<T: std::str::FromStr>(&mut self) -> Result<T, String> {
         let t = self.text()?;
         t.parse().map_err(|_| format!("{t:?} is not a number"))
+    }
+    fn opt(&mut self) -> Result<Option<u64>, String> {
+        let t = self.text()?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse()
+            .map(Some)
+            .map_err(|_| format!("{t:?} is not a number"))
     }
     fn end(&self) -> Result<(), String> {
         if self.0.is_empty() {
@@ -125,6 +150,7 @@ impl Request {
                 answer,
                 rhost,
                 window,
+                shown_at,
             } => {
                 put(&mut out, b"check");
                 put(&mut out, user.as_str().as_bytes());
@@ -140,6 +166,16 @@ impl Request {
                 }
                 put(&mut out, rhost.as_deref().unwrap_or("").as_bytes());
                 put(&mut out, window.to_string().as_bytes());
+                put(&mut out, shown_at.to_string().as_bytes());
+            }
+            Call::ReportOffline { user, report } => {
+                put(&mut out, b"report_offline");
+                put(&mut out, user.as_str().as_bytes());
+                put_opt(&mut out, report.last_step);
+                put(&mut out, report.burned.len().to_string().as_bytes());
+                for b in &report.burned {
+                    put(&mut out, b.as_bytes());
+                }
             }
         }
         out
@@ -168,6 +204,22 @@ impl Request {
                     answer: has.then_some(a),
                     rhost: (!rhost.is_empty()).then(|| rhost.to_string()),
                     window: f.num()?,
+                    shown_at: f.num()?,
+                }
+            }
+            "report_offline" => {
+                let user = user(f.text()?)?;
+                let last_step = f.opt()?;
+                let n: usize = f.num()?;
+                if n > MAX_BURNED {
+                    return Err(format!("{n} recovery entries in one report"));
+                }
+                let burned = (0..n)
+                    .map(|_| f.text().map(str::to_string))
+                    .collect::<Result<_, _>>()?;
+                Call::ReportOffline {
+                    user,
+                    report: OfflineReport { last_step, burned },
                 }
             }
             other => return Err(format!("unknown call {other:?}")),
@@ -226,6 +278,11 @@ impl Response {
                     put(&mut out, n.as_bytes());
                 }
             }
+            Response::Reported(r) => {
+                put(&mut out, b"reported");
+                put_opt(&mut out, r.applied_step);
+                put(&mut out, r.burned.to_string().as_bytes());
+            }
             Response::Failed(e) => {
                 put(&mut out, b"failed");
                 put(&mut out, cut(&e.0, MAX_FAILURE_TEXT).as_bytes());
@@ -261,6 +318,10 @@ impl Response {
                     db_time: f.num()?,
                 })
             }
+            "reported" => Response::Reported(OfflineApplied {
+                applied_step: f.opt()?,
+                burned: f.num()?,
+            }),
             "failed" => Response::Failed(FleetError(f.text()?.to_string())),
             other => return Err(format!("unknown response {other:?}")),
         };
@@ -286,12 +347,25 @@ mod tests {
                 answer: Some(Zeroizing::new("123456".into())),
                 rhost: Some("192.0.2.1".into()),
                 window: 1,
+                shown_at: 1_700_000_000,
             },
             Call::Check {
                 user: user(),
                 answer: None,
                 rhost: None,
                 window: 0,
+                shown_at: 0,
+            },
+            Call::ReportOffline {
+                user: user(),
+                report: OfflineReport {
+                    last_step: Some(56_666_666),
+                    burned: vec!["sha256:00:11".into(), "sha256:22:33".into()],
+                },
+            },
+            Call::ReportOffline {
+                user: user(),
+                report: OfflineReport::default(),
             },
         ] {
             let r = Request {
@@ -321,6 +395,14 @@ mod tests {
                 locked_until: 0,
                 recovery_left: 10,
                 db_time: 1_700_000_000,
+            }),
+            Response::Reported(OfflineApplied {
+                applied_step: Some(56_666_667),
+                burned: 1,
+            }),
+            Response::Reported(OfflineApplied {
+                applied_step: None,
+                burned: 0,
             }),
             Response::Failed(FleetError("connect timeout".into())),
         ] {

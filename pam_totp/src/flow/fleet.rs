@@ -4,9 +4,11 @@
 //! answer goes to the store, which counts, consumes or burns it in one committed transaction,
 //! and its outcome becomes the same [`Reason`] as in file mode. The user-name check of
 //! [`super::check_canonical_name`] runs after an outcome that lets the user in (the step is then
-//! already consumed: a refused login spends it, the safe side).
+//! already consumed: a refused login spends it, the safe side). A break-glass user's offline
+//! logins are [`super::offline`]'s.
 #![forbid(unsafe_code)]
 
+use super::offline;
 use super::split::{self, SplitOutcome};
 use super::{check_canonical_name, compact, next_login_of, Conversation, Login, Request, Verdict};
 use crate::fleet::{FleetEnrolment, FleetError, FleetStore};
@@ -14,7 +16,6 @@ use crate::names::UserName;
 use crate::next_login::{Enrolment, NextLogin};
 use crate::policy::{Policy, RequiredBy};
 use crate::reason::Reason;
-use crate::store::Store;
 use crate::sys::System;
 
 fn unavailable(e: &FleetError) -> Verdict {
@@ -23,7 +24,8 @@ fn unavailable(e: &FleetError) -> Verdict {
 
 /// The whole decision for one login against a fleet store: policy and user name as in file
 /// mode (SPEC §3 step 1), then [`decide_fleet`]. `break_glass`: the user is one of
-/// `[offline] users` (SPEC §11), judged from the local record while the store is unreachable.
+/// `[offline] users` (SPEC §11), judged from the local record while the store is unreachable,
+/// and whose offline logins are reported at the next contact.
 pub fn authenticate_fleet<C: Conversation, S: System, F: FleetStore>(
     conv: &mut C,
     sys: &S,
@@ -49,11 +51,16 @@ pub fn decide_fleet<C: Conversation, S: System, F: FleetStore>(
 ) -> Verdict {
     let found = match store.enrolment(user) {
         Ok(f) => f,
-        Err(e) if break_glass => return offline_local(conv, sys, req, user, policy, e),
+        Err(e) if break_glass => return offline::local(conv, sys, req, user, policy, e),
         Err(e) => return unavailable(&e),
     };
+    let report = if break_glass {
+        offline::report_pending(req, user, store)
+    } else {
+        None
+    };
     let login = Login::new(sys, req, user, policy, &());
-    match req.typed_ahead {
+    let verdict = match req.typed_ahead {
         Some(ahead) => asking(
             &mut split::AheadConversation::new(conv, ahead),
             login,
@@ -61,36 +68,8 @@ pub fn decide_fleet<C: Conversation, S: System, F: FleetStore>(
             found,
         ),
         None => asking(conv, login, store, found),
-    }
-}
-
-/// `[offline] mode = "local"`: a break-glass user while the store is unreachable, judged by
-/// file mode over the local record (per-host replay protection only: SPEC §11).
-fn offline_local<C: Conversation, S: System>(
-    conv: &mut C,
-    sys: &S,
-    req: &Request,
-    user: &UserName,
-    policy: &Policy,
-    e: FleetError,
-) -> Verdict {
-    // Only a user with an active local record is judged locally: never enrolment at login,
-    // grace or "not required" while the store (which may know the user as enrolled) is away.
-    let local = match Store::open(&req.options.dir, req.owner) {
-        Ok(files) => match super::enrolment(&files, user) {
-            Ok((Enrolment::Active | Enrolment::ReplacementPending, _)) => {
-                super::decide(conv, sys, req, user, policy, &files)
-            }
-            Ok(_) => Reason::Store("no active local record for the break-glass user".into()).into(),
-            Err(v) => v,
-        },
-        Err(se) => super::unavailable(&se),
     };
-    Reason::Offline {
-        store: e.0,
-        local: Box::new(local.reason),
-    }
-    .into()
+    offline::with_report(verdict, report)
 }
 
 fn asking<C: Conversation, S: System, F: FleetStore>(
@@ -100,22 +79,24 @@ fn asking<C: Conversation, S: System, F: FleetStore>(
     found: FleetEnrolment,
 ) -> Verdict {
     match found.enrolment {
-        Enrolment::Active => verify(conv, l, store),
+        Enrolment::Active => verify(conv, l, store, found.db_time),
         Enrolment::ReplacementPending => {
             if conv.prompt_hidden(&l.req.options.prompt).is_err() {
                 return Reason::ConvFailed.into();
             }
             Reason::ReenrolmentPending.into()
         }
-        Enrolment::None => unenrolled(conv, l, store),
+        Enrolment::None => unenrolled(conv, l, store, found.db_time),
     }
 }
 
-/// An active record: prompt, send the answer, map the outcome.
+/// An active record: prompt, send the answer, map the outcome. `shown_at`: the store's clock
+/// before the prompt.
 fn verify<C: Conversation, S: System, F: FleetStore>(
     conv: &mut C,
     l: Login<'_, S, ()>,
     store: &mut F,
+    shown_at: u64,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&l.req.options.prompt) else {
         return Reason::ConvFailed.into();
@@ -132,6 +113,7 @@ fn verify<C: Conversation, S: System, F: FleetStore>(
         compacted.as_ref().map(|c| c.as_str()),
         l.req.rhost,
         l.req.options.window,
+        shown_at,
     ) {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
@@ -151,6 +133,7 @@ fn unenrolled<C: Conversation, S: System, F: FleetStore>(
     conv: &mut C,
     l: Login<'_, S, ()>,
     store: &mut F,
+    shown_at: u64,
 ) -> Verdict {
     let next = match next_login_of(l.sys, l.user, Enrolment::None, l.policy) {
         Ok(n) => n,
@@ -170,7 +153,7 @@ fn unenrolled<C: Conversation, S: System, F: FleetStore>(
             grace: Some(until),
         } => super::grace_notice(conv, l.user, by, until),
         NextLogin::EnrolAtLogin { by, grace: None } | NextLogin::Denied { by } => {
-            required_but_unenrolled(conv, l, store, by)
+            required_but_unenrolled(conv, l, store, by, shown_at)
         }
         NextLogin::AskCode | NextLogin::DeniedUntilActivated => Reason::RecordChanged.into(),
     }
@@ -183,6 +166,7 @@ fn required_but_unenrolled<C: Conversation, S: System, F: FleetStore>(
     l: Login<'_, S, ()>,
     store: &mut F,
     by: RequiredBy,
+    shown_at: u64,
 ) -> Verdict {
     let Ok(answer) = conv.prompt_hidden(&l.req.options.prompt) else {
         return Reason::ConvFailed.into();
@@ -193,6 +177,7 @@ fn required_but_unenrolled<C: Conversation, S: System, F: FleetStore>(
         compacted.as_ref().map(|c| c.as_str()),
         l.req.rhost,
         l.req.options.window,
+        shown_at,
     );
     Reason::RequiredNotEnrolled(by).into()
 }

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 const NOW: u64 = 1_800_000_015; // 15 s into a step
 
 mod fleet;
+mod offline;
 mod split;
 
 #[derive(Default)]

@@ -16,6 +16,8 @@ pub enum FileKind {
     Record(String),
     State(String),
     Lock(String),
+    /// `users/USER.offline`: offline logins not yet reported to the fleet store (SPEC §11).
+    Offline(String),
     Policy,
     /// A file read with the same checks from elsewhere (an import source).
     Other,

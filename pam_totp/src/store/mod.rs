@@ -4,11 +4,13 @@
 
 mod error;
 mod files;
+pub mod offline;
 pub mod record;
 pub mod state;
 
 pub use error::{Check, Exposure, FileKind, StoreError};
 pub use files::{Durability, TempName};
+pub use offline::OfflineReport;
 pub use record::{Record, Status};
 pub use state::{LastSuccess, State, JOURNAL_HEADER};
 
@@ -227,7 +229,7 @@ impl Store {
                 return true;
             }
             match n.rsplit_once('.') {
-                Some((stem, "toml" | "state" | "lock")) => {
+                Some((stem, "toml" | "state" | "lock" | offline::OFFLINE_EXT)) => {
                     stem == DECOY || UserName::new(stem).is_ok()
                 }
                 _ => false,
@@ -381,6 +383,7 @@ impl UserLock<'_> {
         let prefixes = [
             files::temp_prefix(&format!("{}.toml", self.user)),
             files::temp_prefix(&format!("{}.state", self.user)),
+            files::temp_prefix(&format!("{}.{}", self.user, offline::OFFLINE_EXT)),
         ];
         let mut removed = 0;
         for name in files::list_dir(&self.store.users)? {

@@ -1,33 +1,40 @@
 //! SPEC §11 in the pure flow: the decision over a fleet store — what is asked of the store and
 //! when, what happens when it cannot answer, and that its outcomes read as file mode's.
 use super::*;
-use crate::fleet::{CheckResult, FleetEnrolment, FleetError, FleetStore, Outcome};
+use crate::fleet::{CheckResult, FleetEnrolment, FleetError, FleetStore, OfflineApplied, Outcome};
 use crate::flow::{authenticate_fleet, split_fleet};
 use crate::next_login::Enrolment;
+use crate::store::OfflineReport;
 
 /// A fleet store scripted per test; `judge_by_files` makes it judge like file mode over the
 /// world's state directory (the conformance check: same outcomes, same reasons).
-struct FakeFleet<'w> {
+pub(super) struct FakeFleet<'w> {
     enrolment: Result<Enrolment, FleetError>,
     check: Result<Outcome, FleetError>,
+    pub(super) report: Result<OfflineApplied, FleetError>,
     judge_by_files: Option<&'w World>,
-    calls: Vec<String>,
+    pub(super) calls: Vec<String>,
 }
 
 impl<'w> FakeFleet<'w> {
-    fn new(enrolment: Enrolment, check: Outcome) -> Self {
+    pub(super) fn new(enrolment: Enrolment, check: Outcome) -> Self {
         FakeFleet {
             enrolment: Ok(enrolment),
             check: Ok(check),
+            report: Ok(OfflineApplied {
+                applied_step: Some(NOW / 30 + 1),
+                burned: 1,
+            }),
             judge_by_files: None,
             calls: Vec::new(),
         }
     }
-    fn down() -> Self {
+    pub(super) fn down() -> Self {
         let e = FleetError("10.0.0.1:5432: connect timeout after 1000 ms".into());
         FakeFleet {
             enrolment: Err(e.clone()),
-            check: Err(e),
+            check: Err(e.clone()),
+            report: Err(e),
             judge_by_files: None,
             calls: Vec::new(),
         }
@@ -103,7 +110,9 @@ impl FleetStore for FakeFleet<'_> {
         answer: Option<&str>,
         _rhost: Option<&str>,
         _window: u32,
+        shown_at: u64,
     ) -> Result<CheckResult, FleetError> {
+        assert_eq!(shown_at, NOW, "the enrolment's db_time");
         self.calls
             .push(format!("check {user} {}", answer.unwrap_or("<none>")));
         if let Some(w) = self.judge_by_files {
@@ -112,14 +121,36 @@ impl FleetStore for FakeFleet<'_> {
         }
         self.check.clone().map(result)
     }
+    fn report_offline(
+        &mut self,
+        user: &UserName,
+        report: &OfflineReport,
+    ) -> Result<OfflineApplied, FleetError> {
+        self.calls.push(format!(
+            "report_offline {user} {:?} {}",
+            report.last_step,
+            report.burned.len()
+        ));
+        self.report.clone()
+    }
 }
 
 impl World {
-    fn fleet_login(
+    pub(super) fn fleet_login(
         &self,
         user: &str,
         answers: &[&str],
         store: &mut FakeFleet,
+    ) -> (Verdict, Script) {
+        self.fleet_login_as(user, answers, store, false)
+    }
+    /// A login of a break-glass user (`[offline] users`) when `break_glass`.
+    pub(super) fn fleet_login_as(
+        &self,
+        user: &str,
+        answers: &[&str],
+        store: &mut FakeFleet,
+        break_glass: bool,
     ) -> (Verdict, Script) {
         let mut conv = Script::answering(answers);
         let req = Request {
@@ -130,7 +161,7 @@ impl World {
             typed_ahead: None,
         };
         (
-            authenticate_fleet(&mut conv, &self.sys, &req, store, false),
+            authenticate_fleet(&mut conv, &self.sys, &req, store, break_glass),
             conv,
         )
     }

@@ -29,7 +29,7 @@ test: deps
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp python3 tests/e2e/test_e2e.py
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/sql-test.sh
 	bash tests/fleet/net-test.sh
-	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/fleet-test.sh
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" FLEET_FAULTS=quick bash tests/fleet/fleet-test.sh
 	DEMO_PAUSE=0 CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/demo-fleet.sh
 	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 	bash fuzz/run.sh 30
@@ -86,9 +86,13 @@ fleet-net-test:
 # client library) against the store over TLS; one success fleet-wide, replay, throttle, recovery
 # codes, disable and enroll --force on every host at once, privileges, secrets at rest, store
 # down or wrong CA fails closed, the same results as file mode (root; skips without root;
-# FULL=1 for 8 × 64 parallel logins)
+# FULL=1 for 8 × 64 parallel logins). FLEET_FAULTS=1 adds the fault scenarios against a
+# primary with a synchronous and an asynchronous standby: the primary killed, partitions, 20
+# failovers under load without a lost step, the negative control with synchronous_commit =
+# local, host clocks ±5 min (FLEET_FAULTS=quick, what `make test` runs: 3 failovers)
+FLEET_FAULTS ?=
 fleet-test: build
-	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/fleet-test.sh
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" FLEET_FAULTS="$(FLEET_FAULTS)" bash tests/fleet/fleet-test.sh
 
 # A sandboxed sshd with the module, a demo user enrolled on your terminal; DEMO=auto runs the
 # whole story unattended

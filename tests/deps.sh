@@ -24,6 +24,9 @@ packages=(
     # tests/fleet/net-test.sh: ip netns/bridge/veth and ss (iproute2, above), timeout
     # (coreutils), pgrep (procps)
     coreutils procps
+    # tests/fleet/fleet-test.sh FLEET_FAULTS: host clocks ±5 min (libfaketime in the harness),
+    # certificates dated a day back; pg_basebackup is in postgresql-15
+    faketime
 )
 
 missing=()

@@ -6,12 +6,13 @@
 
 use pam_totp::fleet::{Endpoint, FleetError, StoreConfig, TlsFiles};
 use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::error::{Severity, SqlState};
+use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// `application_name` of every session (the server's logs and `pg_stat_activity`).
@@ -61,9 +62,26 @@ pub(crate) struct Session {
     pub(crate) client: Client,
     pub(crate) label: String,
     task: JoinHandle<()>,
+    warnings: Warnings,
 }
 
+/// The WARNINGs (and worse) the server sent on a session, as it sent them. The one that
+/// matters: "canceling wait for synchronous replication" — a commit whose wait for the
+/// synchronous standby was cancelled (an operator's pg_cancel_backend) returns success with
+/// this warning, committed locally but not known to be on the standby (FLEET.md).
+type Warnings = Arc<Mutex<Vec<String>>>;
+
 impl Session {
+    /// The warnings received so far (the connection task records each one before it hands on
+    /// the messages that follow it, so after a statement's answer, every warning sent before
+    /// that answer is here).
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
     /// Ends the session politely (Terminate) within `deadline`; the runtime's drop ends it in
     /// any case.
     pub(crate) async fn close(self, deadline: Instant) {
@@ -148,18 +166,41 @@ async fn connect_one(
     pg: &mut tokio_postgres::Config,
     tls: &Tls,
     per: Duration,
-) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+) -> Result<(Client, JoinHandle<()>, Warnings), tokio_postgres::Error> {
     pg.connect_timeout(per);
-    Ok(match tls {
+    let warnings = Warnings::default();
+    let (client, task) = match tls {
         Tls::None => {
             let (client, conn) = pg.connect(NoTls).await?;
-            (client, tokio::spawn(async move { drop(conn.await) }))
+            (client, tokio::spawn(drive(conn, warnings.clone())))
         }
         Tls::Rustls(make) => {
             let (client, conn) = pg.connect(make.clone()).await?;
-            (client, tokio::spawn(async move { drop(conn.await) }))
+            (client, tokio::spawn(drive(conn, warnings.clone())))
         }
-    })
+    };
+    Ok((client, task, warnings))
+}
+
+/// Drives a connection's socket until it ends, keeping the server's warnings (what
+/// `Connection`'s own `Future` would only log).
+async fn drive<S, T>(mut conn: Connection<S, T>, warnings: Warnings)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+        if let AsyncMessage::Notice(n) = m {
+            let grave = matches!(
+                n.parsed_severity(),
+                Some(Severity::Warning | Severity::Error | Severity::Fatal | Severity::Panic)
+            );
+            if grave {
+                let mut w = warnings.lock().unwrap_or_else(|e| e.into_inner());
+                w.push(n.message().to_string());
+            }
+        }
+    }
 }
 
 /// Tries the addresses of `cfg` in order until one connects and `use_` accepts its server
@@ -188,11 +229,12 @@ pub(crate) async fn first_usable<T>(
         let why = match tokio::time::timeout(per, connect_one(&mut pg, tls, per)).await {
             Err(_) => format!("connect timeout after {} ms", per.as_millis()),
             Ok(Err(e)) => describe(&e),
-            Ok(Ok((client, task))) => {
+            Ok(Ok((client, task, warnings))) => {
                 let session = Session {
                     client,
                     label,
                     task,
+                    warnings,
                 };
                 match use_(&session).await {
                     Ok(t) => return Ok((t, session)),

@@ -74,7 +74,18 @@ async fn run(s: &Session, call: &Call, trail: &RefCell<Trail>) -> Result<Respons
             let answer = answer.as_deref().map(|a| a.as_str());
             let ticket = check(s, user, answer, rhost, *window, *shown_at).await?;
             trail.borrow_mut().at(&s.label, "outcome");
-            outcome(s, &ticket).await.map(Response::Check)
+            let r = outcome(s, &ticket).await?;
+            // outcome's answer follows the check's ReadyForQuery, so any warning its commit
+            // drew is recorded by now. A commit whose wait for the synchronous standby was
+            // cancelled succeeds with a warning and is committed only locally: not
+            // acknowledged, so never a success (SPEC §11).
+            if let Some(w) = s.warnings().first() {
+                return Err(Refusal::Fail(format!(
+                    "pam_totp.check: the server warned: {w} (the check is not known to be \
+                     replicated: denied)"
+                )));
+            }
+            Ok(Response::Check(r))
         }
         Call::ReportOffline { user, report } => {
             trail.borrow_mut().at(&s.label, "report_offline");
@@ -117,15 +128,21 @@ fn unsigned<T: TryFrom<i64>>(what: &str, name: &str, v: i64) -> Result<T, Refusa
 
 async fn enrolment(s: &Session, user: &UserName) -> Result<FleetEnrolment, Refusal> {
     const W: &str = "pam_totp.enrolment";
+    // A standby answers this read-only call too, but from the past and without being able to
+    // take the check after the prompt: skipped here, before the user is asked.
     let rows = s
         .client
         .query_typed(
-            "SELECT enrolment, digits, db_time FROM pam_totp.enrolment($1)",
+            "SELECT enrolment, digits, db_time, pg_catalog.pg_is_in_recovery() \
+             FROM pam_totp.enrolment($1)",
             &[(&user.as_str(), Type::TEXT)],
         )
         .await
         .map_err(|e| failed(W, &e))?;
     let row = one_row(W, rows)?;
+    if col::<bool>(W, &row, 3)? {
+        return Err(Refusal::Standby);
+    }
     let name: String = col(W, &row, 0)?;
     Ok(FleetEnrolment {
         enrolment: wire::enrolment_from_name(&name)

@@ -24,7 +24,9 @@
 # any failed. Cleanup on EXIT/INT/TERM/HUP; the last scenario, fleet-nothing-left, runs it and
 # checks that nothing of ours is left.
 #
-# Environment: FULL=1 (8 × 64 parallel logins instead of 8 × 16),
+# Environment: FULL=1 (8 × 64 parallel logins instead of 8 × 16), FLEET_FAULTS=1 (also the
+# fault scenarios of fleet-faults.sh against a primary with two standbys; =quick: 3 failovers
+# instead of 20, what `make test` runs; FAULT_FAILOVERS=N overrides),
 # FLEET_TEST_ONLY=name,name (only these; fleet-nothing-left always runs), FLEET_TEST_KEEP=1
 # (pause before cleanup), PG_BIN, CARGO, CARGO_TARGET_DIR (where the two .so files and the
 # pam-totp CLI are: default target/release of this tree).
@@ -36,7 +38,12 @@ FLEET_NAME=fleet-test
 . "$ROOT/tests/fleet/lib.sh"
 # shellcheck source=tests/fleet/lib-net.sh
 . "$ROOT/tests/fleet/lib-net.sh"
-fleet_prereqs ip timeout python3 unshare cc
+FLEET_FAULTS=${FLEET_FAULTS:-}
+if [[ -n $FLEET_FAULTS ]]; then
+    fleet_prereqs ip timeout python3 unshare cc faketime "$PG_BIN/pg_basebackup"
+else
+    fleet_prereqs ip timeout python3 unshare cc
+fi
 ip netns list >/dev/null 2>&1 || { echo "SKIP $FLEET_NAME: no network namespaces (ip netns)"; exit 0; }
 
 START=$(date +%s)
@@ -57,6 +64,10 @@ FLEET_ADMIN_NS=1
 fleet_net_init pamtotp-ftest
 
 BASE=$(mktemp -d /tmp/pam-totp-fleettest.XXXXXX)
+if [[ -n $FLEET_FAULTS ]]; then # the replicated store of the fault scenarios (lib-net.sh)
+    FLEET_NODES="a b c"
+    FLEET_NODE_DIR=$BASE/pgf
+fi
 SINKS=()
 CLEANED=
 cleanup() {
@@ -187,13 +198,19 @@ done
 # --- logins --------------------------------------------------------------------------------------
 # login I SERVICE USER ANSWER ID: one login on host I (the harness's output in $OUT/ID, its wall
 # time in ms in $OUT/ID.ms). ID is also the login's PAM_RHOST. With ANSWER_AT (unix seconds)
-# set, the answer is typed at that time, not at once.
+# set, the answer is typed at that time, not at once. login_stdin I SERVICE USER ID: the same,
+# answering from its stdin. LOGIN_ENV: more VAR=VALUE for the harness (faketime).
+LOGIN_ENV=()
 login() {
-    local i=$1 svc=$2 user=$3 answer=$4 id=$5 t0
+    answer_at "$4" | login_stdin "$1" "$2" "$3" "$5"
+}
+login_stdin() {
+    local i=$1 svc=$2 user=$3 id=$4 t0
     t0=$(date +%s%N)
-    answer_at "$answer" | in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
-        PAM_RHOST="$id" HARNESS_SETCRED=0 timeout 60 bash "$ROOT/tests/lib/sandbox.sh" \
-        "$HARNESS" "$BASE/h$i/pam.d" "$svc" "$user" >"$OUT/$id" 2>&1
+    in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
+        PAM_RHOST="$id" HARNESS_SETCRED=0 "${LOGIN_ENV[@]}" timeout 60 \
+        bash "$ROOT/tests/lib/sandbox.sh" "$HARNESS" "$BASE/h$i/pam.d" "$svc" "$user" \
+        >"$OUT/$id" 2>&1
     echo $((($(date +%s%N) - t0) / 1000000)) >"$OUT/$id.ms"
 }
 answer_at() {
@@ -245,7 +262,8 @@ tally() {
     done | LC_ALL=C sort | uniq -c | sed 's/^ *//'
 }
 
-# enrol USER HEX [RECOVERY-HASH...]: a record (SHA1, 6 digits, 30 s) made by the admin and
+# enrol USER HEX [RECOVERY-HASH...]: a record (SHA1, 6 digits, 30 s) made by the admin (the
+# command ENROL_ADM, default adm) and
 # activated with the previous step's code, so the current step's code is a fresh login; sets
 # STEP (the current step) and remembers the secret for the at-rest scan.
 SECRETS=()
@@ -256,12 +274,12 @@ enrol() {
     shift 2
     if (($#)); then arr="{$(IFS=,; echo "$*")}"; fi
     SECRETS+=("$hex")
-    adm -v u="$user" -v h="\\x$hex" -v rc="$arr" >/dev/null 2>"$BASE/enrol.err" <<'EOF' ||
+    "${ENROL_ADM:-adm}" -v u="$user" -v h="\\x$hex" -v rc="$arr" >/dev/null 2>"$BASE/enrol.err" <<'EOF' ||
 SELECT pam_totp.enrol(:'u', :'h'::bytea, 'SHA1', 6, 30, 'fleet-test', :'rc'::text[], false);
 EOF
         { why "enrol $user: $(cat "$BASE/enrol.err")"; return 1; }
     STEP=$(cur_step 30)
-    expect "activate $user" "$(adm -v u="$user" -v c="$(c30 "$hex" $((STEP - 1)))" \
+    expect "activate $user" "$("${ENROL_ADM:-adm}" -v u="$user" -v c="$(c30 "$hex" $((STEP - 1)))" \
         <<<"SELECT outcome FROM pam_totp.activate(:'u', :'c', 2)")" activated
 }
 settings() { # ATTEMPTS LOCK MAX_LOCK RECOVERY_REPLAY_SECONDS
@@ -290,6 +308,20 @@ SCENARIOS=(
     fleet-offline-report-back
     fleet-compromised-host-bounded
 )
+if [[ -n $FLEET_FAULTS ]]; then
+    # shellcheck source=tests/fleet/fleet-faults.sh
+    . "$ROOT/tests/fleet/fleet-faults.sh"
+    t0=$(date +%s)
+    faults_setup
+    echo "    fault scenarios: primary a, synchronous standby b (s1), asynchronous c (s2); $FAULT_FAILOVERS failovers; set-up $(($(date +%s) - t0)) s"
+    SCENARIOS+=(
+        fleet-kill-primary-fails-closed
+        fleet-partition-fails-closed
+        fleet-failover-no-lost-step
+        fleet-negative-control-async-loses-step
+        fleet-clock-from-database
+    )
+fi
 echo "    $N_HOSTS hosts, $PAR parallel logins per host; store.toml: connect $CONNECT_MS ms, budget $BUDGET_MS ms (parallel batches: $LOAD_CONNECT_MS, $LOAD_BUDGET_MS ms); set-up $(($(date +%s) - START)) s"
 fleet_run_scenarios "${FLEET_TEST_ONLY:-}" "${SCENARIOS[@]}"
 if [[ -n ${FLEET_TEST_KEEP:-} ]]; then

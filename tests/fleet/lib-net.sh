@@ -72,7 +72,10 @@ fleet_net_up() {
     local i
     ip netns add "$NS_DB" || fleet_die "ip netns add $NS_DB"
     ip -n "$NS_DB" link set lo up || fleet_die "lo up in $NS_DB"
-    ip -n "$NS_DB" link add "$BR" type bridge || fleet_die "bridge"
+    # A fixed address: a bridge without one takes the lowest of its ports', so attaching a
+    # namespace later (the fault scenarios' servers) could change it under the hosts' ARP
+    # caches, cutting them off from 10.231.0.1 for as long as the stale entries live.
+    ip -n "$NS_DB" link add "$BR" address 02:00:00:00:00:01 type bridge || fleet_die "bridge"
     ip -n "$NS_DB" addr add "$DB_ADDR/24" dev "$BR" || fleet_die "bridge address"
     ip -n "$NS_DB" link set "$BR" up || fleet_die "bridge up"
     for i in $(seq 1 "$N_HOSTS"); do fleet_net_attach "$(host_ns "$i")" "$(host_addr "$i")" "$i"; done
@@ -85,16 +88,85 @@ fleet_net_up() {
 fleet_net_down() {
     local ns p
     fleet_pg_stop
-    for ns in $(fleet_all_ns); do
+    for ns in $(fleet_all_ns) $(fleet_node_all_ns); do
         [[ -e /run/netns/$ns ]] || continue
         for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
         ip netns del "$ns" 2>/dev/null
     done
 }
 
+# --- replicated servers (the fault scenarios) -------------------------------------------------
+# Nodes (FLEET_NODES="a b c") are servers of one store, each in its own namespace <tag>-n<name>
+# on the bridge with the address fleet_node_addr gives (.2, .3, ...; veth pair 21, 22, ...),
+# its directory (data, log, socket) under $FLEET_NODE_DIR/<name>, its certificate node-<name>.
+fleet_node_all_ns() {
+    local n
+    for n in ${FLEET_NODES:-}; do fleet_node_ns "$n"; done
+}
+fleet_node_ns() { echo "$TAG-n$1"; }
+fleet_node_index() { # 0-based position of node $1 in FLEET_NODES
+    local n i=0
+    for n in $FLEET_NODES; do
+        [[ $n == "$1" ]] && { echo "$i"; return 0; }
+        i=$((i + 1))
+    done
+    return 1
+}
+fleet_node_addr() { echo "$NET.$((2 + $(fleet_node_index "$1")))"; }
+fleet_node_link() { echo "${LN}h$((21 + $(fleet_node_index "$1")))"; } # the bridge's end
+fleet_node_dir() { echo "$FLEET_NODE_DIR/$1"; }
+# fleet_node_with NODE CMD...: CMD with FLEET_PGDIR/FLEET_PGOPTS set for NODE (its address,
+# socket and certificate on the command line: a base backup copies the primary's conf).
+fleet_node_with() {
+    local n=$1
+    shift
+    FLEET_PGDIR=$(fleet_node_dir "$n") FLEET_PGOPTS="-c listen_addresses=$(fleet_node_addr "$n") \
+-c unix_socket_directories=$(fleet_node_dir "$n") -c ssl_cert_file=$PKI/node-$n.crt \
+-c ssl_key_file=$PKI/node-$n.key" "$@"
+}
+fleet_node_start() { fleet_node_with "$1" fleet_pg_start in_ns "$(fleet_node_ns "$1")"; }
+# fleet_node_kill NODE: kill -9 of every process in NODE's namespace (its postmaster and every
+# child: the machine dies), until none is left.
+fleet_node_kill() {
+    local ns p n
+    ns=$(fleet_node_ns "$1")
+    for n in $(seq 1 50); do
+        p=$(ip netns pids "$ns" 2>/dev/null)
+        [[ -n $p ]] || return 0
+        # shellcheck disable=SC2086 # one pid a word
+        kill -KILL $p 2>/dev/null
+        sleep 0.05
+    done
+    return 1
+}
+# fleet_node_cut NODE up|down: NODE's link to the bridge (the bridge's end of its veth pair).
+fleet_node_cut() { ip -n "$NS_DB" link set "$(fleet_node_link "$1")" "$2"; }
+# fleet_node_standby NODE PRIMARY APPNAME: NODE (not running) emptied, a base backup of PRIMARY
+# (pg_basebackup -R over TLS from NODE's namespace: primary_conninfo with application_name
+# APPNAME, the name synchronous_standby_names knows), started as a standby.
+fleet_node_standby() {
+    local n=$1 p=$2 app=$3 d
+    d=$(fleet_node_dir "$n")
+    # A killed postmaster leaves its socket's lock file, whose PID may belong to another
+    # process by now (the new server would take it for a running one).
+    rm -rf "$d/data" "$d"/.s.PGSQL.* && install -d -o postgres -g postgres -m 700 "$d" || return 1
+    in_ns "$(fleet_node_ns "$n")" runuser -u postgres -- "$PG_BIN/pg_basebackup" \
+        -d "host=$(fleet_node_addr "$p") port=$PORT user=postgres sslmode=require application_name=$app" \
+        -D "$d/data" -R -X stream -c fast --no-sync >"$d/basebackup.log" 2>&1 || return 1
+    fleet_node_start "$n"
+}
+# fleet_node_sq NODE [psql args]: psql as the superuser over NODE's unix socket, stdin.
+fleet_node_sq() {
+    local n=$1
+    shift
+    FLEET_PGDIR=$(fleet_node_dir "$n") sq "$@"
+}
+
 # --- certificates ----------------------------------------------------------------------------
+# ossl ARGS: openssl; with FLEET_OSSL_FAKETIME (e.g. -1d) under faketime, so that what it
+# signs is valid from then on (certificates a host with a slow clock still accepts).
 ossl() {
-    openssl "$@" >>"$PKI/openssl.log" 2>&1 ||
+    ${FLEET_OSSL_FAKETIME:+faketime -f "$FLEET_OSSL_FAKETIME"} openssl "$@" >>"$PKI/openssl.log" 2>&1 ||
         fleet_die "openssl $1: $(tail -n 3 "$PKI/openssl.log")"
 }
 # make_ca NAME CN
@@ -127,18 +199,20 @@ fleet_pki() {
     chmod 755 "$PKI" # the server reads ca.crt, server.crt, server.key (0600, its own)
 }
 
-# fleet_tls_cluster MAX_CONNECTIONS: the cluster in $T listening on $DB_ADDR:$PORT with TLS,
-# the pg_hba lines above, started in the db namespace.
+# fleet_tls_cluster MAX_CONNECTIONS [DIR ADDR CERT NS]: the cluster in DIR (default $T)
+# listening on ADDR:$PORT (default $DB_ADDR) with TLS (the server certificate CERT, default
+# server), the pg_hba lines above and any in $FLEET_HBA_EXTRA, started in namespace NS (default
+# the db namespace).
 fleet_tls_cluster() {
-    local i
-    fleet_initdb
-    cat >>"$T/data/postgresql.conf" <<EOF
-listen_addresses = '$DB_ADDR'
+    local i d=${2:-$T} addr=${3:-$DB_ADDR} cert=${4:-server} ns=${5:-$NS_DB}
+    fleet_initdb "$d"
+    cat >>"$d/data/postgresql.conf" <<EOF
+listen_addresses = '$addr'
 port = $PORT
 max_connections = $1
 ssl = on
-ssl_cert_file = '$PKI/server.crt'
-ssl_key_file = '$PKI/server.key'
+ssl_cert_file = '$PKI/$cert.crt'
+ssl_key_file = '$PKI/$cert.key'
 ssl_ca_file = '$PKI/ca.crt'
 ssl_min_protocol_version = 'TLSv1.2'
 EOF
@@ -148,8 +222,9 @@ EOF
             echo "hostssl $DB $(host_role "$i") $(host_addr "$i")/32 cert"
         done
         [[ -z ${FLEET_ADMIN_NS:-} ]] || echo "hostssl $DB fleet_admin $ADM_ADDR/32 cert"
-    } >"$T/data/pg_hba.conf"
-    fleet_pg_start in_ns "$NS_DB" || fleet_die "pg_ctl start in $NS_DB"
+        [[ -z ${FLEET_HBA_EXTRA:-} ]] || echo "$FLEET_HBA_EXTRA"
+    } >"$d/data/pg_hba.conf"
+    FLEET_PGDIR=$d fleet_pg_start in_ns "$ns" || fleet_die "pg_ctl start in $ns"
 }
 
 # --- clients ---------------------------------------------------------------------------------
@@ -196,4 +271,8 @@ fleet_nothing_left() {
         [[ ! -e $d ]] || { why "$d left"; return 1; }
     done
     if pgrep -f -- "-D $data" >/dev/null; then why "a server on $data still runs"; return 1; fi
+    if [[ -n ${FLEET_NODES:-} ]] && pgrep -f -- "-D $FLEET_NODE_DIR/" >/dev/null; then
+        why "a server under $FLEET_NODE_DIR still runs"
+        return 1
+    fi
 }

@@ -48,39 +48,53 @@ fleet_die() {
     exit 1
 }
 
-# fleet_initdb: a cluster in $T/data with trust over its unix socket in $T and no TCP; the
-# caller may append to $T/data/postgresql.conf and rewrite pg_hba.conf before starting it.
+# fleet_initdb [DIR]: a cluster in DIR/data (default: $T) with trust over its unix socket in
+# DIR and no TCP; the caller may append to DIR/data/postgresql.conf and rewrite pg_hba.conf
+# before starting it.
 fleet_initdb() {
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$T/data" -A trust -U postgres --no-sync -E UTF8 \
-        --locale=C.UTF-8 >"$T/initdb.log" 2>&1 || fleet_die "initdb: $(tail -n 3 "$T/initdb.log")"
-    cat >>"$T/data/postgresql.conf" <<EOF
+    local d=${1:-$T}
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$d/data" -A trust -U postgres --no-sync -E UTF8 \
+        --locale=C.UTF-8 >"$d/initdb.log" 2>&1 || fleet_die "initdb: $(tail -n 3 "$d/initdb.log")"
+    cat >>"$d/data/postgresql.conf" <<EOF
 listen_addresses = ''
-unix_socket_directories = '$T'
+unix_socket_directories = '$d'
 fsync = off
 max_connections = 60
 EOF
 }
 
+# The cluster fleet_pg_start/stop, psql_as and fleet_createdb work on: $T by default; the fault
+# scenarios' replicated nodes set FLEET_PGDIR (their DIR/data, DIR/log, socket in DIR) and
+# FLEET_PGOPTS (server options on pg_ctl's command line, which outrank postgresql.conf).
+fleet_pgdir() { echo "${FLEET_PGDIR:-$T}"; }
+
 # fleet_pg_start [CMD-PREFIX...]: starts the cluster (under e.g. `ip netns exec NS`).
 fleet_pg_start() {
-    "$@" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/data" -l "$T/log" -w -t 30 start \
-        >/dev/null
+    local d
+    d=$(fleet_pgdir)
+    "$@" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/log" -w -t 30 \
+        ${FLEET_PGOPTS:+-o "$FLEET_PGOPTS"} start >/dev/null
 }
 
 # fleet_pg_stop [MODE]: stops the cluster if it runs (immediate by default); quiet.
 fleet_pg_stop() {
-    [[ -f $T/data/postmaster.pid ]] || return 0
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/data" -m "${1:-immediate}" -w -t 30 stop \
+    local d
+    d=$(fleet_pgdir)
+    [[ -f $d/data/postmaster.pid ]] || return 0
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$d/data" -m "${1:-immediate}" -w -t 30 stop \
         >/dev/null 2>&1
 }
 
-# fleet_createdb: $DB, and the key file $T/pam-totp.key (outside the data directory, owned by
+# fleet_createdb [same-key]: $DB, and (without same-key, which keeps $KEY: the servers of one
+# store share the key file) the key file $T/pam-totp.key (outside the data directory, owned by
 # the server's user, 0600); sets KEY.
 fleet_createdb() {
-    KEY=$T/pam-totp.key
-    (umask 077 && openssl rand -hex 32 >"$KEY") && chown postgres: "$KEY" && chmod 600 "$KEY" ||
-        fleet_die "key file"
-    "$PG_BIN/psql" -X -q -h "$T" -U postgres -d postgres -c "CREATE DATABASE $DB" ||
+    if [[ ${1:-} != same-key ]]; then
+        KEY=$T/pam-totp.key
+        (umask 077 && openssl rand -hex 32 >"$KEY") && chown postgres: "$KEY" &&
+            chmod 600 "$KEY" || fleet_die "key file"
+    fi
+    "$PG_BIN/psql" -X -q -h "$(fleet_pgdir)" -U postgres -d postgres -c "CREATE DATABASE $DB" ||
         fleet_die "createdb"
 }
 
@@ -106,7 +120,8 @@ fleet_apply_migrations() {
 psql_as() {
     local role=$1
     shift
-    timeout 90 "$PG_BIN/psql" -X -q -At -F '|' -h "$T" -U "$role" -d "$DB" -v ON_ERROR_STOP=1 "$@"
+    timeout 90 "$PG_BIN/psql" -X -q -At -F '|' -h "$(fleet_pgdir)" -U "$role" -d "$DB" \
+        -v ON_ERROR_STOP=1 "$@"
 }
 sq() { psql_as postgres "$@"; }
 adm() { psql_as fleet_admin "$@"; }
@@ -276,22 +291,24 @@ expect() {
 }
 
 # fleet_run_scenarios ONLY NAME...: runs sc_NAME for each NAME (all, or those in the comma
-# list ONLY), printing PASS/FAIL and the reasons; sets FLEET_PASSED and FLEET_FAILED.
+# list ONLY), printing PASS/FAIL with the seconds it took, and the reasons; sets FLEET_PASSED
+# and FLEET_FAILED.
 FLEET_PASSED=0
 FLEET_FAILED=0
 fleet_run_scenarios() {
-    local only=$1 name
+    local only=$1 name t0
     shift
     for name in "$@"; do
         if [[ -n $only && ,$only, != *",$name,"* ]]; then
             continue
         fi
         : >"$WHY"
+        t0=$(date +%s)
         if "sc_$name"; then
-            echo "PASS $name"
+            echo "PASS $name ($(($(date +%s) - t0)) s)"
             FLEET_PASSED=$((FLEET_PASSED + 1))
         else
-            echo "FAIL $name"
+            echo "FAIL $name ($(($(date +%s) - t0)) s)"
             sed 's/^/    /' "$WHY"
             FLEET_FAILED=$((FLEET_FAILED + 1))
         fi

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "002_offline",
         include_str!("../../fleet/sql/002_offline.sql"),
     ),
+    (
+        3,
+        "003_hardening",
+        include_str!("../../fleet/sql/003_hardening.sql"),
+    ),
 ];
 
 /// What `init` did: the migrations it applied (none on a second run) and, when it named the

@@ -76,7 +76,7 @@ fn given_a_cluster_then_admin_sets_up_and_the_module_call_judges_codes() {
     let admin_cfg = StoreConfig::load(&cluster.store_toml("postgres"), 0).unwrap();
     let mut admin = Admin::connect(&admin_cfg, 0).unwrap();
     let first = admin.init(Some(&cluster.key())).unwrap();
-    assert_eq!(first.applied, vec![1, 2]);
+    assert_eq!(first.applied, vec![1, 2, 3]);
     assert_eq!(first.key_id.as_deref().map(str::len), Some(16));
     let again = admin.init(Some(&cluster.key())).unwrap();
     assert!(

@@ -298,6 +298,19 @@ RELEASE SAVEPOINT a;
 SELECT outcome FROM pam_totp.outcome(:'ticket');
 EOF
     ) && { why "outcome after a savepoint: $out"; return 1; }
+    # Two checks in one transaction: the second could tell from its work whether the first
+    # locked the user (migration 003): refused, for both signatures.
+    for args in "1" "1, 0"; do
+        out=$(psql_as host-a -v a="$wrong" 2>&1 <<EOF
+BEGIN;
+SELECT pam_totp.check('rb1', :'a', 'x', $args);
+SELECT pam_totp.check('rb1', :'a', 'x', $args);
+EOF
+        ) && { why "two checks in one transaction ($args): $out"; return 1; }
+        [[ $out == *"transaction of its own"* ]] || { why "second check ($args): $out"; return 1; }
+    done
+    expect "nothing kept by the refused pair" \
+        "$(adm <<<"SELECT failures FROM pam_totp.status('rb1')")" 0 || return 1
     # Committed: counted, and only the host that checked may read the outcome.
     out=$(psql_as host-a -v a="$wrong" <<<"SELECT pam_totp.check('rb1', :'a', 'x', 1)") || return 1
     expect "committed wrong code" "$(psql_as host-a <<<"SELECT outcome, failures FROM pam_totp.outcome('$out')")" "wrong|1" || return 1

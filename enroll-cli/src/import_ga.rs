@@ -81,16 +81,15 @@ pub fn run(ctx: &Ctx, a: &ImportGaArgs) -> Result<()> {
         .map(|c| recovery::hash(c))
         .collect::<std::io::Result<Vec<String>>>()
         .map_err(|e| CliError::new(format!("cannot draw random numbers: {e}")))?;
-    let record = Record {
-        user: user.to_string(),
-        status: Status::Active,
-        replaces_active: false,
-        secret: f.secret.clone(),
+    let record = Record::new(
+        user,
+        Status::Active,
+        f.secret.clone(),
         params,
-        issuer: issuer.clone(),
-        created: Some(ctx.now()),
-        recovery: hashes,
-    };
+        &issuer,
+        Some(ctx.now()),
+        hashes,
+    );
     let last_step = f
         .disallow_reuse
         .as_ref()

@@ -215,16 +215,15 @@ fn import_line(
             secret.len_bits()
         ));
     }
-    let record = Record {
-        user: user.to_string(),
-        status: Status::Active,
-        replaces_active: false,
+    let record = Record::new(
+        user,
+        Status::Active,
         secret,
         params,
-        issuer: issuer.to_string(),
-        created: Some(ctx.now()),
-        recovery: Vec::new(),
-    };
+        issuer,
+        Some(ctx.now()),
+        Vec::new(),
+    );
     match import::save(store, &record, last_step, force) {
         Ok(()) => {
             let mut msg = format!("imported {user} ({})", params.describe());

@@ -38,16 +38,15 @@ pub fn new_enrolment(
         .map(|c| recovery::hash(c))
         .collect::<std::io::Result<Vec<String>>>()?;
     Ok(Enrolment {
-        record: Record {
-            user: user.to_string(),
-            status: Status::Pending,
-            replaces_active: false,
+        record: Record::new(
+            user,
+            Status::Pending,
             secret,
             params,
-            issuer: issuer.to_string(),
-            created: Some(now),
-            recovery: hashes,
-        },
+            issuer,
+            Some(now),
+            hashes,
+        ),
         recovery_codes,
     })
 }

@@ -34,6 +34,7 @@ pub mod next_login;
 pub mod options;
 pub mod policy;
 pub mod qr;
+pub mod quiet_panic;
 pub mod reason;
 pub mod recovery;
 pub mod secret;

@@ -7,53 +7,22 @@
 
 use pam_totp::fleet::wire::{Request, Response};
 use pam_totp::fleet::FleetError;
-use std::cell::Cell;
 use std::ffi::c_int;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Once, OnceLock};
 
 /// The response does not fit `resp_cap` (nothing written).
 pub const TOO_SMALL: c_int = 1;
 /// A null pointer where the contract wants one.
 pub const BAD_ARGUMENTS: c_int = 2;
 
-thread_local! {
-    static IN_CALL: Cell<bool> = const { Cell::new(false) };
-}
-
-type PanicHook = Box<dyn Fn(&panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
-
-/// Silences the panic hook while [`respond`] runs on this thread (the default hook prints to
-/// stderr; PAM modules never write there); other Rust code sharing this std keeps its hook.
-/// Allocates nothing per call: the closure captures nothing, the previous hook sits in a
-/// static (the same pattern as `pam_totp.so`'s trampoline).
-fn install_quiet_panic_hook() {
-    static ONCE: Once = Once::new();
-    static PREVIOUS: OnceLock<PanicHook> = OnceLock::new();
-    ONCE.call_once(|| {
-        let _ = PREVIOUS.set(panic::take_hook());
-        panic::set_hook(Box::new(|info| {
-            if !IN_CALL.with(Cell::get) {
-                if let Some(previous) = PREVIOUS.get() {
-                    previous(info);
-                }
-            }
-        }));
-    });
-}
-
 /// The encoded response to an encoded request; a panic anywhere inside is a `Failed` response.
 pub(crate) fn respond(req: &[u8]) -> Vec<u8> {
-    install_quiet_panic_hook();
-    let was = IN_CALL.with(|c| c.replace(true));
-    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+    let r = pam_totp::quiet_panic::catch_quietly(|| {
         match Request::decode(req) {
             Ok(r) => crate::call(&r),
             Err(e) => Response::Failed(FleetError(format!("invalid request: {e}"))),
         }
         .encode()
-    }));
-    IN_CALL.with(|c| c.set(was));
+    });
     r.unwrap_or_else(|_| {
         Response::Failed(FleetError("internal error (panic caught)".into())).encode()
     })

@@ -32,16 +32,15 @@ pub fn new_key(
     let secret = Secret::from_bytes(secret.to_vec())
         .map_err(|e| CliError::new(format!("the store returned an unusable key: {e}")))?;
     let e = Enrolment {
-        record: Record {
-            user: user.to_string(),
-            status: Status::Pending,
-            replaces_active: false,
+        record: Record::new(
+            user,
+            Status::Pending,
             secret,
             params,
-            issuer: issuer.to_string(),
-            created: None,
-            recovery: Vec::new(),
-        },
+            issuer,
+            None,
+            Vec::new(),
+        ),
         recovery_codes,
     };
     Ok(NewKey::of(&e))

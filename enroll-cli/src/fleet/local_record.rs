@@ -48,16 +48,15 @@ impl LocalRecord {
     ) -> Result<()> {
         let secret = Secret::from_bytes(secret.to_vec())
             .map_err(|e| CliError::new(format!("the store returned an unusable key: {e}")))?;
-        let record = Record {
-            user: user.to_string(),
-            status: Status::Active,
-            replaces_active: false,
+        let record = Record::new(
+            user,
+            Status::Active,
             secret,
             params,
-            issuer: issuer.to_string(),
-            created: Some(RealSystem.now()),
-            recovery: recovery.to_vec(),
-        };
+            issuer,
+            Some(RealSystem.now()),
+            recovery.to_vec(),
+        );
         let failed = |doing: &str, e| {
             CliError::store(&format!("cannot {doing} {user}'s local record"), e).hint(format!(
                 "the store's record was made; to write the local one, run the enrolment again \

@@ -11,11 +11,10 @@ use crate::flow::{self, Code, ConvError, Conversation, Level, Request, Verdict};
 use crate::options::Options;
 use crate::reason::Reason;
 use crate::sys::RealSystem;
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::{Once, OnceLock};
+
 use zeroize::Zeroizing;
 
 pub mod abi;
@@ -301,35 +300,6 @@ impl Conversation for PamConversation<'_> {
     }
 }
 
-thread_local! {
-    static IN_MODULE: Cell<bool> = const { Cell::new(false) };
-}
-
-type PanicHook = Box<dyn Fn(&panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
-
-/// Silences the default panic hook (it prints to stderr) while our code runs; other Rust code
-/// in the process keeps its hook.
-///
-/// Nothing here may allocate: libpam dlopens the module for every handle and dlcloses it at
-/// `pam_end`, and the hook slot of the module's private copy of std vanishes with the module,
-/// so a boxed closure capturing the previous hook (16 bytes) leaked once per login in every
-/// long-running process. The closure below captures nothing (a zero-sized `Box` allocates
-/// nothing), and the previous hook is kept in a static; the default hook is a zero-sized `fn`.
-fn install_quiet_panic_hook() {
-    static ONCE: Once = Once::new();
-    static PREVIOUS: OnceLock<PanicHook> = OnceLock::new();
-    ONCE.call_once(|| {
-        let _ = PREVIOUS.set(panic::take_hook());
-        panic::set_hook(Box::new(|info| {
-            if !IN_MODULE.with(Cell::get) {
-                if let Some(previous) = PREVIOUS.get() {
-                    previous(info);
-                }
-            }
-        }));
-    });
-}
-
 fn args_of(argc: c_int, argv: *const *const c_char) -> Result<Vec<String>, String> {
     if argc < 0 || (argc > 0 && argv.is_null()) {
         return Err("invalid module arguments from libpam".into());
@@ -386,9 +356,7 @@ fn trampoline(
     let handle = Handle(pamh);
     // Restored when this call returns, after everything below (also after a caught panic).
     let _limits = limits::CallLimits::lift();
-    install_quiet_panic_hook();
-    IN_MODULE.with(|f| f.set(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+    let result = crate::quiet_panic::catch_quietly(|| {
         let args = match args_of(argc, argv) {
             Ok(a) => a,
             Err(e) => {
@@ -403,8 +371,7 @@ fn trampoline(
                 PAM_SERVICE_ERR
             }
         }
-    }));
-    IN_MODULE.with(|f| f.set(false));
+    });
     match result {
         Ok(code) => code,
         Err(_) => {

@@ -129,6 +129,29 @@ pub(crate) fn clean_toml_error(e: &toml::de::Error) -> String {
 }
 
 impl Record {
+    /// A record for `user` as enrolment and imports make it (never one replacing an active
+    /// record: `enroll --force` sets that itself).
+    pub fn new(
+        user: &str,
+        status: Status,
+        secret: Secret,
+        params: Params,
+        issuer: &str,
+        created: Option<u64>,
+        recovery: Vec<String>,
+    ) -> Record {
+        Record {
+            user: user.to_string(),
+            status,
+            replaces_active: false,
+            secret,
+            params,
+            issuer: issuer.to_string(),
+            created,
+            recovery,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Record, String> {
         Record::from_raw(plain_or_toml(
             text,

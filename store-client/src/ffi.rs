@@ -137,4 +137,44 @@ mod tests {
             unsafe { pam_totp_store_v1(std::ptr::null(), 3, std::ptr::null_mut(), 0, &mut len) };
         assert_eq!(rc, BAD_ARGUMENTS);
     }
+
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").unwrap().count()
+    }
+
+    /// sshd, su and login fork around PAM: after a call — one that timed out included — the
+    /// process must be able to fork, and the child to make another call (no runtime, thread or
+    /// lock of the first call left behind).
+    #[test]
+    fn given_a_timed_out_call_then_a_forked_child_calls_again() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = silent.local_addr().unwrap();
+        let dir = crate::module_call::test_dir::Dir::new(
+            "fork",
+            &format!("addresses = [\"{a}\"]\nconnect_timeout_ms = 100\nbudget_ms = 200\n"),
+        );
+        let req = dir.request(200).encode();
+        let before = threads();
+        let (rc, out) = call_ffi(&req, 4096);
+        assert_eq!(rc, 0);
+        assert!(matches!(Response::decode(&out), Ok(Response::Failed(_))));
+        assert_eq!(threads(), before, "a thread outlived the call");
+        // SAFETY (test): the child only calls the entry point again and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let (rc, out) = call_ffi(&req, 4096);
+            let ok = rc == 0
+                && matches!(Response::decode(&out), Ok(Response::Failed(e)) if e.0.contains(&a.to_string()));
+            // SAFETY (test): ends the child without running the parent's test harness.
+            unsafe { libc::_exit(if ok && threads() == 1 { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY (test): waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child: {status}"
+        );
+    }
 }

@@ -245,10 +245,11 @@ async fn outcome(s: &Session, ticket: &str) -> Result<CheckResult, Refusal> {
     })
 }
 
+/// Test fixtures shared by this crate's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use pam_totp::fleet::wire::Call;
+pub(crate) mod test_dir {
+    use pam_totp::fleet::wire::{Call, Request};
+    use pam_totp::names::UserName;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::PathBuf;
     use std::time::Duration;
@@ -256,10 +257,10 @@ mod tests {
 
     /// A private directory in /tmp with store.toml and the test TLS files, owned by whoever
     /// runs the test (passed as the trusted owner), removed on drop.
-    struct Dir(PathBuf);
+    pub(crate) struct Dir(pub(crate) PathBuf);
 
     impl Dir {
-        fn new(tag: &str, body: &str) -> Dir {
+        pub(crate) fn new(tag: &str, body: &str) -> Dir {
             let d =
                 std::env::temp_dir().join(format!("pam-totp-store-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&d);
@@ -284,12 +285,12 @@ mod tests {
             );
             dir
         }
-        fn write(&self, name: &str, text: &str, mode: u32) {
+        pub(crate) fn write(&self, name: &str, text: &str, mode: u32) {
             let f = self.0.join(name);
             std::fs::write(&f, text).unwrap();
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        fn request(&self, remaining_ms: u64) -> Request {
+        pub(crate) fn request(&self, remaining_ms: u64) -> Request {
             Request {
                 config: self.0.join("store.toml"),
                 owner: std::fs::metadata(&self.0).unwrap().uid(),
@@ -310,6 +311,13 @@ mod tests {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_dir::Dir;
+    use super::*;
+    use std::time::Duration;
 
     fn failed(req: &Request) -> (String, Duration) {
         let t = Instant::now();

@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(CURDIR)/target)
 PAM_TOTP_SO ?= $(TARGET_DIR)/release/libpam_totp.so
 
-.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit fleet-sql-test fleet-net-test fleet-test demo torture bench fuzz-quick
+.PHONY: all build deps check test fmt fmt-check clippy clean deb test-package docs e2e test-cockpit fleet-sql-test fleet-net-test fleet-test demo torture bench bench-fleet fuzz-quick
 
 all: build
 
@@ -106,8 +106,17 @@ torture: build
 	PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 
 # Ours vs pam_google_authenticator vs pam_oath through real libpam (BENCHMARKS.md)
+# then fleet mode: 8 hosts against a primary with a synchronous standby (bench/fleet.sh;
+# BENCH_FLEET=0 skips it)
+BENCH_FLEET ?= 1
 bench: deps build
 	PAM_TOTP_SO=$(PAM_TOTP_SO) bash bench/run.sh
+	if [ "$(BENCH_FLEET)" != 0 ]; then CARGO_TARGET_DIR="$(TARGET_DIR)" bash bench/fleet.sh; fi
+
+# Fleet mode alone: logins/s, p50/p99 of 8 hosts in parallel, file mode beside it, the cost of
+# one login (BENCHMARKS.md "fleet mode")
+bench-fleet: build
+	CARGO_TARGET_DIR="$(TARGET_DIR)" bash bench/fleet.sh
 
 # Every fuzz target for 30 s from the committed corpus (cargo-fuzz; `fuzz/run.sh 600` for long runs)
 fuzz-quick: deps

@@ -127,24 +127,6 @@ for i in $(seq 1 "$N_HOSTS"); do
 done
 
 # --- hosts: store.toml, policy, PAM stacks, syslog ----------------------------------------------
-# store_toml I [CA] [ADDRESSES] [BUDGET] [CONNECT]: host I's store.toml
-store_toml() {
-    local i=$1 ca=${2:-$PKI/ca.crt} addrs=${3:-\"$DB_ADDR:$PORT\"} budget=${4:-$BUDGET_MS}
-    local connect=${5:-$CONNECT_MS}
-    cat <<EOF
-backend = "postgresql"
-addresses = [$addrs]
-database = "$DB"
-role = "$(host_role "$i")"
-ca = "$ca"
-cert = "$PKI/h$i.crt"
-key = "$PKI/h$i.key"
-connect_timeout_ms = $connect
-budget_ms = $budget
-[offline]
-mode = "deny"
-EOF
-}
 # service I NAME OPTIONS: a PAM service of host I running the module with OPTIONS, whose
 # PAM_IGNORE shows as the mark (then pam_permit lets the stack succeed).
 service() {

@@ -242,6 +242,25 @@ conninfo() {
     shift
     conninfo_as "$(host_role "$i")" "h$i" "$@"
 }
+# store_toml I [CA] [ADDRESSES] [BUDGET] [CONNECT]: host I's store.toml (defaults: our CA, the
+# cluster on $DB_ADDR, $BUDGET_MS, $CONNECT_MS; offline mode deny).
+store_toml() {
+    local i=$1 ca=${2:-$PKI/ca.crt} addrs=${3:-\"$DB_ADDR:$PORT\"} budget=${4:-$BUDGET_MS}
+    local connect=${5:-$CONNECT_MS}
+    cat <<EOF
+backend = "postgresql"
+addresses = [$addrs]
+database = "$DB"
+role = "$(host_role "$i")"
+ca = "$ca"
+cert = "$PKI/h$i.crt"
+key = "$PKI/h$i.key"
+connect_timeout_ms = $connect
+budget_ms = $budget
+[offline]
+mode = "deny"
+EOF
+}
 # net_psql NS CONNINFO [psql args]: psql over TCP from namespace NS (under timeout), stdin.
 net_psql() {
     local ns=$1 ci=$2

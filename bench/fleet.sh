@@ -19,6 +19,8 @@
 # scenario, default 15), BENCH_FLEET_USERS (users per host, default 2000), BENCH_FLEET_FILE_USERS
 # (file mode's, default 3000), BENCH_FLEET_PRELOAD=1
 # (also measure with shared_preload_libraries = 'plpgsql,pgcrypto' on the primary),
+# BENCH_FLEET_POOLER=pgbouncer (also measure through PgBouncer on the primary's machine: per-role
+# pools in transaction mode, lib-net.sh's fleet_pgbouncer; its properties probed first),
 # BENCH_FLEET_KEEP=1 (keep the work directory), BENCH_OUT (append the report to this file).
 # Nothing outside the namespaces and the work directory under /var/tmp is touched.
 set -uo pipefail
@@ -29,7 +31,8 @@ FLEET_NAME=bench-fleet
 . "$ROOT/tests/fleet/lib.sh"
 # shellcheck source=tests/fleet/lib-net.sh
 . "$ROOT/tests/fleet/lib-net.sh"
-fleet_prereqs ip timeout python3 unshare cc "$PG_BIN/pg_basebackup" /usr/bin/time
+fleet_prereqs ip timeout python3 unshare cc "$PG_BIN/pg_basebackup" /usr/bin/time \
+    ${BENCH_FLEET_POOLER:+pgbouncer}
 ip netns list >/dev/null 2>&1 || { echo "SKIP $FLEET_NAME: no network namespaces"; exit 0; }
 
 REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
@@ -156,7 +159,7 @@ sessions() { fsq <<<"SELECT sessions FROM pg_stat_database WHERE datname = '$DB'
 # appends one line to $OUT/summary (see summarise).
 phase() {
     local name=$1 svc=$2 mode=$3 secs=$4 hosts=${5:-$N_HOSTS} i pids=() a0 b0 s0 m0 t_0 t_1 m1 users
-    local flag=
+    local flag= cursor
     [[ $mode == wrong ]] && flag=-F # skip the driver's ±1500-step search (client CPU)
     a0=$(cpu_of "$(fleet_node_ns a)")
     b0=$(cpu_of "$(fleet_node_ns b)")
@@ -166,12 +169,12 @@ phase() {
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     t_0=$(date +%s%N)
     for i in $(seq 1 "$hosts"); do
-        users=$BASE/h$i/users.txt
-        [[ $svc == file ]] && users=$BASE/h$i/file/users.txt
+        users=$BASE/h$i/users.txt cursor=$BASE/h$i/cursor.fleet # one per store: no replays
+        [[ $svc == file ]] && users=$BASE/h$i/file/users.txt cursor=$BASE/h$i/cursor.file
         in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
             /usr/bin/time -f '%U %S' -o "$OUT/$name.h$i.cpu" \
             bash "$ROOT/tests/lib/sandbox.sh" "$PAMBENCH" -m "$mode" $flag -n 100000000 -t "$secs" \
-            -N "$name/h$i" -S "$BASE/h$i/cursor.$svc" -o "$OUT/$name.h$i.lat" -r "10.9.0.$i" \
+            -N "$name/h$i" -S "$cursor" -o "$OUT/$name.h$i.lat" -r "10.9.0.$i" \
             "$BASE/h$i/pam.d" "$svc" "$users" >"$OUT/$name.h$i.out" 2>&1 &
         pids+=($!)
     done
@@ -200,6 +203,57 @@ ssys synchronous_commit local
 phase fleet-valid-local faults-w1 valid "$SECS"
 phase fleet1-valid-local faults-w1 valid 8 1
 ssys synchronous_commit on
+# pooler_probe WANT WHAT CMD...: CMD (psql through PgBouncer) must succeed (ok) or fail (fail).
+pooler_probe() {
+    local want=$1 what=$2 out got=ok
+    shift 2
+    out=$("$@" 2>&1) || got=fail
+    echo "$([[ $got == "$want" ]] && echo PASS || echo FAIL) pooler: $what -> $got: $(tr '\n' ' ' <<<"$out" | cut -c1-150)"
+}
+pq() { # I CERT ROLE [KEY=VALUE...]: psql from host I through PgBouncer as ROLE with CERT, stdin
+    local i=$1 cert=$2 role=$3
+    shift 3
+    net_psql "$(host_ns "$i")" "$(conninfo_as "$role" "$cert" "host=$(fleet_node_addr a)" \
+        "port=$POOLER_PORT" "sslrootcert=$PKI/fca.crt" "$@")"
+}
+if [[ ${BENCH_FLEET_POOLER:-} == pgbouncer ]]; then
+    fleet_pgbouncer "$(fleet_node_ns a)" "$(fleet_node_addr a)" "$(fleet_node_dir a)" fca || die "pgbouncer"
+    for i in $(seq 1 "$N_HOSTS"); do # store-pgb.toml: [PgBouncer, the standby]
+        (umask 077 && sed "s|\"$(fleet_node_addr a):$PORT\"|\"$(fleet_node_addr a):$POOLER_PORT\"|" \
+            "$BASE/h$i/store-faults.toml" >"$BASE/h$i/store-pgb.toml") || die "store-pgb.toml"
+        sed 's|store-faults.toml|store-pgb.toml|' "$BASE/h$i/pam.d/faults-w1" >"$BASE/h$i/pam.d/pgb"
+    done
+    {
+        pooler_probe ok "session_user" pq 1 h1 host-h1 <<<"SELECT session_user"
+        pooler_probe fail "h1's certificate as host-h2" pq 1 h1 host-h2 <<<"SELECT 1"
+        pooler_probe fail "another CA's certificate for host-h1" pq 1 h1-other host-h1 <<<"SELECT 1"
+        pooler_probe fail "no certificate" pq 1 h1 host-h1 sslcert=/nonexistent sslkey=/nonexistent <<<"SELECT 1"
+        pooler_probe fail "two checks in one transaction" pq 1 h1 host-h1 \
+            <<<"BEGIN; SELECT pam_totp.check('fb1-0', '000000', 'x', 1, NULL) IS NULL; SELECT pam_totp.check('fb1-0', '000000', 'x', 1, NULL)"
+        pooler_probe fail "outcome before the check committed" pq 1 h1 host-h1 \
+            <<<"BEGIN; SELECT pam_totp.check('fb1-0', '000000', 'x', 1, NULL) AS t \gset
+SELECT pam_totp.outcome(:'t')"
+        t=$(pq 1 h1 host-h1 <<<"SELECT pam_totp.check('fb1-0', '000000', 'x', 1, NULL)")
+        pooler_probe fail "host-h2 reads host-h1's outcome" pq 2 h2 host-h2 <<<"SELECT pam_totp.outcome('$t')"
+        pooler_probe ok "host-h1 reads its outcome (a later transaction, any server connection of its pool)" pq 1 h1 host-h1 \
+            <<<"SELECT outcome FROM pam_totp.outcome('$t')"
+    } | tee "$OUT/pooler-checks"
+    phase fleet-valid-pgb pgb valid "$SECS"
+    phase fleet-wrong-pgb pgb wrong "$SECS"
+    phase fleet1-valid-pgb pgb valid 8 1
+    # Every audit row and last_success_host of user fb<h>-* names host-h<h> (session_user).
+    fsq <<<"SELECT 'audit rows ' || count(*) || ', of another host ' || count(*) FILTER (WHERE host <> 'host-h' || substring(user_name FROM '^fb([0-9]+)-')) FROM pam_totp.audit WHERE user_name LIKE 'fb%';
+SELECT 'last_success_host set ' || count(last_success_host) || ', another host ' || count(*) FILTER (WHERE last_success_host <> 'host-h' || substring(name FROM '^fb([0-9]+)-')) FROM pam_totp.users WHERE name LIKE 'fb%'" |
+        tee -a "$OUT/pooler-checks"
+    # Revoked while its pool is warm: the pooled backends' next call is refused (membership).
+    [[ $(fadm <<<"SELECT pam_totp.revoke_host('host-h8')") == t ]] || die "revoke host-h8"
+    pooler_probe fail "revoked host-h8 through its warm pool" pq 8 h8 host-h8 <<<"SELECT pam_totp.enrolment('fb8-0')" |
+        tee -a "$OUT/pooler-checks"
+    echo "PgBouncer's own CPU: $(awk '{ print ($14 + $15) / 100 }' "/proc/$(cat "$(fleet_node_dir a)/pgbouncer/pgbouncer.pid")/stat") s" |
+        tee -a "$OUT/pooler-checks"
+    echo "server connections: $(fsq <<<"SELECT count(*) FILTER (WHERE backend_type = 'client backend' AND usename LIKE 'host-%') FROM pg_stat_activity")" |
+        tee -a "$OUT/pooler-checks"
+fi
 if [[ ${BENCH_FLEET_PRELOAD:-} == 1 ]]; then
     fsq -d postgres >/dev/null <<<"ALTER SYSTEM SET shared_preload_libraries = plpgsql, pgcrypto" || die preload
     fleet_node_with a fleet_pg_stop fast

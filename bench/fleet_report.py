@@ -130,3 +130,9 @@ if os.path.exists(warm):
         print(f"- the same calls in one psql session: check {times[0]} / {times[1]} / {times[2]} ms "
               f"(1st / 2nd / 3rd), enrolment {times[3]} / {times[4]} ms (after check compiled "
               f"the shared helpers), enrolment alone in a new session {times[5]} ms")
+
+pooler = os.path.join(out, "pooler-checks")  # BENCH_FLEET_POOLER=pgbouncer
+if os.path.exists(pooler):
+    print("\nPgBouncer (per-role pools, transaction mode), properties probed:")
+    for line in open(pooler):
+        print(f"- {line.rstrip()}")

@@ -27,6 +27,10 @@ packages=(
     # tests/fleet/fleet-test.sh FLEET_FAULTS: host clocks ±5 min (libfaketime in the harness),
     # certificates dated a day back; pg_basebackup is in postgresql-15
     faketime
+    # bench/fleet.sh BENCH_FLEET_POOLER=pgbouncer, fleet-test.sh FLEET_TEST_POOLER=pgbouncer
+    # (the package's own service is kept from starting by policy-rc.d, as above; the bench and
+    # the test run their own in a namespace)
+    pgbouncer
 )
 
 missing=()

@@ -27,6 +27,8 @@
 # Environment: FULL=1 (8 × 64 parallel logins instead of 8 × 16), FLEET_FAULTS=1 (also the
 # fault scenarios of fleet-faults.sh against a primary with two standbys; =quick: 3 failovers
 # instead of 20, what `make test` runs; FAULT_FAILOVERS=N overrides),
+# FLEET_TEST_POOLER=pgbouncer (hosts' store.toml points at PgBouncer in the db namespace on
+# 10.231.0.1:6432, per-role pools in transaction mode: lib-net.sh's fleet_pgbouncer),
 # FLEET_TEST_ONLY=name,name (only these; fleet-nothing-left always runs), FLEET_TEST_KEEP=1
 # (pause before cleanup), PG_BIN, CARGO, CARGO_TARGET_DIR (where the two .so files and the
 # pam-totp CLI are: default target/release of this tree).
@@ -39,10 +41,11 @@ FLEET_NAME=fleet-test
 # shellcheck source=tests/fleet/lib-net.sh
 . "$ROOT/tests/fleet/lib-net.sh"
 FLEET_FAULTS=${FLEET_FAULTS:-}
+POOLER_TOOL=${FLEET_TEST_POOLER:+pgbouncer}
 if [[ -n $FLEET_FAULTS ]]; then
-    fleet_prereqs ip timeout python3 unshare cc faketime "$PG_BIN/pg_basebackup"
+    fleet_prereqs ip timeout python3 unshare cc faketime "$PG_BIN/pg_basebackup" $POOLER_TOOL
 else
-    fleet_prereqs ip timeout python3 unshare cc
+    fleet_prereqs ip timeout python3 unshare cc $POOLER_TOOL
 fi
 ip netns list >/dev/null 2>&1 || { echo "SKIP $FLEET_NAME: no network namespaces (ip netns)"; exit 0; }
 
@@ -120,11 +123,18 @@ adm() { net_psql "$NS_ADM" "$(conninfo_as fleet_admin admin)" "$@"; }
 host_psql() {
     local i=$1
     shift
-    net_psql "$(host_ns "$i")" "$(conninfo "$i")" "$@"
+    net_psql "$(host_ns "$i")" "$(conninfo "$i" $HOST_VIA)" "$@"
 }
 for i in $(seq 1 "$N_HOSTS"); do
     [[ $(adm <<<"SELECT pam_totp.add_host('$(host_role "$i")')") == t ]] || die "add_host $i over TLS"
 done
+
+STORE_ADDRS= HOST_VIA= # the cluster (store_toml's default)
+if [[ ${FLEET_TEST_POOLER:-} == pgbouncer ]]; then # store.toml, store-load.toml, host_psql
+    fleet_pgbouncer "$NS_DB" "$DB_ADDR" "$T" ca || die "pgbouncer"
+    # PgBouncer refuses the startup parameter `options` (PGOPTIONS): none for host_psql.
+    STORE_ADDRS="\"$DB_ADDR:$POOLER_PORT\"" HOST_VIA="port=$POOLER_PORT options=''"
+fi
 
 # --- hosts: store.toml, policy, PAM stacks, syslog ----------------------------------------------
 # service I NAME OPTIONS: a PAM service of host I running the module with OPTIONS, whose
@@ -147,11 +157,11 @@ for i in $(seq 1 "$N_HOSTS"); do
     H=$BASE/h$i
     mkdir -m 700 "$H" "$H/state" "$H/state/users"
     mkdir -m 755 "$H/pam.d"
-    (umask 077 && store_toml "$i" >"$H/store.toml" &&
+    (umask 077 && store_toml "$i" "" "$STORE_ADDRS" >"$H/store.toml" &&
         store_toml "$i" "$PKI/otherca.crt" >"$H/store-wrongca.toml" &&
         store_toml "$i" "" "$(printf '"%s:5432",' "${BLACKHOLES[@]}" | sed 's/,$//')" 1500 \
             >"$H/store-blackhole.toml" &&
-        store_toml "$i" "" "" "$LOAD_BUDGET_MS" "$LOAD_CONNECT_MS" >"$H/store-load.toml") ||
+        store_toml "$i" "" "$STORE_ADDRS" "$LOAD_BUDGET_MS" "$LOAD_CONNECT_MS" >"$H/store-load.toml") ||
         die "store.toml $i"
     # h5..h8 require ft-dis (fleet-disable-immediate); h1..h4 have no policy (nobody required).
     if ((i > 4)); then

@@ -227,6 +227,51 @@ EOF
     FLEET_PGDIR=$d fleet_pg_start in_ns "$ns" || fleet_die "pg_ctl start in $ns"
 }
 
+# --- PgBouncer (bench/fleet.sh BENCH_FLEET_POOLER=pgbouncer, fleet-test.sh FLEET_TEST_POOLER) --
+# fleet_pgbouncer NS ADDR SOCKDIR CA: PgBouncer in namespace NS on ADDR:$POOLER_PORT as the
+# postgres user (files in SOCKDIR/pgbouncer, 0700), TLS with a certificate for ADDR signed by CA
+# (what the hosts pin); clients must show a certificate of our CA whose CN is the user name
+# (client_tls_sslmode verify-full, auth_type cert), and only the host roles are known
+# (auth_file). pool_mode transaction, one pool per role: each pool's server connections log in
+# AS THAT ROLE over the server's unix socket in SOCKDIR (0700, the postgres user's: only the
+# server and PgBouncer reach it), so session_user stays the host's role.
+POOLER_PORT=6432
+fleet_pgbouncer() {
+    local ns=$1 addr=$2 sock=$3 ca=$4 d=$3/pgbouncer i k
+    install -d -o postgres -g postgres -m 700 "$d" || return 1
+    make_cert "$ca" pooler "$addr" "subjectAltName=IP:$addr"
+    chown postgres: "$PKI/pooler.key"
+    for i in $(seq 1 "$N_HOSTS"); do echo "\"$(host_role "$i")\" \"\""; done >"$d/userlist.txt"
+    cat >"$d/pgbouncer.ini" <<EOF
+[databases]
+$DB = host=$sock port=$PORT dbname=$DB
+[pgbouncer]
+listen_addr = $addr
+listen_port = $POOLER_PORT
+unix_socket_dir =
+pidfile = $d/pgbouncer.pid
+logfile = $d/pgbouncer.log
+auth_type = cert
+auth_file = $d/userlist.txt
+client_tls_sslmode = verify-full
+client_tls_ca_file = $PKI/ca.crt
+client_tls_cert_file = $PKI/pooler.crt
+client_tls_key_file = $PKI/pooler.key
+pool_mode = transaction
+default_pool_size = ${POOLER_POOL_SIZE:-2}
+max_client_conn = 1000
+log_connections = 0
+log_disconnections = 0
+EOF
+    chown postgres: "$d"/* || return 1
+    in_ns "$ns" runuser -u postgres -- pgbouncer -d -q "$d/pgbouncer.ini" || return 1
+    for k in $(seq 1 50); do
+        in_ns "$ns" bash -c "exec 3<>/dev/tcp/$addr/$POOLER_PORT" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # --- clients ---------------------------------------------------------------------------------
 # conninfo HOST-INDEX [KEY=VALUE...]: the host's connection string (its role, its certificate,
 # our CA, verify-full); later KEY=VALUE pairs override. conninfo_as ROLE CERT [KEY=VALUE...]:

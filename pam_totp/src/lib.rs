@@ -20,6 +20,12 @@
 //! - §5 imports: the google-authenticator and pam_oath parsers in [`import`].
 //! - §6 the policy, who is required: [`policy`]; its trusted read and validated replace:
 //!   [`store::load_policy`], [`store::replace_policy`].
+//! - §11 fleet mode: `store.toml` and its trust: [`fleet::config`]; what a login asks of the
+//!   store and how its outcomes read (the same [`reason::Reason`]s): [`fleet`]; the decision over
+//!   it: [`flow::authenticate_fleet`] (`flow/fleet.rs`), break-glass users and their offline
+//!   report: `flow/offline.rs` with the local file in [`store`]; the call between the module and
+//!   the client library (crate `pam-totp-store`): [`fleet::wire`].
+//! - Every C entry point runs Rust code through [`quiet_panic::catch_quietly`].
 #![deny(unsafe_code)]
 
 pub mod clock;

@@ -136,6 +136,17 @@ impl FleetStore for FakeFleet<'_> {
 }
 
 impl World {
+    /// A request for `user` with no remote host.
+    fn request<'a>(&'a self, user: &'a str) -> Request<'a> {
+        Request {
+            user,
+            rhost: None,
+            options: &self.opts,
+            owner: uid(),
+            typed_ahead: None,
+        }
+    }
+
     pub(super) fn fleet_login(
         &self,
         user: &str,
@@ -289,13 +300,7 @@ fn given_one_sequence_then_fleet_outcomes_read_as_file_mode() {
 #[test]
 fn given_split_line_then_the_store_says_whether_a_code_is_expected() {
     let w = World::new();
-    let req = Request {
-        user: "alice",
-        rhost: None,
-        options: &w.opts,
-        owner: uid(),
-        typed_ahead: None,
-    };
+    let req = w.request("alice");
     let mut f = FakeFleet::new(Enrolment::Active, Outcome::Accepted);
     let out = split_fleet(&w.sys, &req, &mut f, b"hunter2123456");
     assert_eq!(out.verdict.reason, Reason::SplitCodeKept);
@@ -308,13 +313,7 @@ fn given_split_line_then_the_store_says_whether_a_code_is_expected() {
 fn given_store_down_and_a_break_glass_user_then_the_local_record_decides() {
     let w = World::new();
     w.enrol("alice");
-    let req = Request {
-        user: "alice",
-        rhost: None,
-        options: &w.opts,
-        owner: uid(),
-        typed_ahead: None,
-    };
+    let req = w.request("alice");
     let code = w.code(0);
     let mut conv = Script::answering(&[&code]);
     let v = authenticate_fleet(&mut conv, &w.sys, &req, &mut FakeFleet::down(), true);
@@ -343,13 +342,7 @@ fn given_store_down_and_a_break_glass_user_without_a_local_record_then_unavailab
         "version = 1\nrequire_all = true\ngrace_until = 2099-01-01\n",
     ] {
         w.policy(policy);
-        let req = Request {
-            user: "alice",
-            rhost: None,
-            options: &w.opts,
-            owner: uid(),
-            typed_ahead: None,
-        };
+        let req = w.request("alice");
         let mut conv = Script::answering(&["123456"]);
         let v = authenticate_fleet(&mut conv, &w.sys, &req, &mut FakeFleet::down(), true);
         assert_eq!(v.code, Code::AuthInfoUnavail, "{policy}: {v:?}");

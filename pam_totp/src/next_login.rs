@@ -91,6 +91,20 @@ impl NextLogin {
         }
     }
 
+    /// The same login where enrolment at login is not offered (fleet mode, SPEC §11: a host
+    /// could plant a key for every required user): its grace becomes a plain grace period,
+    /// and without one the user is denied.
+    pub fn without_enrolment_at_login(self) -> NextLogin {
+        match self {
+            NextLogin::EnrolAtLogin {
+                by,
+                grace: Some(until),
+            } => NextLogin::Grace { by, until },
+            NextLogin::EnrolAtLogin { by, grace: None } => NextLogin::Denied { by },
+            other => other,
+        }
+    }
+
     /// Whether the login may end with the user let in (PAM_SUCCESS or PAM_IGNORE) without an
     /// already enrolled key: every case but asking for a code and denying.
     pub fn may_let_in_unenrolled(&self) -> bool {
@@ -202,6 +216,31 @@ mod tests {
         assert_eq!(
             next_login("bob", Enrolment::None, &p, None, g),
             NextLogin::NoCode
+        );
+    }
+
+    #[test]
+    fn given_no_enrolment_at_login_then_grace_or_denied_instead() {
+        let by = RequiredBy::All;
+        let skip = NextLogin::EnrolAtLogin {
+            by: by.clone(),
+            grace: Some(7),
+        };
+        assert_eq!(
+            skip.without_enrolment_at_login(),
+            NextLogin::Grace {
+                by: by.clone(),
+                until: 7
+            }
+        );
+        let must = NextLogin::EnrolAtLogin {
+            by: by.clone(),
+            grace: None,
+        };
+        assert_eq!(must.without_enrolment_at_login(), NextLogin::Denied { by });
+        assert_eq!(
+            NextLogin::AskCode.without_enrolment_at_login(),
+            NextLogin::AskCode
         );
     }
 

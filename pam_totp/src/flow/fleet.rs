@@ -136,26 +136,22 @@ fn unenrolled<C: Conversation, S: System, F: FleetStore>(
     shown_at: u64,
 ) -> Verdict {
     let next = match next_login_of(l.sys, l.user, Enrolment::None, l.policy) {
-        Ok(n) => n,
+        Ok(n) => n.without_enrolment_at_login(),
         Err(v) => return v,
     };
-    if next.may_let_in_unenrolled() && !matches!(next, NextLogin::EnrolAtLogin { grace: None, .. })
-    {
+    if next.may_let_in_unenrolled() {
         if let Err(v) = check_canonical_name(l.sys, l.user) {
             return v;
         }
     }
     match next {
         NextLogin::NoCode => Reason::NotRequired.into(),
-        NextLogin::Grace { by, until }
-        | NextLogin::EnrolAtLogin {
-            by,
-            grace: Some(until),
-        } => super::grace_notice(conv, l.user, by, until),
-        NextLogin::EnrolAtLogin { by, grace: None } | NextLogin::Denied { by } => {
-            required_but_unenrolled(conv, l, store, by, shown_at)
+        NextLogin::Grace { by, until } => super::grace_notice(conv, l.user, by, until),
+        NextLogin::Denied { by } => required_but_unenrolled(conv, l, store, by, shown_at),
+        // Not for a user without an active record (and no enrolment at login here).
+        NextLogin::AskCode | NextLogin::DeniedUntilActivated | NextLogin::EnrolAtLogin { .. } => {
+            Reason::RecordChanged.into()
         }
-        NextLogin::AskCode | NextLogin::DeniedUntilActivated => Reason::RecordChanged.into(),
     }
 }
 

@@ -5,6 +5,16 @@
 /// Longest part of an untrusted value that a log field shows (then `...`).
 pub const MAX_LOG_FIELD_CHARS: usize = 64;
 
+/// The longest start of `text` of at most `max` bytes that ends on a character boundary: how
+/// an untrusted value too long to keep or send whole is cut.
+pub fn prefix_within(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// True for characters that must never reach a terminal or a log raw: C0 and C1 controls, DEL,
 /// and the Unicode format characters that reorder or hide text (bidi overrides, zero-width).
 fn is_unsafe_char(c: char) -> bool {

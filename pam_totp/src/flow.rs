@@ -30,11 +30,7 @@ pub const MAX_STORED_RHOST: usize = 255;
 
 /// `rhost` cut to at most [`MAX_STORED_RHOST`] bytes, on a character boundary.
 fn stored_rhost(rhost: &str) -> String {
-    let mut end = rhost.len().min(MAX_STORED_RHOST);
-    while !rhost.is_char_boundary(end) {
-        end -= 1;
-    }
-    rhost[..end].to_string()
+    crate::escape::prefix_within(rhost, MAX_STORED_RHOST).to_string()
 }
 
 /// The conversation with the user, as the module needs it.

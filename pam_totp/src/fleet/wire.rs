@@ -35,11 +35,8 @@ fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= max {
         return text.into();
     }
-    let mut end = max - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end]).into()
+    let kept = crate::escape::prefix_within(text, max - '…'.len_utf8());
+    format!("{kept}…").into()
 }
 /// The message format (both sides ship together; 2: `check` with `shown_at`, `report_offline`).
 const VERSION: &str = "2";

@@ -30,6 +30,7 @@ test: deps
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/sql-test.sh
 	bash tests/fleet/net-test.sh
 	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" FLEET_FAULTS=quick bash tests/fleet/fleet-test.sh
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(TARGET_DIR)" FLEET_FAULTS=quick FLEET_TEST_AGENT=1 bash tests/fleet/fleet-test.sh
 	DEMO_PAUSE=0 CARGO_TARGET_DIR="$(TARGET_DIR)" bash tests/fleet/demo-fleet.sh
 	TORTURE_QUICK=1 PAM_TOTP_SO=$(PAM_TOTP_SO) PAM_TOTP_CLI=$(TARGET_DIR)/release/pam-totp bash tests/torture/run.sh
 	bash fuzz/run.sh 30

@@ -153,14 +153,33 @@ cpu_of() {
     done
     echo "$tot"
 }
+# agents_cpu: CPU ticks of the running pam-totp-agents (BENCH_FLEET_AGENT phases).
+AGENTS=()
+agents_cpu() {
+    local p tot=0 v
+    for p in "${AGENTS[@]}"; do
+        v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || continue
+        tot=$((tot + ${v:-0}))
+    done
+    echo "$tot"
+}
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 sessions() { fsq <<<"SELECT sessions FROM pg_stat_database WHERE datname = '$DB'"; }
-# phase NAME SERVICE MODE SECS [HOSTS]: pambench in hosts 1..HOSTS (default all) in parallel;
-# appends one line to $OUT/summary (see summarise).
+# phase NAME SERVICE MODE SECS [HOSTS] [RATE]: pambench in hosts 1..HOSTS (default all) in
+# parallel, each as fast as it can (closed loop) or, with RATE (logins/s for all hosts
+# together), paced at RATE/HOSTS for SECS seconds (open loop, pambench -R); appends one line to
+# $OUT/summary (see summarise).
 phase() {
-    local name=$1 svc=$2 mode=$3 secs=$4 hosts=${5:-$N_HOSTS} i pids=() a0 b0 s0 m0 t_0 t_1 m1 users
-    local flag= cursor
+    local name=$1 svc=$2 mode=$3 secs=$4 hosts=${5:-$N_HOSTS} rate=${6:-} i pids=() a0 b0 s0 m0 t_0 t_1 m1 users
+    local amount=(-n 100000000 -t "$secs")
+    if [[ -n $rate ]]; then
+        local per
+        per=$(awk -v r="$rate" -v h="$hosts" 'BEGIN { printf "%.3f", r / h }')
+        amount=(-R "$per" -n "$(awk -v p="$per" -v s="$secs" 'BEGIN { printf "%d", p * s }')" -t $((secs * 3)))
+    fi
+    local flag= cursor g0
     [[ $mode == wrong ]] && flag=-F # skip the driver's ±1500-step search (client CPU)
+    g0=$(agents_cpu)
     a0=$(cpu_of "$(fleet_node_ns a)")
     b0=$(cpu_of "$(fleet_node_ns b)")
     s0=$(sessions)
@@ -173,7 +192,7 @@ phase() {
         [[ $svc == file ]] && users=$BASE/h$i/file/users.txt cursor=$BASE/h$i/cursor.file
         in_ns "$(host_ns "$i")" env SYSLOG_SOCKET="$BASE/h$i/log.sock" \
             /usr/bin/time -f '%U %S' -o "$OUT/$name.h$i.cpu" \
-            bash "$ROOT/tests/lib/sandbox.sh" "$PAMBENCH" -m "$mode" $flag -n 100000000 -t "$secs" \
+            bash "$ROOT/tests/lib/sandbox.sh" "$PAMBENCH" -m "$mode" $flag "${amount[@]}" \
             -N "$name/h$i" -S "$cursor" -o "$OUT/$name.h$i.lat" -r "10.9.0.$i" \
             "$BASE/h$i/pam.d" "$svc" "$users" >"$OUT/$name.h$i.out" 2>&1 &
         pids+=($!)
@@ -181,6 +200,7 @@ phase() {
     for i in "${pids[@]}"; do wait "$i"; done
     t_1=$(date +%s%N)
     m1=$(machine_busy)
+    [[ $svc == agent ]] && echo $(($(agents_cpu) - g0)) >"$OUT/$name.agent.cpu"
     echo "$name $svc $mode $hosts $(((t_1 - t_0) / 1000000)) $(($(cpu_of "$(fleet_node_ns a)") - a0))" \
         "$(($(cpu_of "$(fleet_node_ns b)") - b0)) $(($(sessions) - s0)) $m0 $m1 $load0 |" \
         "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/summary"
@@ -192,17 +212,50 @@ ssys() { # SETTING VALUE: ALTER SYSTEM on the primary, reloaded
 }
 
 echo "bench-fleet: set-up ${SETUP_S} s ($((N_HOSTS * USERS)) users); load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+PHASES=" ${BENCH_FLEET_PHASES:-direct file agent} "
 phase warmup faults-w1 wrong 2 # caches, the first connections
-phase fleet-valid faults-w1 valid "$SECS"
-phase fleet-wrong faults-w1 wrong "$SECS"
-phase file-valid file valid "$SECS"
-phase file-wrong file wrong "$SECS"
-# one host alone: latency without contention
-phase fleet1-valid faults-w1 valid 8 1
-ssys synchronous_commit local
-phase fleet-valid-local faults-w1 valid "$SECS"
-phase fleet1-valid-local faults-w1 valid 8 1
-ssys synchronous_commit on
+if [[ $PHASES == *" direct "* ]]; then
+    phase fleet-valid faults-w1 valid "$SECS"
+    phase fleet-wrong faults-w1 wrong "$SECS"
+fi
+if [[ $PHASES == *" file "* ]]; then
+    phase file-valid file valid "$SECS"
+    phase file-wrong file wrong "$SECS"
+fi
+if [[ $PHASES == *" direct "* ]]; then
+    # one host alone: latency without contention
+    phase fleet1-valid faults-w1 valid 8 1
+    ssys synchronous_commit local
+    phase fleet-valid-local faults-w1 valid "$SECS"
+    phase fleet1-valid-local faults-w1 valid 8 1
+    ssys synchronous_commit on
+fi
+# Through each host's pam-totp-agent (store.toml's agent_socket): the same store, the same
+# module and service line but for the store.toml; the agents keep their sessions open.
+if [[ $PHASES == *" agent "* ]]; then
+    for i in $(seq 1 "$N_HOSTS"); do
+        H=$BASE/h$i
+        mkdir -m 755 "$H/agent"
+        (umask 077 && sed "/^budget_ms/a agent_socket = \"$H/agent/agent.sock\"" \
+            "$H/store-faults.toml" >"$H/store-agent.toml") || die "store-agent.toml"
+        sed 's|store-faults.toml|store-agent.toml|' "$H/pam.d/faults-w1" >"$H/pam.d/agent"
+        ip netns exec "$(host_ns "$i")" "$REL/pam-totp-agent" --store "$H/store-agent.toml" \
+            --sessions "${BENCH_FLEET_AGENT_SESSIONS:-2}" 2>>"$OUT/agent.h$i.log" &
+        AGENTS+=($!)
+        SINKS+=($!)
+    done
+    for i in $(seq 1 "$N_HOSTS"); do
+        for _ in $(seq 100); do [[ -S $BASE/h$i/agent/agent.sock ]] && break; sleep 0.05; done
+        [[ -S $BASE/h$i/agent/agent.sock ]] || die "agent h$i: $(cat "$OUT/agent.h$i.log")"
+    done
+    phase warmup-agent agent wrong 2
+    phase fleet-valid-agent agent valid "$SECS"
+    phase fleet-wrong-agent agent wrong "$SECS"
+    # The issue's operating point: 500 logins/s offered by the 8 hosts together, paced.
+    phase fleet-valid-agent-at500 agent valid "$SECS" "$N_HOSTS" 500
+    phase fleet-wrong-agent-at500 agent wrong "$SECS" "$N_HOSTS" 500
+    phase fleet1-valid-agent agent valid 8 1
+fi
 # pooler_probe WANT WHAT CMD...: CMD (psql through PgBouncer) must succeed (ok) or fail (fail).
 pooler_probe() {
     local want=$1 what=$2 out got=ok

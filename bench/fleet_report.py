@@ -25,7 +25,7 @@ for line in open(os.path.join(out, "summary")):
     name, svc, mode, hosts, wall_ms, cpu_a, cpu_b, sess = f[:8]
     mb0, mt0, mb1, mt1 = map(float, f[8:12])
     load0 = " ".join(f[12:15])
-    lat, n, ok, unexpected, client, waited = [], 0, 0, 0, 0.0, 0.0
+    lat, n, ok, unexpected, client, waited, span = [], 0, 0, 0, 0.0, 0.0, 0.0
     for h in range(1, int(hosts) + 1):
         base = os.path.join(out, f"{name}.h{h}")
         if os.path.exists(base + ".lat"):
@@ -38,35 +38,46 @@ for line in open(os.path.join(out, "summary")):
                 unexpected += int(m[3])
                 w = re.search(r"waited_s=([\d.]+)", r)
                 waited = max(waited, float(w[1]) if w else 0)
+                sp = re.search(r"span_s=([\d.]+)", r)
+                span = max(span, float(sp[1]) if sp else 0)
         try:
             u, s = open(base + ".cpu").read().split()[-2:]
             client += float(u) + float(s)
         except (OSError, ValueError):
             pass
+    agent = 0.0
+    try:  # the hosts' pam-totp-agents (BENCH_FLEET_AGENT phases): host-side CPU too
+        agent = int(open(os.path.join(out, f"{name}.agent.cpu")).read()) / TICK
+    except (OSError, ValueError):
+        pass
     wall = int(wall_ms) / 1000
+    if "-at" in name and span > 0:  # paced: the drivers' own span (no start-up of each driver)
+        wall = span
     phases.append(dict(name=name, svc=svc, mode=mode, hosts=int(hosts), wall=wall, n=n, ok=ok,
                        unexpected=unexpected, waited=waited, rate=n / wall if wall else 0, p50=pct(lat, 50),
                        p99=pct(lat, 99), mean=statistics.mean(lat) if lat else float("nan"),
-                       srv=int(cpu_a) / TICK, sby=int(cpu_b) / TICK, sess=int(sess), client=client,
+                       srv=int(cpu_a) / TICK, sby=int(cpu_b) / TICK, sess=int(sess), client=client + agent, agent=agent,
                        busy=(mb1 - mb0) / (mt1 - mt0) if mt1 > mt0 else 0,
                        load=f"{load0} → {load1.strip()}"))
 
 print(open(os.path.join(out, "meta")).read().rstrip())
 print()
-print("| phase | hosts | logins | logins/s | p50 ms | p99 ms | server CPU ms/login | standby | client CPU ms/login | connections/login | machine busy | load average (start → end) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| phase | hosts | logins | logins/s | p50 ms | p99 ms | server CPU ms/login | standby | client CPU ms/login | of it agents | connections/login | machine busy | load average (start → end) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for p in phases:
-    if p["name"] == "warmup":
+    if p["name"].startswith("warmup"):
         continue
     n = max(p["n"], 1)
     conn = f"{p['sess'] / n:.2f}" if p["svc"] != "file" else "–"
     srv = f"{1000 * p['srv'] / n:.2f}" if p["svc"] != "file" else "–"
     sby = f"{1000 * p['sby'] / n:.2f}" if p["svc"] != "file" else "–"
     bad = f" ({p['unexpected']} unexpected)" if p["unexpected"] else ""
+    agent = f"{1000 * p['agent'] / n:.2f}" if p["svc"] == "agent" else "–"
     if p["waited"] > 0.5:  # the drivers ran out of fresh codes: wall-clock rate too low
         bad += f" (waited {p['waited']:.0f} s for fresh steps)"
     print(f"| {p['name']} | {p['hosts']} | {p['n']}{bad} | {p['rate']:.0f} | {p['p50']:.2f} | "
-          f"{p['p99']:.2f} | {srv} | {sby} | {1000 * p['client'] / n:.2f} | {conn} | "
+          f"{p['p99']:.2f} | {srv} | {sby} | {1000 * p['client'] / n:.2f} | "
+          f"{agent} | {conn} | "
           f"{100 * p['busy']:.0f} % | {p['load']} |")
 
 # --- the server's log of the serial, logged run ---------------------------------------------

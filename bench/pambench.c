@@ -38,10 +38,15 @@
  *                    presented in FILE across runs (created if missing), so that
  *                    several runs against one population never replay a code
  *   -o FILE          append every login's latency (ms, one per line) to FILE
+ *   -R RATE          paced (open loop): login k starts at k / RATE seconds after the
+ *                    first, waiting when ahead; a login that starts late because an
+ *                    earlier one was slow counts its latency from its scheduled start
+ *                    (so a slow stretch is not hidden by starting later)
  *
  * Output: one line
  *   RESULT name=NAME scenario=S n=N ok=K unexpected=U secs=T rate=R p50_ms=A p99_ms=B
- *          mean_ms=M waited_s=W
+ *          mean_ms=M waited_s=W span_s=S
+ * (span_s: from the first login's start to the last one's end, wall clock)
  * ok counts logins with the expected result (valid: PAM_SUCCESS; wrong: any
  * failure but PAM_SUCCESS/PAM_IGNORE); the first few unexpected results are
  * printed as UNEXPECTED lines. Exit status 0 when every login gave the expected
@@ -341,7 +346,8 @@ static double percentile(const double *sorted, size_t n, double p)
 static void usage(void)
 {
     fprintf(stderr, "usage: pambench [-m valid|wrong] [-n N] [-t SECONDS] [-s FIRST] "
-                    "[-u COUNT] [-N NAME] [-C] [-r RHOST] CONFDIR SERVICE USERS\n");
+                    "[-u COUNT] [-N NAME] [-C] [-r RHOST] [-S FILE] [-o FILE] [-F] [-R RATE] "
+                    "CONFDIR SERVICE USERS\n");
     exit(2);
 }
 
@@ -349,10 +355,10 @@ int main(int argc, char **argv)
 {
     const char *mode = "valid", *name = NULL, *rhost = "192.0.2.10";
     long n = 1000, first = 0, limit_users = 0;
-    double time_limit = 0;
+    double time_limit = 0, rate = 0;
     int callgrind = 0, fast_wrong = 0, opt;
     const char *statefile = NULL, *rawfile = NULL;
-    while ((opt = getopt(argc, argv, "m:n:t:s:u:N:Cr:S:o:F")) != -1) {
+    while ((opt = getopt(argc, argv, "m:n:t:s:u:N:Cr:S:o:FR:")) != -1) {
         switch (opt) {
         case 'm': mode = optarg; break;
         case 'n': n = atol(optarg); break;
@@ -365,6 +371,7 @@ int main(int argc, char **argv)
         case 'S': statefile = optarg; break;
         case 'o': rawfile = optarg; break;
         case 'F': fast_wrong = 1; break;
+        case 'R': rate = atof(optarg); break;
         default: usage();
         }
     }
@@ -396,6 +403,8 @@ int main(int argc, char **argv)
     if (statefile)
         load_cursor(statefile, users, nusers, &next);
     size_t exhausted = 0; /* consecutive users with no fresh step left */
+    double paced_from = 0;  /* -R: when the first login was scheduled */
+    double first_start = 0, last_end = 0; /* span_s: first login's start to last's end */
     struct pam_conv pc = {conv, NULL};
 
     while (done < n && (time_limit <= 0 || total < time_limit)) {
@@ -437,9 +446,21 @@ int main(int argc, char **argv)
             snprintf(current_answer, sizeof current_answer, "%06u", c);
         }
 
+        double sched = 0;
+        if (rate > 0) {
+            if (paced_from == 0)
+                paced_from = mono();
+            sched = paced_from + (double)done / rate;
+            double ahead = sched - mono();
+            if (ahead > 0)
+                usleep((useconds_t)(ahead * 1e6));
+        }
         if (callgrind)
             CALLGRIND_TOGGLE_COLLECT;
         double t0 = mono();
+        double from = rate > 0 && sched < t0 ? sched : t0;
+        if (first_start == 0)
+            first_start = t0;
         pam_handle_t *h = NULL;
         int rc = pam_start_confdir(service, u->name, &pc, confdir, &h);
         if (rc == PAM_SUCCESS) {
@@ -448,7 +469,8 @@ int main(int argc, char **argv)
             rc = pam_authenticate(h, 0);
             pam_end(h, rc);
         }
-        double dt = mono() - t0;
+        last_end = mono();
+        double dt = last_end - from;
         if (callgrind)
             CALLGRIND_TOGGLE_COLLECT;
 
@@ -477,9 +499,9 @@ int main(int argc, char **argv)
     }
     qsort(lat, (size_t)done, sizeof *lat, cmp_double);
     printf("RESULT name=%s scenario=%s n=%ld ok=%ld unexpected=%ld secs=%.4f rate=%.1f "
-           "p50_ms=%.3f p99_ms=%.3f mean_ms=%.3f waited_s=%.1f\n",
+           "p50_ms=%.3f p99_ms=%.3f mean_ms=%.3f waited_s=%.1f span_s=%.3f\n",
            name, mode, done, ok, unexpected, total, total > 0 ? (double)done / total : 0,
            percentile(lat, (size_t)done, 0.50) * 1e3, percentile(lat, (size_t)done, 0.99) * 1e3,
-           done ? total / (double)done * 1e3 : 0, waited);
+           done ? total / (double)done * 1e3 : 0, waited, last_end - first_start);
     return unexpected ? 1 : 0;
 }

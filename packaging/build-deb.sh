@@ -72,6 +72,8 @@ so=$target_dir/release/libpam_totp.so
 cli=$target_dir/release/pam-totp
 selfhelper=$target_dir/release/pam-totp-self
 storelib=$target_dir/release/libpam_totp_store.so
+agent=$target_dir/release/pam-totp-agent
+[[ -x "$agent" ]] || die "$agent is missing (cargo build --release --workspace)"
 [[ -f "$storelib" ]] || die "$storelib is missing (cargo build --release --workspace)"
 [[ -f "$so" ]] || die "$so is missing (cargo build --release --workspace)"
 [[ -x "$selfhelper" ]] || die "$selfhelper is missing (cargo build --release --workspace)"
@@ -112,6 +114,11 @@ install -D -m 0644 "$storelib" "$stage/usr/lib/pam-totp/libpam_totp_store.so"
 strip --remove-section=.comment --remove-section=.note --strip-unneeded \
     "$stage/usr/lib/pam-totp/libpam_totp_store.so"
 install -D -m 0755 "$cli" "$stage/usr/sbin/pam-totp"
+# The host's store agent (fleet mode, store.toml's agent_socket) and its unit, not enabled by
+# the package: `systemctl enable --now pam-totp-agent` on hosts with a store (README).
+install -D -m 0755 "$agent" "$stage/usr/sbin/pam-totp-agent"
+strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/pam-totp-agent"
+install -D -m 0644 "$here/systemd/pam-totp-agent.service" "$stage/lib/systemd/system/pam-totp-agent.service"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/sbin/pam-totp"
 # The self-service helper: setuid root, the only privileged part of `pam-totp` run by a user.
 install -D -m 4755 "$selfhelper" "$stage/usr/libexec/pam-totp/pam-totp-self"
@@ -133,6 +140,7 @@ install -D -m 0644 "$here/policy.toml" "$stage/etc/pam-totp/policy.toml"
 # Man pages written by hand.
 man_install "$here/man/pam_totp.8"
 man_install "$here/man/pam-totp-policy.5"
+man_install "$here/man/pam-totp-agent.8"
 
 # The CLI's man pages and completions, generated from its clap definition by the hidden
 # verb `pam-totp generate-docs OUT_DIR` (OUT_DIR/man/pam-totp.N and one page per verb,
@@ -191,7 +199,7 @@ mkdir -p "$work/src/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" >"$work/src/debian/control"
 shlibs=$(cd "$work/src" && dpkg-shlibdeps -O \
     "$stage/usr/lib/$multiarch/security/pam_totp.so" "$stage/usr/sbin/pam-totp" \
-    "$stage/usr/lib/pam-totp/libpam_totp_store.so" \
+    "$stage/usr/lib/pam-totp/libpam_totp_store.so" "$stage/usr/sbin/pam-totp-agent" \
     "$stage/usr/libexec/pam-totp/pam-totp-self" 2>"$work/shlibdeps.err") || {
     cat "$work/shlibdeps.err" >&2
     die "dpkg-shlibdeps failed"

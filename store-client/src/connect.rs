@@ -6,12 +6,15 @@
 
 use pam_totp::fleet::{Endpoint, FleetError, StoreConfig, TlsFiles};
 use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::{Severity, SqlState};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -61,8 +64,22 @@ impl Trail {
 pub(crate) struct Session {
     pub(crate) client: Client,
     pub(crate) label: String,
-    task: JoinHandle<()>,
+    task: Driver,
     warnings: Warnings,
+    /// The TCP socket (a second descriptor), to make [`Session::close`] graceful.
+    socket: Option<OwnedFd>,
+}
+
+/// The task that drives a session's socket, stopped when the session is dropped: an
+/// abandoned session's socket is then closed at once (and reset: [`abortive`]), instead of the
+/// task trying to say goodbye to a server it cannot reach while the kernel keeps sending what
+/// it holds.
+pub(crate) struct Driver(JoinHandle<()>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The WARNINGs (and worse) the server sent on a session, as it sent them. The one that
@@ -82,12 +99,24 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// Forgets the warnings of earlier calls (a session the agent uses again).
+    pub(crate) fn clear_warnings(&self) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Ends the session politely (Terminate) within `deadline`; the runtime's drop ends it in
     /// any case.
     pub(crate) async fn close(self, deadline: Instant) {
+        if let Some(fd) = &self.socket {
+            let _ = socket2::SockRef::from(fd).set_linger(None);
+        }
         drop(self.client);
+        let mut task = self.task;
         let left = deadline.saturating_duration_since(Instant::now());
-        let _ = tokio::time::timeout(left, self.task).await;
+        let _ = tokio::time::timeout(left, &mut task.0).await;
     }
 }
 
@@ -130,8 +159,14 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
+/// Where one address leads: the TCP address and the name TLS verifies, or a unix socket.
+enum Way {
+    Tcp { addr: SocketAddr, tls_name: String },
+    Socket,
+}
+
 /// Each address of `cfg` with its label as messages name it.
-fn targets(cfg: &StoreConfig) -> Vec<(String, tokio_postgres::Config)> {
+fn targets(cfg: &StoreConfig) -> Vec<(String, tokio_postgres::Config, Way)> {
     let mut base = tokio_postgres::Config::new();
     base.user(cfg.role.as_str())
         .dbname(cfg.database.as_str())
@@ -145,41 +180,78 @@ fn targets(cfg: &StoreConfig) -> Vec<(String, tokio_postgres::Config)> {
             .iter()
             .map(|a| {
                 let mut c = base.clone();
-                // hostaddr: connect to the IP itself (no DNS, so no blocking-pool thread);
-                // host: the name rustls verifies the certificate against.
-                c.host(server_name.clone().unwrap_or_else(|| a.ip().to_string()))
-                    .hostaddr(a.ip())
-                    .port(a.port())
-                    .ssl_mode(SslMode::Require);
-                (a.to_string(), c)
+                c.ssl_mode(SslMode::Require);
+                let way = Way::Tcp {
+                    addr: *a,
+                    // The name rustls verifies the certificate against.
+                    tls_name: server_name.clone().unwrap_or_else(|| a.ip().to_string()),
+                };
+                (a.to_string(), c, way)
             })
             .collect(),
         Endpoint::Socket { dir, port } => {
             let mut c = base;
             c.host_path(dir).port(*port).ssl_mode(SslMode::Disable);
-            vec![(format!("{}/.s.PGSQL.{port}", dir.display()), c)]
+            vec![(format!("{}/.s.PGSQL.{port}", dir.display()), c, Way::Socket)]
         }
     }
 }
 
+/// A server gone without a word is noticed within about a minute (the agent keeps
+/// sessions open), not after the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
 async fn connect_one(
     pg: &mut tokio_postgres::Config,
     tls: &Tls,
+    way: &Way,
     per: Duration,
-) -> Result<(Client, JoinHandle<()>, Warnings), tokio_postgres::Error> {
+) -> Result<(Client, JoinHandle<()>, Warnings, Option<OwnedFd>), String> {
     pg.connect_timeout(per);
     let warnings = Warnings::default();
-    let (client, task) = match tls {
-        Tls::None => {
-            let (client, conn) = pg.connect(NoTls).await?;
-            (client, tokio::spawn(drive(conn, warnings.clone())))
+    match (tls, way) {
+        (Tls::Rustls(make), Way::Tcp { addr, tls_name }) => {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("error connecting to server: {e}"))?;
+            let socket = abortive(&tcp).map_err(|e| format!("socket options: {e}"))?;
+            let connector = MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(
+                &mut make.clone(),
+                tls_name,
+            )
+            .map_err(|e| format!("TLS: {e}"))?;
+            let (client, conn) = pg
+                .connect_raw(tcp, connector)
+                .await
+                .map_err(|e| describe(&e))?;
+            let task = tokio::spawn(drive(conn, warnings.clone()));
+            Ok((client, task, warnings, Some(socket)))
         }
-        Tls::Rustls(make) => {
-            let (client, conn) = pg.connect(make.clone()).await?;
-            (client, tokio::spawn(drive(conn, warnings.clone())))
+        (Tls::None, Way::Socket) => {
+            let (client, conn) = pg.connect(NoTls).await.map_err(|e| describe(&e))?;
+            Ok((
+                client,
+                tokio::spawn(drive(conn, warnings.clone())),
+                warnings,
+                None,
+            ))
         }
-    };
-    Ok((client, task, warnings))
+        _ => Err("TLS settings do not match the address (internal error)".into()),
+    }
+}
+
+/// Sets up a session's TCP socket: no Nagle delay, keepalives, and an abortive close (linger
+/// 0) until [`Session::close`] says otherwise. A session dropped without that polite close —
+/// its call failed or ran out of time — is reset at once, and whatever of it the kernel still
+/// held (a `check` that could not be sent while the link was down) is discarded rather than
+/// sent, and perhaps committed, minutes later. Returns a second descriptor of the socket.
+fn abortive(tcp: &tokio::net::TcpStream) -> std::io::Result<OwnedFd> {
+    tcp.set_nodelay(true)?;
+    let fd = tcp.as_fd().try_clone_to_owned()?;
+    let s = socket2::SockRef::from(&fd);
+    s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE))?;
+    s.set_linger(Some(Duration::ZERO))?;
+    Ok(fd)
 }
 
 /// Drives a connection's socket until it ends, keeping the server's warnings (what
@@ -215,7 +287,7 @@ pub(crate) async fn first_usable<T>(
 ) -> Result<(T, Session), FleetError> {
     let targets = targets(cfg);
     let n = targets.len();
-    for (label, mut pg) in targets {
+    for (label, mut pg, way) in targets {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             trail
@@ -226,15 +298,16 @@ pub(crate) async fn first_usable<T>(
         }
         let per = cfg.connect_timeout.min(left);
         trail.borrow_mut().at(&label, "connect");
-        let why = match tokio::time::timeout(per, connect_one(&mut pg, tls, per)).await {
+        let why = match tokio::time::timeout(per, connect_one(&mut pg, tls, &way, per)).await {
             Err(_) => format!("connect timeout after {} ms", per.as_millis()),
-            Ok(Err(e)) => describe(&e),
-            Ok(Ok((client, task, warnings))) => {
+            Ok(Err(e)) => e,
+            Ok(Ok((client, task, warnings, socket))) => {
                 let session = Session {
                     client,
                     label,
-                    task,
+                    task: Driver(task),
                     warnings,
+                    socket,
                 };
                 match use_(&session).await {
                     Ok(t) => return Ok((t, session)),
@@ -273,16 +346,19 @@ pub(crate) fn until<T>(
     let trail = RefCell::new(Trail::default());
     let left = deadline.saturating_duration_since(Instant::now());
     let r = rt.block_on(async { tokio::time::timeout(left, work(&trail)).await });
-    r.unwrap_or_else(|_| {
-        let t = trail.borrow();
-        let mut msg = format!(
-            "no answer within the time budget of {} ms ({})",
-            budget.as_millis(),
-            t.at
-        );
-        if !t.failed.is_empty() {
-            msg.push_str(&format!("; before: {}", t.failed.join("; ")));
-        }
-        Err(FleetError(msg))
-    })
+    r.unwrap_or_else(|_| Err(out_of_time(budget, &trail)))
+}
+
+/// The failure of a call cut short by its deadline: where it was, and what failed before.
+pub(crate) fn out_of_time(budget: Duration, trail: &RefCell<Trail>) -> FleetError {
+    let t = trail.borrow();
+    let mut msg = format!(
+        "no answer within the time budget of {} ms ({})",
+        budget.as_millis(),
+        t.at
+    );
+    if !t.failed.is_empty() {
+        msg.push_str(&format!("; before: {}", t.failed.join("; ")));
+    }
+    FleetError(msg)
 }

@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 mod admin;
+pub mod agent;
 mod connect;
 mod ffi;
 mod migrations;

@@ -57,7 +57,12 @@ fn answer(req: &Request) -> Result<Response, FleetError> {
     r
 }
 
-async fn run(s: &Session, call: &Call, trail: &RefCell<Trail>) -> Result<Response, Refusal> {
+/// One call on an open session (the module's own session, or one the agent keeps).
+pub(crate) async fn run(
+    s: &Session,
+    call: &Call,
+    trail: &RefCell<Trail>,
+) -> Result<Response, Refusal> {
     match call {
         Call::Enrolment { user } => {
             trail.borrow_mut().at(&s.label, "enrolment");

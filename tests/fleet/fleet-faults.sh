@@ -87,6 +87,11 @@ EOF
         H=$BASE/h$i
         (umask 077 && store_toml "$i" "$PKI/fca.crt" "${addrs%,}" "$FAULT_BUDGET_MS" \
             "$FAULT_CONNECT_MS" >"$H/store-faults.toml") || die "store-faults.toml $i"
+        if [[ ${FLEET_TEST_AGENT:-} == 1 ]]; then # through a second agent per host (fleet-agent.sh)
+            mkdir -m 755 "$H/agent-faults"
+            sed -i "/^budget_ms/a agent_socket = \"$H/agent-faults/agent.sock\"" "$H/store-faults.toml" &&
+                agent_run "$i" "$H/store-faults.toml" "$H/agent-faults/agent.sock" || die "faults agent $i"
+        fi
         fleet_opts="store=$H/store-faults.toml store_lib=$STORE_LIB dir=$H/state policy=$H/policy.toml"
         service "$i" faults "$fleet_opts window=$FAULT_WINDOW"
         service "$i" faults-w1 "$fleet_opts"
@@ -261,6 +266,13 @@ sc_fleet-partition-fails-closed() {
     ip -n "$NS_DB" link set "${LN}h2" up
     unavail_within pt1 "$LATER_MS" || rc=1
     echo "    (1) h2 cut after the prompt: $(result pt1) $LATER_MS ms after the answer: $(reason 2 pt1)"
+    # The link is back once h2 reaches the primary again (carrier and neighbour entries take
+    # a moment; a connect in between fails at once with "No route to host").
+    for _ in $(seq 25); do
+        in_ns "$(host_ns 2)" timeout 0.5 bash -c "exec 3<>/dev/tcp/$(fleet_node_addr "$PRIMARY")/$PORT" \
+            2>/dev/null && break
+        sleep 0.1
+    done
     expect_login 2 faults fx-pt1 "$(c30 "$h1" "$s1")" pt1-back "PAM_SUCCESS|accepted step $s1 *" || rc=1
     # (2) The primary cut from its synchronous standby: the commit is never acknowledged.
     h2=$(newkey 20)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/fleet/fleet-test.sh — fleet mode end to end (SPEC §11): 8 hosts log users in through the
-# REAL module (libpam_totp.so with store=, which loads libpam_totp_store.so) against one
+# REAL module (libpam_totp.so with store=, which loads libpam_totp_store.so, or asks the host's
+# pam-totp-agent: fleet-agent.sh) against one
 # PostgreSQL 15 store over TLS with client certificates, and an admin changes things from its
 # own namespace. The scenarios are in fleet-scenarios.sh.
 #
@@ -29,7 +30,8 @@
 # instead of 20, what `make test` runs; FAULT_FAILOVERS=N overrides),
 # FLEET_TEST_POOLER=pgbouncer (hosts' store.toml points at PgBouncer in the db namespace on
 # 10.231.0.1:6432, per-role pools in transaction mode: lib-net.sh's fleet_pgbouncer),
-# FLEET_TEST_ONLY=name,name (only these; fleet-nothing-left always runs), FLEET_TEST_KEEP=1
+# FLEET_TEST_AGENT=1 (the hosts' store.toml names their agent: every scenario through
+# pam-totp-agent; fleet-agent.sh), FLEET_TEST_ONLY=name,name (only these; fleet-nothing-left always runs), FLEET_TEST_KEEP=1
 # (pause before cleanup), PG_BIN, CARGO, CARGO_TARGET_DIR (where the two .so files and the
 # pam-totp CLI are: default target/release of this tree).
 set -uo pipefail
@@ -282,6 +284,9 @@ settings() { # ATTEMPTS LOCK MAX_LOCK RECOVERY_REPLAY_SECONDS
 . "$ROOT/tests/fleet/fleet-scenarios.sh"
 # shellcheck source=tests/fleet/fleet-offline.sh
 . "$ROOT/tests/fleet/fleet-offline.sh"
+# shellcheck source=tests/fleet/fleet-agent.sh
+. "$ROOT/tests/fleet/fleet-agent.sh"
+agent_setup
 
 SCENARIOS=(
     fleet-host-cannot-read-secrets
@@ -299,6 +304,12 @@ SCENARIOS=(
     fleet-offline-local-breakglass
     fleet-offline-report-back
     fleet-compromised-host-bounded
+    fleet-agent-logins
+    fleet-agent-not-root-refused
+    fleet-agent-other-store-refused
+    fleet-agent-reads-config-again
+    fleet-agent-store-down-fails-closed
+    fleet-agent-down-falls-back-direct
 )
 if [[ -n $FLEET_FAULTS ]]; then
     # shellcheck source=tests/fleet/fleet-faults.sh

@@ -143,11 +143,14 @@ check_contents() {
 -rw-r--r-- /usr/lib/$multiarch/security/pam_totp.so
 -rw-r--r-- /usr/lib/pam-totp/libpam_totp_store.so
 -rwxr-xr-x /usr/sbin/pam-totp
+-rwxr-xr-x /usr/sbin/pam-totp-agent
+-rw-r--r-- /lib/systemd/system/pam-totp-agent.service
 -rwsr-xr-x /usr/libexec/pam-totp/pam-totp-self
 -rw-r--r-- /etc/pam.d/pam-totp
 -rw-r--r-- /usr/share/pam-configs/pam-totp
 -rw-r--r-- /etc/pam-totp/policy.toml
 -rw-r--r-- /usr/share/man/man8/pam_totp.8.gz
+-rw-r--r-- /usr/share/man/man8/pam-totp-agent.8.gz
 -rw-r--r-- /usr/share/man/man8/pam-totp.8.gz
 -rw-r--r-- /usr/share/man/man5/pam-totp-policy.5.gz
 -rw-r--r-- /usr/share/bash-completion/completions/pam-totp

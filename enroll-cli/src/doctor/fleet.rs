@@ -6,6 +6,7 @@
 use super::report::Section;
 use super::store_fix;
 use crate::fleet::host_files::{openssl, OPENSSL};
+use pam_totp::fleet::agent::{self, AgentError};
 use pam_totp::fleet::{Endpoint, StoreConfig};
 use pam_totp_store::{probe, Admin, ServerInfo};
 use std::ffi::OsStr;
@@ -65,6 +66,7 @@ pub(super) fn check_store(path: &Path, owner: u32) -> Section {
             }
         },
     }
+    check_agent(&mut s, &cfg);
     if let Some(db_time) = check_addresses(&mut s, &cfg, owner) {
         check_clock_difference(&mut s, db_time);
         match Admin::connect(&cfg, owner).and_then(|mut a| a.server_info()) {
@@ -77,6 +79,31 @@ pub(super) fn check_store(path: &Path, owner: u32) -> Section {
         }
     }
     s
+}
+
+/// The host's agent (`agent_socket`): listening, as root?
+fn check_agent(s: &mut Section, cfg: &StoreConfig) {
+    let Some(sock) = &cfg.agent_socket else {
+        s.note(
+            "no agent_socket: each login connects to the store itself (two TLS connections); \
+             a busy host runs pam-totp-agent (README, \"The host agent\")",
+        );
+        return;
+    };
+    match agent::probe(sock) {
+        Ok(()) => s.ok(format!(
+            "agent listening on {} (root): logins ask it over its open sessions",
+            sock.display()
+        )),
+        Err(AgentError::NotReached(e)) => s.warn(
+            format!("{e}: logins connect to the store themselves (slower, still checked)"),
+            "start the agent: systemctl enable --now pam-totp-agent",
+        ),
+        Err(AgentError::Failed(e)) => s.error(
+            format!("{e}: logins are denied"),
+            "stop whatever listens there; only pam-totp-agent (root) may",
+        ),
+    }
 }
 
 /// The certificate's subject and lifetime, if openssl is there to read it.

@@ -5,8 +5,12 @@
 //! It is never unloaded: a second login in the same process finds it mapped.
 //!
 //! [`DlStore`] is the module's [`FleetStore`]: each call encodes a [`wire::Request`] with what
-//! is left of the call's time budget, calls `pam_totp_store_v1`, and decodes the answer.
+//! is left of the call's time budget and decodes the answer. With `agent_socket` in
+//! `store.toml` the request goes to the host's agent ([`crate::fleet::agent`]), and the library
+//! is not even loaded; only when no agent accepts the connection (nothing was sent) does the
+//! module call `pam_totp_store_v1` itself, as without an agent.
 
+use crate::fleet::agent::{self, AgentError};
 use crate::fleet::wire::{self, Call, Response};
 use crate::fleet::{
     CheckResult, FleetEnrolment, FleetError, FleetStore, OfflineApplied, StoreConfig,
@@ -21,12 +25,18 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+/// How much longer than the remaining budget the module waits for the agent's answer.
+const AGENT_GRACE: Duration = Duration::from_millis(200);
+
 type StoreFn = unsafe extern "C" fn(*const u8, usize, *mut u8, usize, *mut usize) -> c_int;
 
 /// The fleet store as the module reaches it: the loaded library's entry point, and the time
 /// budget of this PAM call (SPEC §11), spent across its contacts.
 pub struct DlStore {
-    call: StoreFn,
+    /// The client library: its path, and its entry point once loaded.
+    lib: PathBuf,
+    call: Option<StoreFn>,
+    agent: Option<PathBuf>,
     config: PathBuf,
     owner: u32,
     budget: Duration,
@@ -103,11 +113,14 @@ fn load(path: &Path, owner: u32) -> Result<StoreFn, FleetError> {
 }
 
 impl DlStore {
-    /// Loads the client library named by the module options for a checked `store.toml`.
+    /// The store of a checked `store.toml`; the client library the module options name is
+    /// loaded at its first use (never, while the agent answers).
     pub fn open(lib: &Path, config: &StoreConfig, owner: u32) -> Result<DlStore, FleetError> {
         config.check_module_endpoint().map_err(failed)?;
         Ok(DlStore {
-            call: load(lib, owner)?,
+            lib: lib.to_path_buf(),
+            call: None,
+            agent: config.agent_socket.clone(),
             config: config.path.clone(),
             owner,
             budget: config.budget,
@@ -130,13 +143,48 @@ impl DlStore {
             call,
         }
         .encode();
+        let started = Instant::now();
+        let mut agent_missing = None;
+        if let Some(sock) = &self.agent {
+            // The agent keeps to `remaining` itself; the grace lets its own account of a
+            // timeout (which step, which address) arrive before the module gives up on it.
+            let asked = agent::ask(sock, &req, started + remaining + AGENT_GRACE);
+            match asked {
+                Ok(bytes) => {
+                    self.spent += started.elapsed();
+                    return Response::decode(&bytes).map_err(|e| failed(format!("agent: {e}")));
+                }
+                Err(AgentError::Failed(e)) => {
+                    self.spent += started.elapsed();
+                    return Err(failed(e));
+                }
+                // Nothing was sent: reach the store directly, as without an agent.
+                Err(AgentError::NotReached(e)) => agent_missing = Some(e),
+            }
+        }
+        let r = self.direct(&req, started);
+        match (r, agent_missing) {
+            (Ok(Response::Failed(e)), Some(why)) => Ok(Response::Failed(FleetError(format!(
+                "{} (directly, as {why})",
+                e.0
+            )))),
+            (Err(e), Some(why)) => Err(failed(format!("{} (as {why})", e.0))),
+            (r, _) => r,
+        }
+    }
+
+    /// The call through the client library, loaded now if it is not yet.
+    fn direct(&mut self, req: &[u8], started: Instant) -> Result<Response, FleetError> {
+        let call = match self.call {
+            Some(c) => c,
+            None => *self.call.insert(load(&self.lib, self.owner)?),
+        };
         let mut resp = Zeroizing::new(vec![0u8; wire::MAX_RESPONSE]);
         let mut len = 0usize;
-        let started = Instant::now();
         // SAFETY: `req` and `resp` are live buffers of the lengths given; `len` is a valid
         // out-pointer; the library writes at most `resp.len()` bytes (its contract, wire.rs).
         let rc = unsafe {
-            (self.call)(
+            call(
                 req.as_ptr(),
                 req.len(),
                 resp.as_mut_ptr(),

@@ -60,7 +60,13 @@ pub struct StoreConfig {
     /// The most one PAM call spends waiting for the store, all contacts together.
     pub budget: Duration,
     pub offline: Offline,
+    /// The host's agent (`pam-totp-agent`), which the module asks instead of connecting
+    /// itself ([`super::agent`]); it listens on this socket.
+    pub agent_socket: Option<PathBuf>,
 }
+
+/// Longest socket path a unix address holds (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// The TLS material `store.toml` names, read and trusted.
 pub struct TlsFiles {
@@ -91,6 +97,7 @@ struct Raw {
     key: Option<String>,
     connect_timeout_ms: Option<u64>,
     budget_ms: Option<u64>,
+    agent_socket: Option<String>,
     #[serde(default)]
     offline: RawOffline,
 }
@@ -218,6 +225,18 @@ impl StoreConfig {
             }
             m => return Err(format!("offline.mode {m:?} is not \"deny\" or \"local\"")),
         };
+        let agent_socket = match raw.agent_socket {
+            None => None,
+            Some(_) if matches!(endpoint, Endpoint::Socket { .. }) => {
+                return Err("agent_socket is for hosts (addresses), not socket".into())
+            }
+            Some(a) if a.len() > MAX_SOCKET_PATH => {
+                return Err(format!(
+                    "agent_socket is longer than {MAX_SOCKET_PATH} bytes (a unix socket's limit)"
+                ))
+            }
+            a => Some(absolute("agent_socket", a)?),
+        };
         Ok(StoreConfig {
             path: path.to_path_buf(),
             endpoint,
@@ -226,6 +245,7 @@ impl StoreConfig {
             connect_timeout,
             budget,
             offline,
+            agent_socket,
         })
     }
 
@@ -366,5 +386,28 @@ budget_ms = 2000
         assert!(c.check_module_endpoint().unwrap_err().contains("TLS"));
         assert!(parse(HOST).unwrap().check_module_endpoint().is_ok());
         assert!(c.tls_files(0).unwrap().is_none());
+    }
+
+    #[test]
+    fn given_agent_socket_then_an_absolute_path_for_hosts_only() {
+        let c = parse(&format!(
+            "{HOST}agent_socket = \"/run/pam-totp/agent.sock\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.agent_socket.as_deref(),
+            Some(Path::new("/run/pam-totp/agent.sock"))
+        );
+        assert!(parse(HOST).unwrap().agent_socket.is_none());
+        assert!(parse(&format!("{HOST}agent_socket = \"agent.sock\"\n")).is_err());
+        let long = format!("/{}", "a".repeat(107));
+        assert!(parse(&format!("{HOST}agent_socket = \"{long}\"\n"))
+            .unwrap_err()
+            .contains("longer"));
+        assert!(parse(
+            "backend = \"postgresql\"\nsocket = \"/run/postgresql\"\ndatabase = \"pamtotp\"\n\
+             role = \"postgres\"\nagent_socket = \"/run/a.sock\"\n",
+        )
+        .is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! set); the decision over a fleet store is [`crate::flow::authenticate_fleet`].
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod config;
 pub mod wire;
 

@@ -5,7 +5,10 @@
 # /etc, PostgreSQL and network are untouched), `pam-totp store init`, `store add-host` making
 # each host's certificate and store.toml, `enroll` once from the admin namespace, then alice's
 # code accepted on host-h1 and refused on host-h2, the next code accepted on host-h2, `status`
-# naming the host, and a revoked host that can no longer check codes.
+# naming the host, and a revoked host that can no longer check codes, even over its agent's
+# open session. host-h1 runs
+# pam-totp-agent (sessions to the store kept open); host-h2 has none, so its module connects
+# itself — both ways give the same answers.
 #
 # Each login is tests/pam-harness/harness (a tiny PAM application) loading the module through
 # libpam in the host's namespace, with `store=` pointing at that host's store.toml. Exit status
@@ -27,7 +30,12 @@ DB=pamtotp
 FLEET_ADMIN_NS=1
 fleet_net_init pamtotp-demo
 BASE=$(mktemp -d /tmp/pam-totp-fleetdemo.XXXXXX)
-cleanup() { fleet_net_down; rm -rf "$BASE"; }
+AGENT_PID=
+cleanup() {
+    [[ -z $AGENT_PID ]] || { kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null; }
+    fleet_net_down
+    rm -rf "$BASE"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 chmod 711 "$BASE"
@@ -35,7 +43,7 @@ T=$BASE/pg
 PKI=$BASE/pki
 mkdir -m 700 "$T" && chown postgres: "$T" || fleet_die "temp dir"
 fleet_clean_pg_env
-for f in libpam_totp.so libpam_totp_store.so pam-totp; do
+for f in libpam_totp.so libpam_totp_store.so pam-totp pam-totp-agent; do
     [[ -f $REL/$f ]] || fleet_die "$REL/$f missing (cargo build --release --workspace)"
 done
 mkdir -m 755 "$BASE/lib" "$BASE/bin"
@@ -76,14 +84,22 @@ for i in 1 2; do
         --ca-cert "$PKI/ca.crt" --ca-key "$PKI/ca.key" --out "$BASE/$h" \
         --address "$DB_ADDR:$PORT" >"$BASE/add-$h.log" 2>&1 || { cat "$BASE/add-$h.log"; fleet_die "add-host $h"; }
     sed -n '1,3p' "$BASE/add-$h.log"
-    # On a real host the files go to /etc/pam-totp/; here they stay in the demo's directory.
-    sed -i "s#/etc/pam-totp/#$BASE/$h/#g" "$BASE/$h/store.toml"
+    # On a real host the files go to /etc/pam-totp/ and the agent's socket to /run/pam-totp/;
+    # here both stay in the demo's directory.
+    sed -i "s#/etc/pam-totp/#$BASE/$h/#g; s#/run/pam-totp/#$BASE/$h/run/#g" "$BASE/$h/store.toml"
     chmod 700 "$BASE/$h"
+    mkdir -m 755 "$BASE/$h/run"
     mkdir -m 700 "$BASE/$h/state" && mkdir -m 755 "$BASE/$h/pam.d"
     echo "auth required $BASE/lib/libpam_totp.so store=$BASE/$h/store.toml store_lib=$BASE/lib/libpam_totp_store.so dir=$BASE/$h/state policy=$BASE/$h/policy.toml" \
         >"$BASE/$h/pam.d/sshd"
 done
 echo "   each host's PAM line: auth required pam_totp.so store=/etc/pam-totp/store.toml"
+echo "   host-h1 also runs the agent (systemctl enable --now pam-totp-agent); host-h2 does not"
+run ip netns exec "$(host_ns 1)" "$REL/pam-totp-agent" --store "$BASE/host-h1/store.toml" \
+    2>"$BASE/agent.log" &
+AGENT_PID=$!
+for _ in $(seq 100); do [[ -S $BASE/host-h1/run/agent.sock ]] && break; sleep 0.05; done
+[[ -S $BASE/host-h1/run/agent.sock ]] || { cat "$BASE/agent.log"; fleet_die "agent"; }
 
 say "3. Enrol alice once, from the admin namespace (she scans the QR code; here: its key)"
 adm enroll alice --json >"$BASE/enrol.json" 2>"$BASE/enrol.err" || { cat "$BASE/enrol.err"; fleet_die "enroll"; }
@@ -103,10 +119,13 @@ login() {
 say "4. alice logs in on host-h1 with the code her phone shows"
 CODE=$(oathtool --totp -b "$SECRET")
 echo "   code $CODE"
-check "host-h1 accepts it" "$(login 1 "$CODE")" PAM_SUCCESS
+check "host-h1 accepts it (asked through its agent)" "$(login 1 "$CODE")" PAM_SUCCESS
+check "host-h1's agent keeps its session to the store open" \
+    "$(sq <<<"SELECT count(*) > 0 FROM pg_stat_activity WHERE usename = 'host-h1' AND application_name = 'pam_totp'")" t
 
 say "5. Someone replays the same code on host-h2"
-check "host-h2 refuses it (one code, one login, fleet-wide)" "$(login 2 "$CODE")" PAM_AUTH_ERR
+check "host-h2 refuses it (one code, one login, fleet-wide; no agent: it connects itself)" \
+    "$(login 2 "$CODE")" PAM_AUTH_ERR
 
 say "6. The next code works on host-h2 (waiting for the next 30 s step)"
 sleep $((30 - $(now) % 30 + 1))
@@ -117,9 +136,9 @@ run in_ns "$NS_ADM" "$CLI" --store "$BASE/admin.toml" status alice
 check "status names the host of the last success" \
     "$(adm status alice --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_success"]["host"])')" host-h2
 
-say "7. The admin revokes host-h2: it can no longer reach the store (fails closed)"
-run in_ns "$NS_ADM" "$CLI" --store "$BASE/admin.toml" store revoke-host host-h2
-check "host-h2 is now unavailable, never let in" "$(login 2 "$(oathtool --totp -b "$SECRET")")" PAM_AUTHINFO_UNAVAIL
+say "7. The admin revokes host-h1: its agent's open session is refused at once (fails closed)"
+run in_ns "$NS_ADM" "$CLI" --store "$BASE/admin.toml" store revoke-host host-h1
+check "host-h1 is now unavailable, never let in" "$(login 1 "$(oathtool --totp -b "$SECRET")")" PAM_AUTHINFO_UNAVAIL
 
 if ((FAILED)); then echo; echo "demo-fleet: some steps did not behave as described"; exit 1; fi
 echo

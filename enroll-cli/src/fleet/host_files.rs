@@ -104,10 +104,14 @@ pub fn store_toml(h: &HostToml) -> String {
          key = \"{HOST_DIR}/{name}.key\"\n\
          # connect_timeout_ms = 1000\n\
          # budget_ms = 3000\n\
+         # Where pam-totp-agent listens (systemctl enable --now pam-totp-agent): logins then ask\n\
+         # it over its open sessions; while no agent listens, they connect themselves.\n\
+         agent_socket = \"{agent}\"\n\
          # [offline]\n\
          # mode = \"deny\"\n",
         db = h.database,
-        name = h.name
+        name = h.name,
+        agent = pam_totp::fleet::config::AGENT_SOCKET,
     ));
     t
 }
@@ -311,6 +315,10 @@ mod tests {
         assert_eq!(ca, Path::new("/etc/pam-totp/ca.crt"));
         assert_eq!(cert, Path::new("/etc/pam-totp/web-01.crt"));
         assert_eq!(key, Path::new("/etc/pam-totp/web-01.key"));
+        assert_eq!(
+            c.agent_socket.as_deref(),
+            Some(Path::new("/run/pam-totp/agent.sock"))
+        );
         let bare = store_toml(&HostToml {
             name: "h1",
             addresses: &addresses[..1],

@@ -179,7 +179,7 @@ fn revoke_host(f: &Fleet, name: &str) -> Result<()> {
     }
     outln!(
         "Revoked host {name}: its role can no longer log in to the store (kept for the audit). \
-         Sessions open now end by themselves."
+         Sessions open now (its pam-totp-agent's) are refused at their next call."
     )?;
     outln!("If the server checks a CRL (ssl_crl_file), revoke {name}'s certificate there as well.")
 }

@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 /// Where the module and the CLI look without `store=` / `--store` (the CLI: and without
 /// `PAM_TOTP_STORE`): nowhere — fleet mode is opt-in. This is the path the README uses.
 pub const EXAMPLE_PATH: &str = "/etc/pam-totp/store.toml";
+/// Where the packaged `pam-totp-agent.service` listens (its `RuntimeDirectory`), as
+/// `store add-host` writes it.
+pub const AGENT_SOCKET: &str = "/run/pam-totp/agent.sock";
 const MAX_CONFIG_BYTES: u64 = 16 * 1024;
 const MAX_PEM_BYTES: u64 = 256 * 1024;
 /// Bounds of the two time limits, in milliseconds.

@@ -58,6 +58,10 @@ impl Trail {
     pub(crate) fn at(&mut self, label: &str, what: &str) {
         self.at = format!("{label}: {what}");
     }
+    /// Records what went wrong at `label` before the next try.
+    pub(crate) fn failed(&mut self, label: &str, why: &str) {
+        self.failed.push(format!("{label}: {why}"));
+    }
 }
 
 /// One open session: the client, and the connection task that drives its socket.
@@ -197,9 +201,13 @@ fn targets(cfg: &StoreConfig) -> Vec<(String, tokio_postgres::Config, Way)> {
     }
 }
 
-/// A server gone without a word is noticed within about a minute (the agent keeps
-/// sessions open), not after the kernel's two hours.
+/// A server gone without a word is noticed within about a minute (the agent keeps sessions
+/// open), not after the kernel's two hours: probes after 30 s of silence, every 5 s, 3 of
+/// them; and data unacknowledged for 15 s ends the connection.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
+const USER_TIMEOUT: Duration = Duration::from_secs(15);
 
 async fn connect_one(
     pg: &mut tokio_postgres::Config,
@@ -249,7 +257,13 @@ fn abortive(tcp: &tokio::net::TcpStream) -> std::io::Result<OwnedFd> {
     tcp.set_nodelay(true)?;
     let fd = tcp.as_fd().try_clone_to_owned()?;
     let s = socket2::SockRef::from(&fd);
-    s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE))?;
+    s.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_EVERY)
+            .with_retries(KEEPALIVE_PROBES),
+    )?;
+    s.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
     s.set_linger(Some(Duration::ZERO))?;
     Ok(fd)
 }
@@ -330,7 +344,8 @@ pub(crate) async fn first_usable<T>(
     }
     let failed = std::mem::take(&mut trail.borrow_mut().failed);
     Err(FleetError(if n == 1 {
-        failed.concat()
+        // One address (and perhaps the agent's open session to it before).
+        failed.join("; ")
     } else {
         format!("all {n} addresses failed: {}", failed.join("; "))
     }))

@@ -19,6 +19,7 @@ mod connect;
 mod ffi;
 mod migrations;
 mod module_call;
+mod notify;
 mod rows;
 mod tls;
 

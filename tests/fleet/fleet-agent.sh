@@ -8,8 +8,9 @@
 #   fleet-agent-logins                  the same answers as directly (accepted, replay across
 #                                       hosts and modes, wrong code counted); the agent's
 #                                       sessions stay open across logins (no new backend)
-#   fleet-agent-not-root-refused        a listener not run by root on the socket: denied, nothing
-#                                       sent to it; the agent's socket is root's, 0600
+#   fleet-agent-not-root-refused        a socket directory not root's, or a listener there not
+#                                       running as root: denied, nothing sent to it; the agent's
+#                                       socket is root's, 0600
 #   fleet-agent-other-store-refused     a store.toml naming an agent that serves another one
 #   fleet-agent-reads-config-again      store.toml changed under a running agent (another CA):
 #                                       refused at once; changed back: logins work
@@ -99,14 +100,28 @@ sc_fleet-agent-logins() {
 sc_fleet-agent-not-root-refused() {
     local d=$BASE/evil5 H=$BASE/h5 r pid
     expect "the agent's socket" "$(stat -c '%a %U' "$BASE/h1/agent/agent.sock")" "600 root" || return 1
-    mkdir -m 755 "$d" && chown nobody "$d" || { why "mkdir $d"; return 1; }
+    # (a) A socket directory another user owns: refused before the prompt, nothing tried.
+    mkdir -m 755 "$BASE/nobodys" && chown nobody "$BASE/nobodys" || { why "mkdir"; return 1; }
+    (umask 077 && with_agent "$H/store.toml" "$BASE/nobodys/agent.sock" >"$H/store-nobodys.toml") || return 1
+    service 5 fleet-nobodys "store=$H/store-nobodys.toml store_lib=$STORE_LIB dir=$H/state policy=$H/policy.toml"
+    login 5 fleet-nobodys ft-nobody 123456 ag-dir
+    r=$(reason 5 ag-dir)
+    echo "    (a) log: $r"
+    store_down_ok ag-dir 5 "$BUDGET_MS" || return 1
+    [[ $r == *"must be root's and writable by nobody else"* ]] || { why "(a) log line '$r'"; return 1; }
+    # (b) Root's directory, but the listener there runs as nobody (bound as root, then
+    # listening as nobody: its credentials are nobody's): denied, nothing sent to it.
+    mkdir -m 755 "$d" || return 1
     (umask 077 && with_agent "$H/store.toml" "$d/agent.sock" >"$H/store-evil.toml") || return 1
     service 5 fleet-evil "store=$H/store-evil.toml store_lib=$STORE_LIB dir=$H/state policy=$H/policy.toml"
-    # nobody listens there and writes down how many bytes each connection brought.
-    in_ns "$(host_ns 5)" runuser -u nobody -- python3 -c '
+    : >"$d/got" && chown nobody "$d/got"
+    in_ns "$(host_ns 5)" python3 -c '
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.bind(sys.argv[1] + "/agent.sock")
+os.chmod(sys.argv[1] + "/agent.sock", 0o666)
+os.setgid(65534)
+os.setuid(65534)
 s.listen(8)
 while True:
     c, _ = s.accept()
@@ -130,9 +145,9 @@ while True:
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     r=$(reason 5 ag-evil)
-    echo "    log: $r"
+    echo "    (b) log: $r"
     store_down_ok ag-evil 5 "$BUDGET_MS" || return 1
-    [[ $r == *"not root"* ]] || { why "log line '$r' does not say the listener is not root"; return 1; }
+    [[ $r == *"not root"* ]] || { why "(b) log line '$r' does not say the listener is not root"; return 1; }
     expect "bytes the impostor received" "$(cat "$d/got" 2>/dev/null)" 0
 }
 

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// How much longer than the remaining budget the module waits for the agent's answer.
+/// How much sooner than the module the agent must give up (it is told that much less time).
 const AGENT_GRACE: Duration = Duration::from_millis(200);
 
 type StoreFn = unsafe extern "C" fn(*const u8, usize, *mut u8, usize, *mut usize) -> c_int;
@@ -113,13 +113,23 @@ fn load(path: &Path, owner: u32) -> Result<StoreFn, FleetError> {
 }
 
 impl DlStore {
-    /// The store of a checked `store.toml`; the client library the module options name is
-    /// loaded at its first use (never, while the agent answers).
+    /// The store of a checked `store.toml`; with `agent_socket` the client library the module
+    /// options name is loaded only if the agent cannot be reached.
     pub fn open(lib: &Path, config: &StoreConfig, owner: u32) -> Result<DlStore, FleetError> {
         config.check_module_endpoint().map_err(failed)?;
+        // What is wrong on this host is found here, before any contact, and is never taken for
+        // an unreachable store (which would let break-glass users in from their local record):
+        // without an agent the library, with one the socket's directory.
+        let call = match &config.agent_socket {
+            None => Some(load(lib, owner)?),
+            Some(sock) => {
+                agent::check_socket_dir(sock).map_err(failed)?;
+                None
+            }
+        };
         Ok(DlStore {
             lib: lib.to_path_buf(),
-            call: None,
+            call,
             agent: config.agent_socket.clone(),
             config: config.path.clone(),
             owner,
@@ -136,19 +146,23 @@ impl DlStore {
                 self.budget.as_millis()
             )));
         }
-        let req = wire::Request {
-            config: self.config.clone(),
-            owner: self.owner,
-            remaining,
-            call,
-        }
-        .encode();
+        let request = |remaining| {
+            wire::Request {
+                config: self.config.clone(),
+                owner: self.owner,
+                remaining,
+                call: call.clone(),
+            }
+            .encode()
+        };
         let started = Instant::now();
         let mut agent_missing = None;
         if let Some(sock) = &self.agent {
-            // The agent keeps to `remaining` itself; the grace lets its own account of a
-            // timeout (which step, which address) arrive before the module gives up on it.
-            let asked = agent::ask(sock, &req, started + remaining + AGENT_GRACE);
+            // The agent gets a little less than what is left, so that its own account of a
+            // timeout (which step, which address) arrives before the module gives up on it,
+            // and it stops before the module does.
+            let for_agent = remaining.saturating_sub(AGENT_GRACE).max(remaining / 2);
+            let asked = agent::ask(sock, &request(for_agent), started + remaining);
             match asked {
                 Ok(bytes) => {
                     self.spent += started.elapsed();
@@ -162,7 +176,7 @@ impl DlStore {
                 Err(AgentError::NotReached(e)) => agent_missing = Some(e),
             }
         }
-        let r = self.direct(&req, started);
+        let r = self.direct(&request(remaining), started);
         match (r, agent_missing) {
             (Ok(Response::Failed(e)), Some(why)) => Ok(Response::Failed(FleetError(format!(
                 "{} (directly, as {why})",

@@ -33,6 +33,26 @@ pub enum AgentError {
     Failed(String),
 }
 
+/// The rule for the socket's directory (the agent binds only there, the module connects only
+/// there): a directory of root's that nobody else can write, so that no other user can put a
+/// socket, or anything else, at the path.
+pub fn check_socket_dir(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| format!("agent socket {}: no directory", path.display()))?;
+    let d = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !d.is_dir() || d.uid() != 0 || d.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: the agent socket's directory must be root's and writable by nobody else \
+             (e.g. /run/pam-totp, mode 0755)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// `bytes` as one frame: its length, then the bytes.
 pub fn frame(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(bytes.len() + 4));
@@ -192,6 +212,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         drop(l);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn given_socket_directories_then_only_roots_unwritable_by_others_pass() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = nix::unistd::geteuid().is_root();
+        let d = dir("dirs");
+        // /tmp: everyone may write there.
+        assert!(check_socket_dir(Path::new("/tmp/agent.sock")).is_err());
+        assert!(check_socket_dir(Path::new("agent.sock")).is_err());
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(check_socket_dir(&d.join("agent.sock")).is_ok(), root);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(check_socket_dir(&d.join("agent.sock")).is_err());
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -44,7 +44,7 @@ const VERSION: &str = "2";
 const MAX_BURNED: usize = 256;
 
 /// What the module asks of the store.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     Enrolment {
         user: UserName,

@@ -4,7 +4,7 @@
 //! it cannot start (status 1) or is called wrongly (status 2).
 #![forbid(unsafe_code)]
 
-use pam_totp_store::agent::{bind, serve, Agent, DEFAULT_SESSIONS};
+use pam_totp_store::agent::{bind, log, serve, Agent, DEFAULT_SESSIONS};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -12,7 +12,8 @@ use std::rc::Rc;
 const USAGE: &str = "usage: pam-totp-agent [--store FILE] [--sessions N]\n\
   --store FILE    the host's store.toml (default /etc/pam-totp/store.toml); it must set\n\
                   agent_socket, where the agent listens and pam_totp.so asks\n\
-  --sessions N    most sessions kept open to the store (1-64, default 4)";
+  --sessions N    most sessions kept open to the store (1-64, default 2; one\n\
+                  closes after 60 s unused)";
 
 fn args() -> Result<(PathBuf, usize), String> {
     let mut store = PathBuf::from(pam_totp::fleet::config::EXAMPLE_PATH);
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
     let (agent, socket, listener) = match started {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("pam-totp-agent: cannot start: {e}");
+            log(format_args!("cannot start: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -64,17 +65,17 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("pam-totp-agent: cannot start the runtime: {e}");
+            log(format_args!("cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
-    eprintln!(
-        "pam-totp-agent: serving {} on {} (at most {sessions} sessions)",
+    log(format_args!(
+        "serving {} on {} (at most {sessions} sessions)",
         store.display(),
         socket.display()
-    );
+    ));
     let local = tokio::task::LocalSet::new();
     let why = local.block_on(&rt, serve(Rc::new(agent), listener));
-    eprintln!("pam-totp-agent: stopped: {why}");
+    log(format_args!("stopped: {why}"));
     ExitCode::from(1)
 }

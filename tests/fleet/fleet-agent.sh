@@ -17,10 +17,12 @@
 #   fleet-agent-store-down-fails-closed the host cut off with sessions open: denied within the
 #                                       budget; the link back: the next login works
 #   fleet-agent-down-falls-back-direct  the agent killed (socket left) or gone: the module
-#                                       connects itself; the agent started again is used again
+#                                       connects itself; the agent started again (as systemd
+#                                       would: READY=1, WATCHDOG=1 seen) is used again
 # shellcheck shell=bash
 
 declare -A AGENT_PID=()
+AGENT_ENV=() # more VAR=VALUE for the next agent_run
 AGENT_TOML=store-agent.toml
 [[ ${FLEET_TEST_AGENT:-} == 1 ]] && AGENT_TOML=store.toml
 
@@ -34,7 +36,7 @@ with_agent() {
 agent_run() {
     local i=$1 toml=$2 sock=$3
     rm -f "$sock"
-    ip netns exec "$(host_ns "$i")" "$REL/pam-totp-agent" --store "$toml" \
+    ip netns exec "$(host_ns "$i")" env "${AGENT_ENV[@]}" "$REL/pam-totp-agent" --store "$toml" \
         --sessions 2 2>>"$BASE/h$i/agent.log" &
     AGENT_LAST=$!
     SINKS+=($!)
@@ -202,7 +204,28 @@ sc_fleet-agent-down-falls-back-direct() {
     rm -f "$sock"
     expect_login 4 fleet-agent ft-nobody 123456 agd-2 "PAM_IGNORE|not enrolled, not required" || return 1
     [[ -z $(agent_backends 4) ]] || { why "host-h4 has open sessions with its agent stopped"; return 1; }
+    # Started again as systemd would (Type=notify, WatchdogSec): READY=1, then WATCHDOG=1.
+    local n=$BASE/h4/notify.sock
+    python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[1] + ".log", "a", buffering=1) as f:
+    while True:
+        f.write(s.recv(256).decode() + "\n")
+' "$n" &
+    local npid=$!
+    SINKS+=($npid)
+    for _ in $(seq 50); do [[ -S $n ]] && break; sleep 0.1; done
+    AGENT_ENV=(NOTIFY_SOCKET="$n" WATCHDOG_USEC=300000)
     agent_start 4 || return 1
+    AGENT_ENV=()
     expect_login 4 fleet-agent ft-nobody 123456 agd-3 "PAM_IGNORE|not enrolled, not required" || return 1
     [[ -n $(agent_backends 4) ]] || { why "the restarted agent of h4 keeps no session"; return 1; }
+    sleep 0.5
+    kill "$npid" 2>/dev/null
+    wait "$npid" 2>/dev/null
+    echo "    notifications: $(sort "$n.log" | uniq -c | paste -sd' ')"
+    expect "first notification" "$(head -n 1 "$n.log")" READY=1 || return 1
+    (($(grep -c '^WATCHDOG=1$' "$n.log") >= 2)) || { why "fewer than 2 WATCHDOG=1 in 0.5 s+"; return 1; }
 }

@@ -39,7 +39,7 @@
 #                    untouched), and google-authenticator runs without `user=`: it looks up the
 #                    login user as pam_totp does, and reads and rewrites the user's own file
 #                    (ga/NAME/.google_authenticator, owned by that uid). For a population
-#                    unknown to NSS it keeps `user=root` (without it, it refuses a user it cannot
+#                    unknown to NSS it keeps `user=root` (without it, it denies a user it cannot
 #                    look up), so it looks up root (line 1 of /etc/passwd) while pam_totp's
 #                    lookup of the login user misses (on Debian 12: files, then systemd's
 #                    userdb).

@@ -19,7 +19,11 @@ def main():
     work = sys.argv[1]
     meta = open(os.path.join(work, "meta.txt")).read().strip()
     pops = {}
+    nss = {}
     for line in meta.splitlines():
+        m = re.match(r"nss: ([\d,]+) users: (known|unknown)", line)
+        if m:
+            nss.setdefault(int(m.group(1).replace(",", "")), set()).add(m.group(2))
         m = re.match(r"extra module (extra\d+): (.*) \(", line)
         if m:
             NAMES[m.group(1)] = m.group(2)
@@ -80,19 +84,26 @@ def main():
         for pop in ("small", "large"):
             r = rate(pop, "valid", mod) / rate(pop, "valid", "ga")
             checks.append((f"valid code, {pops.get(pop):,} users: {name} / google-authenticator throughput",
-                           r, 1.0, ir(pop, "valid", "ga") / ir(pop, "valid", mod)))
+                           r, 1.0, ir(pop, "valid", "ga") / ir(pop, "valid", mod), False))
         for pop in ("small", "large"):
             r = rate(pop, "wrong", mod) / rate(pop, "wrong", "ga")
             checks.append((f"wrong code, {pops.get(pop):,} users: {name} / google-authenticator throughput",
-                           r, 4.0, ir(pop, "wrong", "ga") / ir(pop, "wrong", mod)))
+                           r, 4.0, ir(pop, "wrong", "ga") / ir(pop, "wrong", mod), False))
+        # A valid login looks the user up (a wrong one does not): populations that NSS sees
+        # differently (BENCH_NSS=1) do not compare on valid codes.
+        same_nss = nss.get(pops.get("small")) == nss.get(pops.get("large"))
         for sc in ("valid", "wrong"):
             r = rate("large", sc, mod) / rate("small", sc, mod)
             checks.append((f"{name} {sc} code: {pops.get('large'):,} users / {pops.get('small'):,} users throughput",
-                           r, 0.9, ir("small", sc, mod) / ir("large", sc, mod)))
+                           r, 0.9, ir("small", sc, mod) / ir("large", sc, mod),
+                           sc == "valid" and not same_nss))
     out.append("| ratio | measured | target | same ratio in instructions | |")
     out.append("|---|---:|---:|---:|---|")
-    for name, r, target, irr in checks:
-        verdict = "met" if r >= target else "**missed**"
+    for name, r, target, irr, apart in checks:
+        if apart:
+            verdict = "not comparable: NSS knows one population, not the other (BENCH_NSS=0 or all)"
+        else:
+            verdict = "met" if r >= target else "**missed**"
         out.append(f"| {name} | {r:.2f} | ≥ {target:.1f} | {irr:.2f} | {verdict} |")
     if unexpected:
         out.append("")

@@ -32,11 +32,27 @@
 #                    read them, for every module alike, so that the page cache holds them as on
 #                    a server with enough RAM; this VM keeps little page cache and a cold user
 #                    costs a few virtual-disk reads, whatever the module)
-#   BENCH_NSS=1      make the bench users known to NSS: the sandbox gets a private /etc/passwd
-#                    (the host's plus one line per bench user; bind mount, host untouched).
-#                    Default: unknown to NSS, so a module that looks the user up pays for a miss
-#                    (on Debian 12: files, then systemd's userdb). With 100,000 users the files
-#                    backend scans /etc/passwd linearly: that measures glibc, not the module.
+#   BENCH_NSS        which bench users NSS knows (a real caller's are: sshd, su and login look
+#                    the user up before PAM runs). A known population is listed in
+#                    a private /etc/passwd of the sandbox (the host's lines, then one line per
+#                    user, uid/gid 200000 + n small, 300000 + n large; bind mount, host
+#                    untouched), and google-authenticator runs without `user=`: it looks up the
+#                    login user as pam_totp does, and reads and rewrites the user's own file
+#                    (ga/NAME/.google_authenticator, owned by that uid). For a population
+#                    unknown to NSS it keeps `user=root` (without it, it denies a user it cannot
+#                    look up), so it looks up root (line 1 of /etc/passwd) while pam_totp's
+#                    lookup of the login user misses (on Debian 12: files, then systemd's
+#                    userdb).
+#                    Each population runs in its own sandbox, with its own /etc/passwd.
+#                      1 (default)  the small population known, the large one unknown: with
+#                                   100,000 lines in /etc/passwd every lookup of the files
+#                                   backend is a linear scan (~54 M instructions for a user in
+#                                   the middle, measured), which measures glibc, not a module.
+#                                   The two populations then differ in what a valid login's
+#                                   lookup costs, so the report does not judge pam_totp's
+#                                   100,000 / 100 users ratio on valid codes (0 or all does)
+#                      all          both known (use a small BENCH_LARGE)
+#                      0            none known (the default before 2026-11-29)
 #   BENCH_QUICK=1    smoke test: 1,000 large users, few logins
 #   BENCH_KEEP=1     keep the work directory
 #   BENCH_OUT        also write the report (markdown) to this file
@@ -53,8 +69,9 @@ root=$(cd "$here/.." && pwd)
 
 if [[ "${1:-}" == --inner ]]; then
     shift
-    # ---- inside the sandbox: private /dev/log -------------------------------------------
+    # ---- inside the sandbox: private /dev/log (and /etc/passwd for a known population) ----
     work=$1
+    pops=("${@:2}")
     # shellcheck source=/dev/null
     source "$work/params"
     bin=$work/pambench
@@ -78,12 +95,12 @@ if [[ "${1:-}" == --inner ]]; then
             done
         done
     }
-    for pop in small large; do
+    for pop in "${pops[@]}"; do
         run_cell "$pop" valid "$N_VALID"
         run_cell "$pop" wrong "$N_WRONG"
     done
     if [[ "$CALLGRIND" == 1 ]]; then
-        for pop in small large; do
+        for pop in "${pops[@]}"; do
             for sc in valid wrong; do
                 for m in "${modules[@]}"; do
                     k=$CG_N
@@ -175,15 +192,36 @@ printf 'version = 1\n\n[throttle]\nattempts = 4000000000\n' >"$work/policy.toml"
 chmod 0644 "$work/policy.toml"
 
 start=$(date +%s)
+NSS=${BENCH_NSS:-1}
+case "$NSS" in
+0) known=() ;;
+1) known=(small) ;;
+all) known=(small large) ;;
+*)
+    echo "bench/run.sh: BENCH_NSS=$NSS: want 0, 1 or all" >&2
+    exit 1
+    ;;
+esac
+is_known() { [[ " ${known[*]} " == *" $1 "* ]]; }
+uid_base() { if [[ $1 == small ]]; then echo 200000; else echo 300000; fi; }
+
 for pop in small large; do
     count=$SMALL
     [[ $pop == large ]] && count=$LARGE
     echo "bench: creating $count users for $pop ..." >&2
-    python3 "$here/mkpop.py" "$work/$pop" "$count"
     p=$work/$pop
+    if is_known "$pop"; then
+        python3 "$here/mkpop.py" "$p" "$count" "$(uid_base "$pop")"
+    else
+        python3 "$here/mkpop.py" "$p" "$count"
+    fi
     mkdir -m 0755 "$p/pam.d"
     echo "auth required $work/pam_totp.so dir=$p/ours policy=$work/policy.toml window=1" >"$p/pam.d/ours"
-    echo "auth required pam_google_authenticator.so secret=$p/ga/\${USER} user=root" >"$p/pam.d/ga"
+    if is_known "$pop"; then
+        echo "auth required pam_google_authenticator.so secret=$p/ga/\${USER}/.google_authenticator" >"$p/pam.d/ga"
+    else
+        echo "auth required pam_google_authenticator.so secret=$p/ga/\${USER} user=root" >"$p/pam.d/ga"
+    fi
     echo "auth required pam_oath.so usersfile=$p/oath/users.oath window=1" >"$p/pam.d/oath"
     printf 'auth required pam_deny.so\n' >"$p/pam.d/other"
     for ((k = 1; k <= EXTRA_N; k++)); do
@@ -225,24 +263,28 @@ for _ in $(seq 100); do [[ -S "$work/log.sock" ]] && break; sleep 0.05; done
         "time_limit=${TIME_LIMIT}s callgrind_n=$CG_N warm=$WARM"
 } >"$work/meta.txt"
 
-binds=
-if [[ "${BENCH_NSS:-0}" == 1 ]]; then
-    cp /etc/passwd "$work/passwd"
-    for pop in small large; do
-        base=200000
-        [[ $pop == large ]] && base=300000
-        awk -v base=$base \
+# One sandbox per population, so that each has the /etc/passwd its NSS setting wants: a known
+# population the host's lines then its own users, an unknown one the host's file.
+for pop in small large; do
+    count=$SMALL
+    [[ $pop == large ]] && count=$LARGE
+    binds=
+    if is_known "$pop"; then
+        cp /etc/passwd "$work/passwd.$pop"
+        awk -v base="$(uid_base "$pop")" \
             '{ printf "%s:x:%d:%d::/nonexistent:/usr/sbin/nologin\n", $1, base + NR, base + NR }' \
-            "$work/$pop/users.txt" >>"$work/passwd"
-    done
-    chmod 0644 "$work/passwd"
-    binds="$work/passwd:/etc/passwd"
-    echo "nss: bench users listed in a private /etc/passwd ($(wc -l <"$work/passwd") lines)" >>"$work/meta.txt"
-else
-    echo "nss: bench users unknown to NSS (lookups miss: files, then systemd)" >>"$work/meta.txt"
-fi
-EXTRA_RO_BINDS="$binds" SYSLOG_SOCKET=$work/log.sock \
-    bash "$root/tests/lib/sandbox.sh" bash "$here/run.sh" --inner "$work"
+            "$work/$pop/users.txt" >>"$work/passwd.$pop"
+        chmod 0644 "$work/passwd.$pop"
+        binds="$work/passwd.$pop:/etc/passwd"
+        echo "nss: $count users: known to NSS (a private /etc/passwd, $(wc -l <"$work/passwd.$pop") lines);" \
+            "pam_totp and google-authenticator both look up the login user" >>"$work/meta.txt"
+    else
+        echo "nss: $count users: unknown to NSS; pam_totp looks up the login user (a miss: files," \
+            "then systemd), google-authenticator root (user=root)" >>"$work/meta.txt"
+    fi
+    EXTRA_RO_BINDS="$binds" SYSLOG_SOCKET=$work/log.sock \
+        bash "$root/tests/lib/sandbox.sh" bash "$here/run.sh" --inner "$work" "$pop"
+done
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/meta.txt"
 echo "wall time: $(($(date +%s) - start)) s; syslog lines received: $(wc -l <"$work/syslog.txt")" >>"$work/meta.txt"

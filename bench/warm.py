@@ -13,7 +13,10 @@ paths = []
 for i in range(first, first + count):
     name = users[i % len(users)]
     if module == "ga":
-        paths.append(os.path.join(pop, "ga", name))
+        p = os.path.join(pop, "ga", name)
+        if os.path.isdir(p):  # a population known to NSS (mkpop.py UID_BASE)
+            p = os.path.join(p, ".google_authenticator")
+        paths.append(p)
     elif module == "oath":
         paths = [os.path.join(pop, "oath", "users.oath")]
         break

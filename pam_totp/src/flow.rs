@@ -354,9 +354,10 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
         store,
     } = l;
     // A corrupt or untrusted state denies before anything is asked.
-    if let Err(e) = store.read_state(user) {
-        return unavailable(&e);
-    }
+    let first_state = match store.read_state(user) {
+        Ok(s) => s,
+        Err(e) => return unavailable(&e),
+    };
     let Ok(answer) = conv.prompt_hidden(&req.options.prompt) else {
         return Reason::ConvFailed.into();
     };
@@ -376,7 +377,7 @@ fn verify_enrolled<C: Conversation, S: System, St: UserStore>(
         Err(e) => return unavailable(&e),
     };
     // Read again under the lock: the record may have changed while the user typed.
-    let (record, state) = match (lock.record_again(first_read), lock.state()) {
+    let (record, state) = match (lock.record_again(first_read), lock.state_again(first_state)) {
         (Ok(Some((r, _))), Ok(s)) if r.status == Status::Active => (r, s),
         (Ok(_), Ok(_)) => return Reason::RecordChanged.into(),
         (Err(e), _) | (_, Err(e)) => return unavailable(&e),

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use crate::secret::Secret;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -39,14 +40,6 @@ impl Algorithm {
             Algorithm::Sha1 => 20,
             Algorithm::Sha256 => 32,
             Algorithm::Sha512 => 64,
-        }
-    }
-
-    fn to_totp_rs(self) -> totp_rs::Algorithm {
-        match self {
-            Algorithm::Sha1 => totp_rs::Algorithm::SHA1,
-            Algorithm::Sha256 => totp_rs::Algorithm::SHA256,
-            Algorithm::Sha512 => totp_rs::Algorithm::SHA512,
         }
     }
 }
@@ -134,30 +127,53 @@ impl Params {
     }
 }
 
-/// A code generator for one key; the key copy inside is zeroized on drop.
+/// HMAC keyed once: the key's inner and outer pads are hashed when the generator is made, and
+/// each code clones that state (RFC 2104), so the steps of a window cost one hash of the
+/// counter each instead of re-deriving the pads. It holds no copy of the key.
+enum KeyedMac {
+    Sha1(Hmac<sha1::Sha1>),
+    Sha256(Hmac<sha2::Sha256>),
+    Sha512(Hmac<sha2::Sha512>),
+}
+
+/// A code generator for one key (RFC 4226 dynamic truncation of HMAC(key, step)).
 pub struct Generator {
-    inner: totp_rs::TOTP,
+    mac: KeyedMac,
     params: Params,
 }
 
 impl Generator {
     pub fn new(secret: &Secret, params: Params) -> Self {
-        let inner = totp_rs::TOTP::new_unchecked(
-            params.algorithm.to_totp_rs(),
-            usize::from(params.digits),
-            0,
-            u64::from(params.period),
-            secret.expose().to_vec(),
-        );
-        Generator { inner, params }
+        const ANY_LENGTH: &str = "HMAC takes keys of any length";
+        let key = secret.expose();
+        let mac = match params.algorithm {
+            Algorithm::Sha1 => KeyedMac::Sha1(Hmac::new_from_slice(key).expect(ANY_LENGTH)),
+            Algorithm::Sha256 => KeyedMac::Sha256(Hmac::new_from_slice(key).expect(ANY_LENGTH)),
+            Algorithm::Sha512 => KeyedMac::Sha512(Hmac::new_from_slice(key).expect(ANY_LENGTH)),
+        };
+        Generator { mac, params }
     }
 
     /// The code of time step `step`.
     pub fn code_at_step(&self, step: u64) -> Zeroizing<String> {
-        Zeroizing::new(
-            self.inner
-                .generate(step.saturating_mul(u64::from(self.params.period))),
-        )
+        // The counter is the step; a step whose start lies past the end of u64 seconds gets the
+        // counter of the last representable second's step.
+        let period = u64::from(self.params.period);
+        let counter = (step.saturating_mul(period) / period).to_be_bytes();
+        let value = match &self.mac {
+            KeyedMac::Sha1(m) => truncate(&m.clone().chain_update(counter).finalize().into_bytes()),
+            KeyedMac::Sha256(m) => {
+                truncate(&m.clone().chain_update(counter).finalize().into_bytes())
+            }
+            KeyedMac::Sha512(m) => {
+                truncate(&m.clone().chain_update(counter).finalize().into_bytes())
+            }
+        };
+        let digits = usize::from(self.params.digits);
+        Zeroizing::new(format!(
+            "{:0digits$}",
+            value % 10u32.pow(u32::from(self.params.digits))
+        ))
     }
 
     /// The highest step in `[now_step - window, now_step + window]` whose code equals `code`,
@@ -175,6 +191,17 @@ impl Generator {
         }
         found
     }
+}
+
+/// RFC 4226 §5.3: 31 bits at the offset named by the last byte's low nibble.
+fn truncate(mac: &[u8]) -> u32 {
+    let offset = usize::from(mac[mac.len() - 1] & 0x0f);
+    u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -301,6 +328,51 @@ mod tests {
     fn given_time_near_epoch_then_window_does_not_underflow() {
         let (g, _) = gen6();
         assert_eq!(g.matching_step(&g.code_at_step(0), 5, 3), Some(0));
+    }
+
+    /// The same codes as totp-rs (which computes each step's HMAC from the key): every
+    /// algorithm, both lengths, keys of several lengths (shorter and longer than a hash block),
+    /// steps from 0 to past the last representable second.
+    #[test]
+    fn codes_equal_those_of_totp_rs() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for alg in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+            let reference = match alg {
+                Algorithm::Sha1 => totp_rs::Algorithm::SHA1,
+                Algorithm::Sha256 => totp_rs::Algorithm::SHA256,
+                Algorithm::Sha512 => totp_rs::Algorithm::SHA512,
+            };
+            for len in [10usize, 20, 32, 63, 64, 65, 128] {
+                let key: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                for (digits, period) in [(6u8, 30u32), (8, 30), (6, 15), (8, 300)] {
+                    let p = Params::new(alg, i64::from(digits), i64::from(period)).unwrap();
+                    let g = Generator::new(&Secret::from_bytes(key.clone()).unwrap(), p);
+                    let r = totp_rs::TOTP::new_unchecked(
+                        reference,
+                        usize::from(digits),
+                        0,
+                        u64::from(period),
+                        key.clone(),
+                    );
+                    let last = u64::MAX / u64::from(period);
+                    let mut steps = vec![0, 1, 59_000_000, last - 1, last, last + 1, u64::MAX];
+                    steps.extend((0..20).map(|_| next() % 200_000_000));
+                    for step in steps {
+                        assert_eq!(
+                            *g.code_at_step(step),
+                            r.generate(step.saturating_mul(u64::from(period))),
+                            "{alg} key {len} bytes, {digits} digits, {period} s, step {step}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

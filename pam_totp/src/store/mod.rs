@@ -141,16 +141,36 @@ impl Store {
         self.state_named(user)
     }
 
+    /// The user's login state as read, with the file's bytes, for [`UserLock::state_again`].
+    pub fn state_read(&self, user: &UserName) -> Result<StateRead, StoreError> {
+        self.state_read_named(user, None)
+    }
+
     fn state_named(&self, user: &str) -> Result<State, StoreError> {
+        Ok(self.state_read_named(user, None)?.state)
+    }
+
+    /// Reads the state file; when its bytes equal `earlier`'s (or both are missing), `earlier`
+    /// is returned as it is: the same bytes parse to the same state, or had failed to.
+    fn state_read_named(
+        &self,
+        user: &str,
+        earlier: Option<StateRead>,
+    ) -> Result<StateRead, StoreError> {
         let path = self.state_file(user);
-        let Some(bytes) = self.state_bytes(user, &path)? else {
-            return Ok(State::default());
+        let bytes = self.state_bytes(user, &path)?;
+        if let Some(earlier) = earlier.filter(|e| e.bytes == bytes) {
+            return Ok(earlier);
+        }
+        let state = match &bytes {
+            None => State::default(),
+            Some(b) => State::parse_file(b).map_err(|msg| StoreError::Parse {
+                file: FileKind::State(user.to_string()),
+                path,
+                msg,
+            })?,
         };
-        State::parse_file(&bytes).map_err(|msg| StoreError::Parse {
-            file: FileKind::State(user.to_string()),
-            path,
-            msg,
-        })
+        Ok(StateRead { state, bytes })
     }
 
     fn state_file(&self, user: &str) -> PathBuf {
@@ -264,6 +284,19 @@ impl RecordRead {
     }
 }
 
+/// A login state as read (parsed, so its last journal line passed its checksum), and the
+/// file's bytes (`None`: no file).
+pub struct StateRead {
+    state: State,
+    bytes: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl StateRead {
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+}
+
 /// A held per-user lock (released on drop). Read–verify–write happens under it.
 pub struct UserLock<'a> {
     store: &'a Store,
@@ -295,6 +328,15 @@ impl UserLock<'_> {
 
     pub fn state(&self) -> Result<State, StoreError> {
         self.store.state_named(&self.user)
+    }
+
+    /// The state, read again under the lock; `earlier` (read before the lock) is reused without
+    /// parsing when the file still holds exactly the same bytes.
+    pub fn state_again(&self, earlier: StateRead) -> Result<State, StoreError> {
+        Ok(self
+            .store
+            .state_read_named(&self.user, Some(earlier))?
+            .state)
     }
 
     /// Replaces the record atomically and durably.
@@ -569,8 +611,8 @@ pub trait UserStore {
         Self: 's;
     /// The user's record as read, if any (its `user` key names the user).
     fn read_record(&self, user: &UserName) -> Result<Option<RecordRead>, StoreError>;
-    /// The user's login state; "no login yet" when there is none.
-    fn read_state(&self, user: &UserName) -> Result<State, StoreError>;
+    /// The user's login state as read; "no login yet" when there is none.
+    fn read_state(&self, user: &UserName) -> Result<StateRead, StoreError>;
     /// Holds the user (waits at most [`LOCK_TIMEOUT`]).
     fn hold(&self, user: &UserName) -> Result<Self::Held<'_>, StoreError>;
     /// Holds a decoy no user name can match: the same work as holding a user, for denials that
@@ -586,6 +628,8 @@ pub trait HeldUser {
     /// The record read again; `earlier` comes back unparsed when nothing changed (the flag).
     fn record_again(&self, earlier: RecordRead) -> Result<Option<(Record, bool)>, StoreError>;
     fn state(&self) -> Result<State, StoreError>;
+    /// The state read again; `earlier`'s when the stored state has not changed since.
+    fn state_again(&self, earlier: StateRead) -> Result<State, StoreError>;
     /// Stores a state whose failure count went up (need not be flushed).
     fn count_failure(&self, state: &State) -> Result<(), StoreError>;
     /// Stores a state with an accepted step or a success: durable before it returns.
@@ -603,8 +647,8 @@ impl UserStore for Store {
     fn read_record(&self, user: &UserName) -> Result<Option<RecordRead>, StoreError> {
         self.record_read(user)
     }
-    fn read_state(&self, user: &UserName) -> Result<State, StoreError> {
-        self.state(user)
+    fn read_state(&self, user: &UserName) -> Result<StateRead, StoreError> {
+        self.state_read(user)
     }
     fn hold(&self, user: &UserName) -> Result<UserLock<'_>, StoreError> {
         self.lock(user)
@@ -626,6 +670,9 @@ impl HeldUser for UserLock<'_> {
     }
     fn state(&self) -> Result<State, StoreError> {
         UserLock::state(self)
+    }
+    fn state_again(&self, earlier: StateRead) -> Result<State, StoreError> {
+        UserLock::state_again(self, earlier)
     }
     fn count_failure(&self, state: &State) -> Result<(), StoreError> {
         self.write_state(state, Durability::Relaxed)

@@ -405,6 +405,48 @@ fn given_unchanged_record_then_read_again_reuses_it_and_changed_record_is_parsed
 }
 
 #[test]
+fn given_state_read_before_the_lock_then_read_again_gives_what_the_file_now_holds() {
+    let t = TempDir::new();
+    let s = t.store();
+    let lock = s.lock(&u("alice")).unwrap();
+    // No file, before and after.
+    let first = s.state_read(&u("alice")).unwrap();
+    assert_eq!(lock.state_again(first).unwrap(), State::default());
+    // Unchanged.
+    lock.write_state(&step(1), Durability::Durable).unwrap();
+    let first = s.state_read(&u("alice")).unwrap();
+    assert_eq!(first.state(), &step(1));
+    assert_eq!(lock.state_again(first).unwrap(), step(1));
+    // A line appended meanwhile.
+    let first = s.state_read(&u("alice")).unwrap();
+    lock.write_state(&step(2), Durability::Relaxed).unwrap();
+    assert_eq!(lock.state_again(first).unwrap(), step(2));
+    // A torn append meanwhile: the last complete line.
+    let first = s.state_read(&u("alice")).unwrap();
+    let good = state_bytes(&t, "alice");
+    let mut torn = good.clone();
+    torn.extend_from_slice(&step(3).to_entry().as_bytes()[..10]);
+    fs::write(t.users().join("alice.state"), &torn).unwrap();
+    assert_eq!(lock.state_again(first).unwrap(), step(2));
+    // A damaged last line meanwhile: refused, not the state read before.
+    fs::write(t.users().join("alice.state"), &good).unwrap();
+    let first = s.state_read(&u("alice")).unwrap();
+    let mut damaged = good.clone();
+    let at = damaged.len() - 20;
+    damaged[at] ^= 1;
+    fs::write(t.users().join("alice.state"), &damaged).unwrap();
+    assert!(matches!(
+        lock.state_again(first),
+        Err(StoreError::Parse { .. })
+    ));
+    // Removed meanwhile: no login yet.
+    fs::write(t.users().join("alice.state"), &good).unwrap();
+    let first = s.state_read(&u("alice")).unwrap();
+    fs::remove_file(t.users().join("alice.state")).unwrap();
+    assert_eq!(lock.state_again(first).unwrap(), State::default());
+}
+
+#[test]
 fn given_untrusted_files_then_the_error_names_the_file_kind_and_the_check() {
     let t = TempDir::new();
     let s = t.store();

@@ -24,7 +24,8 @@
 //!   store and how its outcomes read (the same [`reason::Reason`]s): [`fleet`]; the decision over
 //!   it: [`flow::authenticate_fleet`] (`flow/fleet.rs`), break-glass users and their offline
 //!   report: `flow/offline.rs` with the local file in [`store`]; the call between the module and
-//!   the client library (crate `pam-totp-store`): [`fleet::wire`].
+//!   the client library (crate `pam-totp-store`): [`fleet::wire`]; the same messages to the
+//!   host's agent, and who may listen on its socket: [`fleet::agent`].
 //! - Every C entry point runs Rust code through [`quiet_panic::catch_quietly`].
 #![deny(unsafe_code)]
 

@@ -146,23 +146,21 @@ done
 # cpu_of NS: CPU seconds of every process in namespace NS, exited children of its processes
 # included (a backend that exited was reaped by the postmaster: its cutime).
 cpu_of() {
+    # shellcheck disable=SC2046 # one pid per word
+    pids_cpu $(ip netns pids "$1" 2>/dev/null)
+}
+# pids_cpu PID...: CPU ticks of these processes and their exited children.
+pids_cpu() {
     local p tot=0 v
-    for p in $(ip netns pids "$1" 2>/dev/null); do
+    for p in "$@"; do
         v=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null) || continue
         tot=$((tot + ${v:-0}))
     done
     echo "$tot"
 }
-# agents_cpu: CPU ticks of the running pam-totp-agents (BENCH_FLEET_AGENT phases).
+# agents_cpu: CPU ticks of the running pam-totp-agents (the agent phases).
 AGENTS=()
-agents_cpu() {
-    local p tot=0 v
-    for p in "${AGENTS[@]}"; do
-        v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || continue
-        tot=$((tot + ${v:-0}))
-    done
-    echo "$tot"
-}
+agents_cpu() { pids_cpu "${AGENTS[@]}"; }
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 sessions() { fsq <<<"SELECT sessions FROM pg_stat_database WHERE datname = '$DB'"; }
 # phase NAME SERVICE MODE SECS [HOSTS] [RATE]: pambench in hosts 1..HOSTS (default all) in

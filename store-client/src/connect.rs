@@ -306,8 +306,7 @@ pub(crate) async fn first_usable<T>(
         if left.is_zero() {
             trail
                 .borrow_mut()
-                .failed
-                .push(format!("{label}: not tried (no time left)"));
+                .failed(&label, "not tried (no time left)");
             continue;
         }
         let per = cfg.connect_timeout.min(left);
@@ -333,14 +332,13 @@ pub(crate) async fn first_usable<T>(
                         session.close(deadline).await;
                         trail
                             .borrow_mut()
-                            .failed
-                            .push(format!("{label}: in recovery (a read-only standby)"));
+                            .failed(&label, "in recovery (a read-only standby)");
                         continue;
                     }
                 }
             }
         };
-        trail.borrow_mut().failed.push(format!("{label}: {why}"));
+        trail.borrow_mut().failed(&label, &why);
     }
     let failed = std::mem::take(&mut trail.borrow_mut().failed);
     Err(FleetError(if n == 1 {

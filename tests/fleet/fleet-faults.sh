@@ -89,7 +89,8 @@ EOF
             "$FAULT_CONNECT_MS" >"$H/store-faults.toml") || die "store-faults.toml $i"
         if [[ ${FLEET_TEST_AGENT:-} == 1 ]]; then # through a second agent per host (fleet-agent.sh)
             mkdir -m 755 "$H/agent-faults"
-            sed -i "/^budget_ms/a agent_socket = \"$H/agent-faults/agent.sock\"" "$H/store-faults.toml" &&
+            (umask 077 && with_agent "$H/store-faults.toml" "$H/agent-faults/agent.sock" >"$H/sf.toml" &&
+                mv "$H/sf.toml" "$H/store-faults.toml") &&
                 agent_run "$i" "$H/store-faults.toml" "$H/agent-faults/agent.sock" || die "faults agent $i"
         fi
         fleet_opts="store=$H/store-faults.toml store_lib=$STORE_LIB dir=$H/state policy=$H/policy.toml"

@@ -192,6 +192,7 @@ sc_fleet-agent-store-down-fails-closed() {
     ip -n "$NS_DB" link set "${LN}h6" up
     echo "    h6 cut off, its agent's session open: $(result agc-2) after $(cat "$OUT/agc-2.ms") ms: $(reason 6 agc-2)"
     store_down_ok agc-2 6 "$BUDGET_MS" || rc=1
+    reach_wait "$(host_ns 6)" "$DB_ADDR" "$PORT"
     expect_login 6 fleet-agent ft-nobody 123456 agc-3 "PAM_IGNORE|not enrolled, not required" || rc=1
     return $rc
 }

@@ -267,13 +267,7 @@ sc_fleet-partition-fails-closed() {
     ip -n "$NS_DB" link set "${LN}h2" up
     unavail_within pt1 "$LATER_MS" || rc=1
     echo "    (1) h2 cut after the prompt: $(result pt1) $LATER_MS ms after the answer: $(reason 2 pt1)"
-    # The link is back once h2 reaches the primary again (carrier and neighbour entries take
-    # a moment; a connect in between fails at once with "No route to host").
-    for _ in $(seq 25); do
-        in_ns "$(host_ns 2)" timeout 0.5 bash -c "exec 3<>/dev/tcp/$(fleet_node_addr "$PRIMARY")/$PORT" \
-            2>/dev/null && break
-        sleep 0.1
-    done
+    reach_wait "$(host_ns 2)" "$(fleet_node_addr "$PRIMARY")" "$PORT"
     expect_login 2 faults fx-pt1 "$(c30 "$h1" "$s1")" pt1-back "PAM_SUCCESS|accepted step $s1 *" || rc=1
     # (2) The primary cut from its synchronous standby: the commit is never acknowledged.
     h2=$(newkey 20)

@@ -48,6 +48,17 @@ in_ns() { # NS CMD...
     shift
     ip netns exec "$ns" "$@"
 }
+# reach_wait NS ADDR PORT: wait (up to ~2.5 s) until NS connects to ADDR:PORT again — after a
+# link comes back up, carrier and neighbour entries take a moment, and a connect in between
+# fails at once with "No route to host".
+reach_wait() {
+    local _
+    for _ in $(seq 25); do
+        in_ns "$1" timeout 0.5 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
 fleet_all_ns() { # every namespace of ours, the db's first
     local i
     echo "$NS_DB"

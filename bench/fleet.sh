@@ -12,7 +12,11 @@
 # codes each as an enrolment gives), throttle attempts set out of reach so that wrong codes are
 # judged and counted but never lock. Valid logins never replay: a user gives at most 3 fresh
 # steps per 30 s (window=1) and pambench -S remembers which it used (the slice per host is big
-# enough for BENCH_FLEET_SECS at well over 500 logins/s).
+# enough for BENCH_FLEET_SECS at well over 500 logins/s). The store is measured as one that has
+# run a while, not as a new cluster: WAL segments recycled (min_wal_size 1GB, 40 segments made
+# beforehand), the outcomes of the last ten minutes at 500 logins/s in pam_totp.results (they
+# expire during the run, as they would), the bulk load written out by a checkpoint before the
+# first measured phase. Paced phases start their drivers together, once all are set up.
 #
 # As root (SKIP otherwise). `make bench-fleet`; `make bench` runs it after the file-mode bench
 # (BENCH_FLEET=0 skips). Environment: BENCH_FLEET_SECS (timed login work per driver per
@@ -21,6 +25,7 @@
 # (also measure with shared_preload_libraries = 'plpgsql,pgcrypto' on the primary),
 # BENCH_FLEET_POOLER=pgbouncer (also measure through PgBouncer on the primary's machine: per-role
 # pools in transaction mode, lib-net.sh's fleet_pgbouncer; its properties probed first),
+# BENCH_FLEET_PGSET="NAME=VALUE ..." (more server settings on both nodes, for experiments),
 # BENCH_FLEET_KEEP=1 (keep the work directory), BENCH_OUT (append the report to this file).
 # Nothing outside the namespaces and the work directory under /var/tmp is touched.
 set -uo pipefail
@@ -98,9 +103,21 @@ fleet_net_up
 fleet_pki
 faults_setup # primary a, synchronous standby b (s1); hosts' store-faults.toml, services faults-w1
 for n in $FLEET_NODES; do
-    fleet_node_sq "$n" -d postgres >/dev/null <<<"ALTER SYSTEM SET fsync = on; SELECT pg_reload_conf()" ||
-        die "fsync on $n"
+    fleet_node_sq "$n" -d postgres >/dev/null <<<"ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET log_checkpoints = on;
+ALTER SYSTEM SET log_autovacuum_min_duration = 0; ALTER SYSTEM SET min_wal_size = '1GB';
+ALTER SYSTEM SET max_wal_size = '2GB'; SELECT pg_reload_conf()" || die "settings of $n"
+    for kv in ${BENCH_FLEET_PGSET:-}; do # more NAME=VALUE settings, for experiments
+        fleet_node_sq "$n" -d postgres >/dev/null <<<"ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'; SELECT pg_reload_conf()" ||
+            die "$kv on $n"
+    done
 done
+# A store that has run a while, not a new cluster (see the checkpoint after the bulk load):
+# a new cluster creates every WAL segment it fills (16 MB of zeros written and flushed, on the
+# primary and on the standby's receiver, while commits wait), a running one renames old
+# segments at each checkpoint (min_wal_size). So: 40 segments written and switched now.
+fsq -d postgres >/dev/null <<<"DO \$\$ BEGIN FOR i IN 1..40 LOOP
+    PERFORM pg_logical_emit_message(false, 'pam-totp-bench', 'warm'); PERFORM pg_switch_wal();
+END LOOP; END \$\$" || die "WAL warm-up"
 [[ $(fadm <<<"SELECT attempts FROM pam_totp.set_settings(2000000000, 1, 1, NULL, NULL)") == 2000000000 ]] ||
     die "settings"
 
@@ -131,7 +148,23 @@ SELECT b.name, 'active', pam_totp.encrypt_secret(decode(b.hex, 'hex'), k.k), pam
 FROM b, (SELECT pam_totp.key() AS k) k;
 VACUUM ANALYZE pam_totp.users;
 EOF
+# Outcomes as after ten minutes at 500 logins/s: 300 000 rows created over the last 600 s, so
+# that during the run they expire at that rate and the checks remove them as they would.
+fsq >/dev/null <<'EOF' || die "outcomes of the last ten minutes"
+INSERT INTO pam_totp.results (ticket, xid, host, created, result)
+SELECT gen_random_uuid(), pg_current_xact_id(), 'host-h1', pam_totp.now_s() - 600 + i / 500,
+       ROW('wrong', 'bench', NULL, NULL, NULL, 0, 0, NULL, 0)::pam_totp.check_result
+FROM generate_series(0, 299999) AS i;
+VACUUM ANALYZE pam_totp.results;
+EOF
+# Then a checkpoint on both: the bulk load's pages written out (not by the kernel's flusher
+# during the measured phases) and the segments above recycled. The standby's is a restartpoint,
+# once it has everything (there is no replication slot: a checkpoint may remove WAL that a
+# standby has not received).
 faults_wait_sync 60 caught-up || die "s1 not caught up after enrolment"
+fsq -d postgres >/dev/null <<<"CHECKPOINT" || die "checkpoint on a"
+faults_wait_sync 60 caught-up || die "s1 after the checkpoint"
+fleet_node_sq b -d postgres >/dev/null <<<"CHECKPOINT" || die "restartpoint on b"
 SETUP_S=$(($(date +%s) - t0))
 
 # --- file mode: the same drivers in the same namespaces, each host its own state directory ---
@@ -162,18 +195,22 @@ pids_cpu() {
 AGENTS=()
 agents_cpu() { pids_cpu "${AGENTS[@]}"; }
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+wal_bytes() { fsq <<<"SELECT (pg_current_wal_lsn() - '0/0')::bigint"; }
 sessions() { fsq <<<"SELECT sessions FROM pg_stat_database WHERE datname = '$DB'"; }
 # phase NAME SERVICE MODE SECS [HOSTS] [RATE]: pambench in hosts 1..HOSTS (default all) in
 # parallel, each as fast as it can (closed loop) or, with RATE (logins/s for all hosts
 # together), paced at RATE/HOSTS for SECS seconds (open loop, pambench -R); appends one line to
 # $OUT/summary (see summarise).
 phase() {
-    local name=$1 svc=$2 mode=$3 secs=$4 hosts=${5:-$N_HOSTS} rate=${6:-} i pids=() a0 b0 s0 m0 t_0 t_1 m1 users
+    local name=$1 svc=$2 mode=$3 secs=$4 hosts=${5:-$N_HOSTS} rate=${6:-} i pids=() a0 b0 s0 m0 t_0 t_1 m1 users wal0
     local amount=(-n 100000000 -t "$secs")
     if [[ -n $rate ]]; then
         local per
         per=$(awk -v r="$rate" -v h="$hosts" 'BEGIN { printf "%.3f", r / h }')
         amount=(-R "$per" -n "$(awk -v p="$per" -v s="$secs" 'BEGIN { printf "%d", p * s }')" -t $((secs * 3)))
+        # all drivers begin 2 s from now, once every host's sandbox is set up (each at a random
+        # phase of its interval): the set-up of one is not timed in another's first logins
+        amount+=(-A "$(awk -v t="$(date +%s.%N)" 'BEGIN { printf "%.3f", t + 2 }')")
     fi
     local flag= cursor g0
     [[ $mode == wrong ]] && flag=-F # skip the driver's ±1500-step search (client CPU)
@@ -184,7 +221,9 @@ phase() {
     m0=$(machine_busy)
     local load0
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    wal0=$(wal_bytes)
     t_0=$(date +%s%N)
+    echo "$t_0" >"$OUT/$name.t0" # the phase's start (ns since the epoch), to place its lat lines
     for i in $(seq 1 "$hosts"); do
         users=$BASE/h$i/users.txt cursor=$BASE/h$i/cursor.fleet # one per store: no replays
         [[ $svc == file ]] && users=$BASE/h$i/file/users.txt cursor=$BASE/h$i/cursor.file
@@ -197,6 +236,7 @@ phase() {
     done
     for i in "${pids[@]}"; do wait "$i"; done
     t_1=$(date +%s%N)
+    echo $(($(wal_bytes) - wal0)) >"$OUT/$name.wal"
     m1=$(machine_busy)
     [[ $svc == agent ]] && echo $(($(agents_cpu) - g0)) >"$OUT/$name.agent.cpu"
     echo "$name $svc $mode $hosts $(((t_1 - t_0) / 1000000)) $(($(cpu_of "$(fleet_node_ns a)") - a0))" \

@@ -50,20 +50,25 @@ for line in open(os.path.join(out, "summary")):
         agent = int(open(os.path.join(out, f"{name}.agent.cpu")).read()) / TICK
     except (OSError, ValueError):
         pass
+    wal = None
+    try:  # WAL the primary wrote during the phase (file mode: the store's WAL all the same)
+        wal = int(open(os.path.join(out, f"{name}.wal")).read())
+    except (OSError, ValueError):
+        pass
     wall = int(wall_ms) / 1000
     if "-at" in name and span > 0:  # paced: the drivers' own span (no start-up of each driver)
         wall = span
     phases.append(dict(name=name, svc=svc, mode=mode, hosts=int(hosts), wall=wall, n=n, ok=ok,
                        unexpected=unexpected, waited=waited, rate=n / wall if wall else 0, p50=pct(lat, 50),
                        p99=pct(lat, 99), mean=statistics.mean(lat) if lat else float("nan"),
-                       srv=int(cpu_a) / TICK, sby=int(cpu_b) / TICK, sess=int(sess), client=client + agent, agent=agent,
+                       srv=int(cpu_a) / TICK, sby=int(cpu_b) / TICK, sess=int(sess), client=client + agent, agent=agent, wal=wal,
                        busy=(mb1 - mb0) / (mt1 - mt0) if mt1 > mt0 else 0,
                        load=f"{load0} → {load1.strip()}"))
 
 print(open(os.path.join(out, "meta")).read().rstrip())
 print()
-print("| phase | hosts | logins | logins/s | p50 ms | p99 ms | server CPU ms/login | standby | client CPU ms/login | of it agents | connections/login | machine busy | load average (start → end) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| phase | hosts | logins | logins/s | p50 ms | p99 ms | server CPU ms/login | WAL KB/login | standby | client CPU ms/login | of it agents | connections/login | machine busy | load average (start → end) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for p in phases:
     if p["name"].startswith("warmup"):
         continue
@@ -73,10 +78,11 @@ for p in phases:
     sby = f"{1000 * p['sby'] / n:.2f}" if p["svc"] != "file" else "–"
     bad = f" ({p['unexpected']} unexpected)" if p["unexpected"] else ""
     agent = f"{1000 * p['agent'] / n:.2f}" if p["svc"] == "agent" else "–"
+    wal = f"{p['wal'] / 1024 / n:.1f}" if p["svc"] != "file" and p["wal"] is not None else "–"
     if p["waited"] > 0.5:  # the drivers ran out of fresh codes: wall-clock rate too low
         bad += f" (waited {p['waited']:.0f} s for fresh steps)"
     print(f"| {p['name']} | {p['hosts']} | {p['n']}{bad} | {p['rate']:.0f} | {p['p50']:.2f} | "
-          f"{p['p99']:.2f} | {srv} | {sby} | {1000 * p['client'] / n:.2f} | "
+          f"{p['p99']:.2f} | {srv} | {wal} | {sby} | {1000 * p['client'] / n:.2f} | "
           f"{agent} | {conn} | "
           f"{100 * p['busy']:.0f} % | {p['load']} |")
 

@@ -42,6 +42,10 @@
  *                    first, waiting when ahead; a login that starts late because an
  *                    earlier one was slow counts its latency from its scheduled start
  *                    (so a slow stretch is not hidden by starting later)
+ *   -A EPOCH         with -R: the first login is scheduled at this wall-clock time (unix
+ *                    seconds, fractions allowed) plus a random part of one interval,
+ *                    not at the driver's own start — several drivers started together
+ *                    then begin once all are set up, each at its own phase
  *
  * Output: one line
  *   RESULT name=NAME scenario=S n=N ok=K unexpected=U secs=T rate=R p50_ms=A p99_ms=B
@@ -346,7 +350,7 @@ static double percentile(const double *sorted, size_t n, double p)
 static void usage(void)
 {
     fprintf(stderr, "usage: pambench [-m valid|wrong] [-n N] [-t SECONDS] [-s FIRST] "
-                    "[-u COUNT] [-N NAME] [-C] [-r RHOST] [-S FILE] [-o FILE] [-F] [-R RATE] "
+                    "[-u COUNT] [-N NAME] [-C] [-r RHOST] [-S FILE] [-o FILE] [-F] [-R RATE] [-A EPOCH] "
                     "CONFDIR SERVICE USERS\n");
     exit(2);
 }
@@ -355,10 +359,10 @@ int main(int argc, char **argv)
 {
     const char *mode = "valid", *name = NULL, *rhost = "192.0.2.10";
     long n = 1000, first = 0, limit_users = 0;
-    double time_limit = 0, rate = 0;
+    double time_limit = 0, rate = 0, start_at = 0;
     int callgrind = 0, fast_wrong = 0, opt;
     const char *statefile = NULL, *rawfile = NULL;
-    while ((opt = getopt(argc, argv, "m:n:t:s:u:N:Cr:S:o:FR:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:n:t:s:u:N:Cr:S:o:FR:A:")) != -1) {
         switch (opt) {
         case 'm': mode = optarg; break;
         case 'n': n = atol(optarg); break;
@@ -372,6 +376,7 @@ int main(int argc, char **argv)
         case 'o': rawfile = optarg; break;
         case 'F': fast_wrong = 1; break;
         case 'R': rate = atof(optarg); break;
+        case 'A': start_at = atof(optarg); break;
         default: usage();
         }
     }
@@ -448,8 +453,15 @@ int main(int argc, char **argv)
 
         double sched = 0;
         if (rate > 0) {
-            if (paced_from == 0)
+            if (paced_from == 0) {
                 paced_from = mono();
+                if (start_at > 0) {
+                    struct timespec w;
+                    clock_gettime(CLOCK_REALTIME, &w);
+                    srand48((long)getpid() ^ (long)w.tv_nsec);
+                    paced_from += start_at - ((double)w.tv_sec + w.tv_nsec / 1e9) + drand48() / rate;
+                }
+            }
             sched = paced_from + (double)done / rate;
             double ahead = sched - mono();
             if (ahead > 0)

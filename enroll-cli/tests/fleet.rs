@@ -123,7 +123,7 @@ fn fleet_mode_against_a_throwaway_cluster() {
     r.ok();
     assert!(
         r.stdout
-            .contains("Applied migration 1 (001_init).\nApplied migration 2 (002_offline).\nApplied migration 3 (003_hardening)."),
+            .contains("Applied migration 1 (001_init).\nApplied migration 2 (002_offline).\nApplied migration 3 (003_hardening).\nApplied migration 4 (004_steady)."),
         "{}",
         r.transcript()
     );

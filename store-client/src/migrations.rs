@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "003_hardening",
         include_str!("../../fleet/sql/003_hardening.sql"),
     ),
+    (
+        4,
+        "004_steady",
+        include_str!("../../fleet/sql/004_steady.sql"),
+    ),
 ];
 
 /// What `init` did: the migrations it applied (none on a second run) and, when it named the

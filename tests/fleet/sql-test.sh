@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/fleet/sql-test.sh — the database half of fleet mode (fleet/sql/*.sql) against a
 # throwaway PostgreSQL 15 cluster: roles and privileges, secrets at rest, the check function's
-# outcomes and concurrency, and the in-database TOTP against the Rust one.
+# outcomes and concurrency, and the in-database TOTP against the Rust one; what migration 004
+# changed for many logins per second (no waiting between checks).
 #
 # As root (initdb runs as the postgres user). The cluster listens on a unix socket in a temp
 # directory only (no TCP); the host's own clusters and /etc/postgresql are never touched. The
@@ -575,6 +576,47 @@ EOF
 
 sc_fleet-sql-totp-equals-rust() { fleet_totp_equals_rust "$RANDOM_CASES"; }
 
+sc_fleet-sql-expired-outcomes-no-wait() {
+    # Migration 004: a check removes at most 32 expired outcomes, skipping those a concurrent
+    # check is removing — it never waits for another check's commit (001 removed them all, and
+    # every check running at that moment waited for the first one's commit). Also: users keeps
+    # room for HOT updates; no internal helper is left in LANGUAGE sql (parsed on every call).
+    sq >/dev/null <<'EOF' || { why "old outcomes"; return 1; }
+INSERT INTO pam_totp.results (ticket, xid, host, created, result)
+SELECT gen_random_uuid(), pg_current_xact_id(), 'host-a', pam_totp.now_s() - 700,
+       ROW('wrong', 'x', NULL, NULL, NULL, 0, 0, NULL, 0)::pam_totp.check_result
+FROM generate_series(1, 100)
+EOF
+    # host-a's check stays uncommitted for 3 s; host-b's runs meanwhile, with 1.5 s to finish.
+    psql_as host-a >/dev/null 2>&1 <<'EOF' &
+BEGIN;
+SELECT pam_totp.check('eo-a', '000000', 'x', 1) IS NOT NULL;
+SELECT pg_sleep(3);
+COMMIT;
+EOF
+    local a=$! out t0 ms
+    sleep 0.5
+    t0=$(date +%s%N)
+    out=$(PGOPTIONS='-c statement_timeout=1500' psql_as host-b 2>&1 <<<"SELECT pam_totp.check('eo-b', '000000', 'x', 1) IS NOT NULL")
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    wait "$a"
+    echo "    host-b's check beside host-a's open one: $out after $ms ms"
+    expect "host-b's check beside an open one" "$out" t || return 1
+    expect "expired outcomes left (100, 32 by each check)" \
+        "$(sq <<<"SELECT count(*) FROM pam_totp.results WHERE created < pam_totp.now_s() - 600")" 36 || return 1
+    check_as host-a eo-c 000000 >/dev/null && check_as host-a eo-c 000000 >/dev/null || return 1
+    expect "expired outcomes left after two more checks" \
+        "$(sq <<<"SELECT count(*) FROM pam_totp.results WHERE created < pam_totp.now_s() - 600")" 0 || return 1
+    expect "users' fillfactor" \
+        "$(sq <<<"SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = 'pam_totp.users'::regclass")" \
+        fillfactor=50 || return 1
+    expect "internal helpers in LANGUAGE sql" "$(sq <<'EOF'
+SELECT string_agg(p.proname, ',') FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace = 'pam_totp'::regnamespace AND l.lanname = 'sql' AND NOT p.prosecdef
+EOF
+    )" ""
+}
+
 # --- run -------------------------------------------------------------------------------------
 SCENARIOS=(
     fleet-sql-migrations-versioned
@@ -594,6 +636,7 @@ SCENARIOS=(
     fleet-sql-totp-equals-rust
     fleet-sql-key-rotation
     fleet-sql-offline-report
+    fleet-sql-expired-outcomes-no-wait
 )
 fleet_run_scenarios "${FLEET_SQL_ONLY:-}" "${SCENARIOS[@]}"
 echo "$FLEET_PASSED passed, $FLEET_FAILED failed ($(($(date +%s) - START)) s)"

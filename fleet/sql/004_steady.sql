@@ -13,7 +13,9 @@
 --     of these can (aggregates, or one row). The helpers lose their own `SET search_path`: they
 --     are not SECURITY DEFINER, nobody but the owner may execute them, and every function that
 --     calls them pins search_path (fleet/README.md); setting it again on each of a dozen calls
---     per check was a tenth of the check's time. Volatility and strictness are kept.
+--     per check was a tenth of the check's time. Volatility and strictness are kept; the one
+--     untyped argument a function of another schema could win ('UTF8' of convert_to and
+--     convert_from) is typed as pg_catalog.name.
 --     (`pam_totp.check` itself: from ~1.0 to ~0.65 ms of server time per call; BENCHMARKS.md.)
 --   * check removes expired outcomes (older than 600 s) without waiting: at most 32 per call,
 --     skipping rows that a concurrent check is removing. It removed every expired row, so once
@@ -38,6 +40,8 @@ BEGIN
     END IF;
 END $$;
 
+-- Names in this file resolve in pg_catalog and pam_totp only, whatever the session's path.
+SET LOCAL search_path = pg_catalog, pam_totp, pg_temp;
 SET ROLE pam_totp_owner;
 
 -- The helpers: PL/pgSQL, the same query.
@@ -57,6 +61,11 @@ BEGIN
              WHERE p.pronamespace = 'pam_totp'::regnamespace AND p.proname = ANY (v_names)
     LOOP
         v_src := rtrim(btrim(f.prosrc, E' \t\r\n'), E'; \t\r\n');
+        -- The encoding literal typed: with the helpers' own search_path gone, an untyped 'UTF8'
+        -- would prefer a convert_to(text, text) of any schema on a caller's path over
+        -- pg_catalog.convert_to(text, name) (the callers pin the path; a superuser calling a
+        -- helper by hand may not).
+        v_src := replace(v_src, $q$'UTF8')$q$, $q$'UTF8'::pg_catalog.name)$q$);
         -- comment lines before the query stay before it
         v_notes := coalesce(substring(v_src FROM '^((?:\s*--[^\n]*\n)*)'), '');
         v_src := btrim(substr(v_src, length(v_notes) + 1), E' \t\r\n');

@@ -102,14 +102,14 @@ t0=$(date +%s)
 fleet_net_up
 fleet_pki
 faults_setup # primary a, synchronous standby b (s1); hosts' store-faults.toml, services faults-w1
-for n in $FLEET_NODES; do
-    fleet_node_sq "$n" -d postgres >/dev/null <<<"ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET log_checkpoints = on;
+SETTINGS="ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET log_checkpoints = on;
 ALTER SYSTEM SET log_autovacuum_min_duration = 0; ALTER SYSTEM SET min_wal_size = '1GB';
-ALTER SYSTEM SET max_wal_size = '2GB'; SELECT pg_reload_conf()" || die "settings of $n"
-    for kv in ${BENCH_FLEET_PGSET:-}; do # more NAME=VALUE settings, for experiments
-        fleet_node_sq "$n" -d postgres >/dev/null <<<"ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'; SELECT pg_reload_conf()" ||
-            die "$kv on $n"
-    done
+ALTER SYSTEM SET max_wal_size = '2GB';"
+for kv in ${BENCH_FLEET_PGSET:-}; do # more NAME=VALUE settings, for experiments
+    SETTINGS+=" ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}';"
+done
+for n in $FLEET_NODES; do
+    fleet_node_sq "$n" -d postgres >/dev/null <<<"$SETTINGS SELECT pg_reload_conf()" || die "settings of $n"
 done
 # A store that has run a while, not a new cluster (see the checkpoint after the bulk load):
 # a new cluster creates every WAL segment it fills (16 MB of zeros written and flushed, on the

@@ -48,12 +48,12 @@ in_ns() { # NS CMD...
     shift
     ip netns exec "$ns" "$@"
 }
-# reach_wait NS ADDR PORT: wait (up to ~2.5 s) until NS connects to ADDR:PORT again — after a
-# link comes back up, carrier and neighbour entries take a moment, and a connect in between
-# fails at once with "No route to host".
+# reach_wait NS ADDR PORT [TRIES]: wait until NS connects to ADDR:PORT (TRIES attempts 0.1 s
+# apart, default 25: ~2.5 s) — a listener just started, or a link just back up (carrier and
+# neighbour entries take a moment; a connect in between fails with "No route to host").
 reach_wait() {
     local _
-    for _ in $(seq 25); do
+    for _ in $(seq "${4:-25}"); do
         in_ns "$1" timeout 0.5 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
         sleep 0.1
     done
@@ -248,7 +248,7 @@ EOF
 # server and PgBouncer reach it), so session_user stays the host's role.
 POOLER_PORT=6432
 fleet_pgbouncer() {
-    local ns=$1 addr=$2 sock=$3 ca=$4 d=$3/pgbouncer i k
+    local ns=$1 addr=$2 sock=$3 ca=$4 d=$3/pgbouncer i
     install -d -o postgres -g postgres -m 700 "$d" || return 1
     make_cert "$ca" pooler "$addr" "subjectAltName=IP:$addr"
     chown postgres: "$PKI/pooler.key"
@@ -276,11 +276,7 @@ log_disconnections = 0
 EOF
     chown postgres: "$d"/* || return 1
     in_ns "$ns" runuser -u postgres -- pgbouncer -d -q "$d/pgbouncer.ini" || return 1
-    for k in $(seq 1 50); do
-        in_ns "$ns" bash -c "exec 3<>/dev/tcp/$addr/$POOLER_PORT" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
+    reach_wait "$ns" "$addr" "$POOLER_PORT" 50
 }
 
 # --- clients ---------------------------------------------------------------------------------

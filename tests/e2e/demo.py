@@ -89,6 +89,7 @@ def auto(c):
 
     step("The phone shows a code; the admin activates the record with it (oathtool plays the "
          "phone)")
+    e2e.next_step()
     code = e2e.totp(secret, offset_steps=-1)
     r = c.run("pam-totp", "activate", USER, code)
     print("    " + r.stdout.strip().replace("\n", "\n    "))
@@ -97,7 +98,7 @@ def auto(c):
     code = e2e.totp(secret)
     aside(f"typing the password, then {code}")
     mark = c.syslog.mark()
-    s = c.ssh(USER, PASSWORD, code, command=f"echo Hello from $(hostname) as $USER")
+    s = c.ssh(USER, PASSWORD, code, command="echo Hello from $(hostname) as $USER")
     ok &= expect(s.ran(f"as {USER}"), "logged in, the remote command ran")
     syslog_since(c, mark)
 

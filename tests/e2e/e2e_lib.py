@@ -76,6 +76,16 @@ def totp(secret, at=None, offset_steps=0, period=30, digits=6, algorithm="SHA1")
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def next_step(margin=8):
+    """Waits into the next 30 s step when less than `margin` seconds are left of this one: a
+    code computed now is then still judged in the step it was computed for (a code of the
+    previous step, a phone behind, would otherwise be two steps old when it arrives), and it is
+    not from a step a proof just used."""
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.5)
+
+
 def wrong_code(secret):
     """A 6-digit code that is not valid for any step in a generous window around now."""
     valid = {totp(secret, offset_steps=k) for k in range(-3, 4)}

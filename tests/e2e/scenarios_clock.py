@@ -6,7 +6,7 @@ Loaded by test_e2e.py (which it imports for its helpers and scenario registry)."
 
 import json
 
-from test_e2e import check, scenario, ssh_ready, totp  # noqa: E402
+from test_e2e import check, next_step, scenario, ssh_ready, totp  # noqa: E402
 
 
 def status(c, user):
@@ -22,6 +22,7 @@ def _(c):
     check(status(c, "alice")["clock_offset_seconds"] is None,
           "clock_offset_seconds is not null before the first login")
     # A phone 30 s behind: the code of the previous step.
+    next_step()
     mark = c.syslog.mark()
     s = c.ssh("alice", pw, totp(secret, offset_steps=-1))
     check(s.ran("LOGGED-IN-alice"), f"a code from 30 s ago was refused: {s}")
@@ -35,6 +36,7 @@ def _(c):
     doctor = c.run("pam-totp", "doctor", check=False).stdout
     check("alice (30 s behind)" in doctor, f"doctor does not list alice:\n{doctor}")
     # The same phone, now 30 s ahead: the code of the next step (later than the last one used).
+    next_step()
     mark = c.syslog.mark()
     s = c.ssh("alice", pw, totp(secret, offset_steps=1))
     check(s.ran("LOGGED-IN-alice"), f"a code from 30 s ahead was refused: {s}")

@@ -19,7 +19,7 @@ import time
 
 from scenarios_cockpit import ARTEFACTS, WS_PORT, browser, cockpit
 from test_e2e import (POLICY, REPO, STATE_DIR, TestFailure, check, new_recovery_code,
-                      recovery_hash, scenario, totp, wrong_code)
+                      next_step, recovery_hash, scenario, totp, wrong_code)
 
 PAGE_SRC = os.path.join(REPO, "cockpit", "pam-totp")
 PAGE_DIR = "/usr/share/cockpit/pam-totp"
@@ -81,19 +81,14 @@ def record_secret(c, user):
     return m and m.group(1)
 
 
-def next_step():
-    """Into the next 30 s step when less than 8 s are left of this one."""
-    left = 30 - time.time() % 30
-    if left < 8:
-        time.sleep(left + 0.5)
-
 
 # ---------------------------------------------------------------------------------------------
 # The browser side
 
 
 def login(ck, b, user, pw, code=None, admin=False):
-    """Cockpit's login page (with a code when asked), then the pam-totp page."""
+    """Cockpit's login page (with a code when asked), then the pam-totp page. `code` is a string
+    or a function called at the code prompt (in a step with time left: see next_step)."""
     b.open(f"http://127.0.0.1:{WS_PORT}/")
     b.wait("the login form", lambda: b.visible("#login-user-input"))
     if admin:   # ask for administrative access at login, as the shell remembers it
@@ -103,6 +98,9 @@ def login(ck, b, user, pw, code=None, admin=False):
     b.click("#login-button")
     if code is not None:
         b.wait("the code prompt", lambda: b.visible("#conversation-input"))
+        if callable(code):
+            next_step()
+            code = code()
         b.type("#conversation-input", code)
         b.click("#login-button")
     ck.wait_logged_in(b)
@@ -308,7 +306,7 @@ def _(c):
                    "grace_until = 2099-12-31T00:00:00Z\n")
     with cockpit(c) as ck, browser(ck) as b:
         pw, secret = alice_enrolled(c, recovery=[new_recovery_code() for _ in range(3)])
-        login(ck, b, "alice", pw, code=totp(secret, offset_steps=-1))   # phone 30 s behind
+        login(ck, b, "alice", pw, code=lambda: totp(secret, offset_steps=-1))   # phone 30 s behind
         b.wait("the status", lambda: b.text("#st-state") == "active")
         want = shown_status(status_json(c, "alice"))
         got = page_status(b)

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from test_e2e import (STATE_DIR, Skip, check, new_recovery_code, recovery_hash, scenario,  # noqa
-                      totp, wrong_code)
+                      next_step, totp, wrong_code)
 
 HELPER = "/usr/libexec/pam-totp/pam-totp-self"
 PW = "Password:"
@@ -44,13 +44,6 @@ def key_of(transcript):
 def code_for_shown_key(transcript):
     return totp(key_of(transcript))
 
-
-def next_step():
-    """Waits into the next 30 s step when less than 8 s are left of this one (so that a code
-    typed now is not from the step a proof just used)."""
-    left = 30 - time.time() % 30
-    if left < 8:
-        time.sleep(left + 0.5)
 
 
 def self_lines(c, mark):

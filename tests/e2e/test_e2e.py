@@ -24,14 +24,14 @@ import traceback
 import e2e_lib
 from e2e_lib import (HERE, REPO, CONTAINER_SH, SO, CLI, SELF, MODULE, STATE_DIR, POLICY, SSH_PORT,
                      HOSTNAME, INNER_ENV, RECOVERY_ALPHABET, TestFailure, Skip, check, new_secret,
-                     totp, wrong_code, new_recovery_code, recovery_hash, utc, rfc3339,
+                     totp, next_step, wrong_code, new_recovery_code, recovery_hash, utc, rfc3339,
                      host_fingerprint, Syslog, Session, Tee, Container, ssh_ready,
                      assert_no_secrets)
 
 # Everything the scenario modules (`from test_e2e import ...`) and demo.py use.
 __all__ = ["HERE", "REPO", "CONTAINER_SH", "SO", "CLI", "SELF", "MODULE", "STATE_DIR", "POLICY",
            "SSH_PORT", "HOSTNAME", "INNER_ENV", "RECOVERY_ALPHABET", "TestFailure", "Skip",
-           "check", "new_secret", "totp", "wrong_code", "new_recovery_code", "recovery_hash",
+           "check", "new_secret", "totp", "next_step", "wrong_code", "new_recovery_code", "recovery_hash",
            "utc", "rfc3339", "host_fingerprint", "Syslog", "Session", "Tee", "Container",
            "ssh_ready", "assert_no_secrets", "TESTS", "scenario", "main"]
 

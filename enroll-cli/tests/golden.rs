@@ -152,7 +152,7 @@ fn enroll_refuses_an_active_record_and_force_replaces_it() {
         .ok();
     assert!(t.record_text("alice").contains("replaces_active = true"));
     let secret = t.secret("alice");
-    settle(30, 3);
+    settle(30, 10);
     t.run(&["activate", "alice", &code(&secret, 1)]).ok();
     let rec = t.record_text("alice");
     assert!(
@@ -272,7 +272,7 @@ fn activate_paths() {
     golden!(t, "activate_no_code_no_terminal", r);
     r.fails(1);
 
-    settle(30, 3);
+    settle(30, 10);
     // A code three steps away is outside the ±1 window.
     let r = t.run(&["activate", "alice", &code(&secret, 3)]);
     golden!(t, "activate_wrong_code", r);

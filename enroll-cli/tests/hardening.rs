@@ -40,7 +40,7 @@ fn given_a_step_from_a_clock_a_year_ahead_then_status_says_so_and_names_the_fix(
     let j = t.run(&["status", "alice", "--json"]).ok().json();
     assert!(j["clock_ahead"].is_null(), "healthy state: {j}");
 
-    settle(30, 3);
+    settle(30, 10);
     write_year_ahead_state(&t, "alice");
     let r = t.run(&["status", "alice"]);
     r.ok();
@@ -82,7 +82,7 @@ fn given_a_step_from_a_clock_a_year_ahead_then_status_says_so_and_names_the_fix(
 fn given_a_step_from_the_future_then_plain_unlock_keeps_it_and_reset_clock_sets_the_current_step() {
     let t = TestDir::new("clock-ahead-unlock");
     t.enrolled("alice", ISSUER);
-    settle(30, 3);
+    settle(30, 10);
     let ahead = write_year_ahead_state(&t, "alice");
 
     // Plain unlock: today's rule, the highest step stays; it says how to repair.
@@ -118,7 +118,7 @@ fn given_a_step_from_the_future_then_plain_unlock_keeps_it_and_reset_clock_sets_
 fn given_a_step_within_the_widest_window_then_reset_clock_does_not_lower_it() {
     let t = TestDir::new("clock-window-unlock");
     t.enrolled("alice", ISSUER);
-    settle(30, 3);
+    settle(30, 10);
     // Accepted with window=5 from a phone a little ahead: a real use, not a wrong clock.
     let near = now() / 30 + 5;
     t.write_state("alice", &format!("version = 1\nlast_step = {near}\n"));

@@ -20,6 +20,8 @@ struct Pty {
     child: Child,
     master: File,
     output: Arc<Mutex<Vec<u8>>>,
+    /// The thread that copies the master's output into `output` (ends with EIO at exit).
+    reader: thread::JoinHandle<()>,
     /// How much of `output` earlier `expect`s consumed.
     seen: usize,
 }
@@ -39,7 +41,7 @@ impl Pty {
         let output = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().unwrap();
         let out = Arc::clone(&output);
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
@@ -52,6 +54,7 @@ impl Pty {
             child,
             master,
             output,
+            reader,
             seen: 0,
         }
     }
@@ -100,7 +103,11 @@ impl Pty {
             }
             thread::sleep(Duration::from_millis(20));
         };
-        thread::sleep(Duration::from_millis(100));
+        // Everything the child wrote is read once the reader meets the end (bounded: a
+        // process that inherited the terminal could keep it open).
+        while !self.reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
         (status.code().unwrap_or(-1), self.text())
     }
 }

@@ -24,7 +24,7 @@ def _(c):
     # A phone 30 s behind: the code of the previous step.
     next_step()
     mark = c.syslog.mark()
-    s = c.ssh("alice", pw, totp(secret, offset_steps=-1))
+    s = c.ssh("alice", pw, lambda _: totp(secret, offset_steps=-1))   # at the prompt
     check(s.ran("LOGGED-IN-alice"), f"a code from 30 s ago was refused: {s}")
     check(c.syslog.wait_for(r"pam_totp\(sshd:auth\).*user=alice .*accepted step \d+ "
                             r"\(offset -1\)", mark),
@@ -38,7 +38,7 @@ def _(c):
     # The same phone, now 30 s ahead: the code of the next step (later than the last one used).
     next_step()
     mark = c.syslog.mark()
-    s = c.ssh("alice", pw, totp(secret, offset_steps=1))
+    s = c.ssh("alice", pw, lambda _: totp(secret, offset_steps=1))   # at the prompt
     check(s.ran("LOGGED-IN-alice"), f"a code from 30 s ahead was refused: {s}")
     check(c.syslog.wait_for(r"accepted step \d+ \(offset 1\)", mark),
           "the log line does not carry (offset 1)")

@@ -22,8 +22,8 @@ import time
 import urllib.error
 import urllib.request
 
-from test_e2e import (INNER_ENV, MODULE, REPO, STATE_DIR, TestFailure, check, scenario, totp,
-                      wrong_code)
+from test_e2e import (INNER_ENV, MODULE, REPO, STATE_DIR, TestFailure, check, next_step, scenario,
+                      totp, wrong_code)
 
 COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
 COCKPIT_SESSION = "/usr/lib/cockpit/cockpit-session"
@@ -342,9 +342,12 @@ def _(c):
 def _(c):
     with cockpit(c) as ck:
         pw, secret = alice(c)
-        code = totp(secret)
         with browser(ck) as b:
             ck.login_to_code_prompt(b, "alice", pw)
+            # The next step's code, with time left in this one: accepted now (offset 1) and
+            # still inside the window for over a minute, when the second browser replays it.
+            next_step()
+            code = totp(secret, offset_steps=1)
             ck.answer_code(b, code)
             ck.wait_logged_in(b)
         mark = c.syslog.mark()

@@ -14,8 +14,8 @@ import subprocess
 import threading
 import time
 
-from test_e2e import (INNER_ENV, MODULE, STATE_DIR, TestFailure, check,
-                      new_recovery_code, new_secret, recovery_hash, scenario, totp, wrong_code)
+from test_e2e import (INNER_ENV, MODULE, STATE_DIR, TestFailure, check, new_recovery_code,
+                      new_secret, next_step, recovery_hash, scenario, totp, wrong_code)
 
 IMAP_PORT = 1143
 CONF = "/etc/dovecot/pam-totp-e2e.conf"
@@ -200,7 +200,8 @@ def _(c):
 @scenario("imap_wrong_password_with_a_valid_code_keeps_the_code_for_the_right_password")
 def _(c):
     pw, secret = imap_ready(c)
-    code = totp(secret)
+    next_step()
+    code = totp(secret, offset_steps=1)   # inside the window for over a minute (the loop ~20 s)
     mark = c.syslog.mark()
     # More wrong passwords than the throttle's 5 attempts, with the valid code and then with a
     # wrong one: none of them may be checked, consume the code or count.

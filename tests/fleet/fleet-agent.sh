@@ -204,6 +204,12 @@ sc_fleet-agent-down-falls-back-direct() {
     expect_login 4 fleet-agent ft-nobody 123456 agd-1 "PAM_IGNORE|not enrolled, not required" || return 1
     rm -f "$sock"
     expect_login 4 fleet-agent ft-nobody 123456 agd-2 "PAM_IGNORE|not enrolled, not required" || return 1
+    # (the direct logins' own sessions end as their processes exit: given 2 s to go)
+    local k
+    for k in $(seq 1 20); do
+        [[ -z $(agent_backends 4) ]] && break
+        sleep 0.1
+    done
     [[ -z $(agent_backends 4) ]] || { why "host-h4 has open sessions with its agent stopped"; return 1; }
     # Started again as systemd would (Type=notify, WatchdogSec): READY=1, then WATCHDOG=1.
     local n=$BASE/h4/notify.sock

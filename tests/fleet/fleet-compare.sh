@@ -56,8 +56,8 @@ EOF
 SELECT pam_totp.enrol('ft-cmp', :'h'::bytea, 'SHA1', 6, 30, 'fleet-test', :'rc'::text[], false);
 EOF
         { why "enrol ft-cmp"; return 1; }
-    # The whole sequence within one step (about 15 × 2 logins).
-    fresh_step 30 18
+    # The whole sequence within one step (about 15 × 2 logins, ~6 s; 25 s left at the start).
+    fresh_step 30 25
     s=$(cur_step 30)
     expect "activate ft-cmp" "$(adm <<<"SELECT outcome FROM pam_totp.activate('ft-cmp', '$(c30 "$hex" $((s - 1)))', 2)")" \
         activated || return 1

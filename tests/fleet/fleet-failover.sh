@@ -158,6 +158,7 @@ sc_fleet-negative-control-async-loses-step() {
 negative_control() {
     local hex s rc=0 missing last k
     hex=$(newkey 20)
+    fresh_step 30 15   # the login below is judged in the step of the enrolment (offset 0)
     fenrol fx-neg "$hex" || return 1
     s=$STEP
     # synchronous_commit = local: a commit no longer waits for s1.

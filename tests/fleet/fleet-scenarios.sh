@@ -114,7 +114,7 @@ sc_fleet-recovery-once() {
     enrol ft-rec "$hex" "${h[@]}" || return 1
     # Concurrent logins: every prompt is shown before any answer is given (a code burned before
     # a login's prompt is a wrong code for it, as in file mode).
-    ANSWER_AT=$(($(date +%s) + 3)) parallel rec fleet-load ft-rec "${rc[0]}" 2
+    ANSWER_AT=$(($(date +%s) + 6)) parallel rec fleet-load ft-rec "${rc[0]}" 2
     expect_tally rec "$((N_HOSTS * 2 - 1)) PAM_AUTH_ERR|replayed recovery code (burned by a concurrent login; not counted) / 1 PAM_SUCCESS|accepted recovery code (2 left)"
 }
 

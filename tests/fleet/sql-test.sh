@@ -323,7 +323,7 @@ EOF
 sc_fleet-sql-replay-across-hosts() {
     local p=30 s hex r
     hex=$(newkey 32)
-    fresh_step $p 8
+    fresh_step $p 15
     s=$(cur_step $p)
     enrol_active rep1 "$hex" SHA256 8 $p $((s - 1)) || return 1
     r=$(check_as host-a rep1 "$(code "$hex" SHA256 8 $p "$s")" 203.0.113.7)
@@ -346,7 +346,7 @@ sc_fleet-sql-throttle() {
     local p=30 s hex r wrong right
     hex=$(newkey 20)
     adm <<<"SELECT pam_totp.set_settings(3, 60, 3600, NULL, NULL)" >/dev/null || return 1
-    fresh_step $p 10
+    fresh_step $p 15
     s=$(cur_step $p)
     enrol_active thr1 "$hex" SHA1 6 $p $((s - 1)) || return 1
     wrong=$(code "$hex" SHA1 6 $p $((s + 5)))
@@ -438,7 +438,7 @@ EOF
 sc_fleet-sql-offset() {
     local p=30 s hex r
     hex=$(newkey 64)
-    fresh_step $p 8
+    fresh_step $p 15
     s=$(cur_step $p)
     enrol_active off1 "$hex" SHA512 6 $p $((s - 2)) || return 1
     r=$(check_as host-a off1 "$(code "$hex" SHA512 6 $p $((s - 1)))")

@@ -216,10 +216,21 @@ record_perms() {
     say "$(perms /var/lib/pam-totp/users/alice.toml)"
     [[ $(perms /var/lib/pam-totp/users/alice.toml) == "root:root 600" ]]
 }
+# in_syslog ERE: the line is (or arrives within 5 s) in /var/log/messages (syslogd writes it
+# in its own time).
+in_syslog() {
+    local k
+    for k in $(seq 1 50); do
+        grep -qE "$1" /var/log/messages && return 0
+        sleep 0.1
+    done
+    return 1
+}
 syslog_accepted() {
-    sleep 0.5
+    local rc=0
+    in_syslog 'pam_totp\(sshd:auth\): user=alice .*accepted step [0-9]+' || rc=1
     grep 'pam_totp' /var/log/messages
-    grep -qE 'pam_totp\(sshd:auth\): user=alice .*accepted step [0-9]+' /var/log/messages
+    return $rc
 }
 
 man_renders() {
@@ -253,9 +264,8 @@ bash_completion() {
 }
 
 syslog_not_required() {
-    sleep 0.5
     # proves that the module read and parsed the shipped policy.toml (else it would deny)
-    grep -qE 'pam_totp\(sshd:auth\): user=bob .*not enrolled, not required' /var/log/messages
+    in_syslog 'pam_totp\(sshd:auth\): user=bob .*not enrolled, not required'
 }
 # Installing the same .deb over itself runs the upgrade path (prerm upgrade, postinst
 # configure): the profile must stay enabled and the records untouched.
@@ -310,7 +320,7 @@ self_enrol_bob() {
     [[ -s /root/bob.secret ]] || fail "no key captured" || return 1
     # The step of the confirming code is used: the next login needs a later one.
     echo $(($(date +%s) / 30)) >"$last_step_file"
-    grep -q 'pam_totp(pam-totp:self): user=bob self-enrolled' /var/log/messages ||
+    in_syslog 'pam_totp\(pam-totp:self\): user=bob self-enrolled' ||
         fail "no self-enrolled line in syslog"
 }
 

@@ -21,6 +21,8 @@
  * Optional environment:
  *   PAM_RHOST, PAM_TTY, PAM_RUSER  set the corresponding PAM items
  *   HARNESS_SETCRED=0              skip pam_setcred()
+ *   HARNESS_TIME=1                 print ELAPSED_MS:<ms> (pam_authenticate's wall time,
+ *                                  monotonic clock) before RESULT
  *   HARNESS_REAL_DELAY=1           let libpam sleep for pam_fail_delay() as a real
  *                                  application would; by default the harness installs
  *                                  a PAM_FAIL_DELAY callback that only prints
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *pam_name(int code)
 {
@@ -211,7 +214,16 @@ int main(int argc, char **argv)
         pam_set_item(h, PAM_FAIL_DELAY, (const void *)fn);
     }
 
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = pam_authenticate(h, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const char *timed = getenv("HARNESS_TIME");
+    if (timed != NULL && strcmp(timed, "1") == 0) {
+        long long ms = (long long)(t1.tv_sec - t0.tv_sec) * 1000 +
+                       (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        printf("ELAPSED_MS:%lld\n", ms);
+    }
     if (rc == PAM_SUCCESS) {
         const char *sc = getenv("HARNESS_SETCRED");
         if (sc == NULL || strcmp(sc, "0") != 0) {

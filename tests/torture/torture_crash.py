@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torture_lib import (CLI, CRASHKILL, NO_THROTTLE, QUICK, SEED, Site, WORK, calibrate,
                          check, crashkill, info, log_mark, now_step, rng, totp, verify_user,
-                         wrong_code)
+                         wait_step_margin, wrong_code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +138,7 @@ def group_crash():
 
     # No replay: every code reported accepted (and still inside the window) is refused now.
     replays, bad = 0, []
+    wait_step_margin(10)   # the loop stays in one step: a code at lo must not become two old
     lo = now_step() - 1
     for u in users:
         if u.accepted >= lo:

@@ -25,7 +25,8 @@
 # (also measure with shared_preload_libraries = 'plpgsql,pgcrypto' on the primary),
 # BENCH_FLEET_POOLER=pgbouncer (also measure through PgBouncer on the primary's machine: per-role
 # pools in transaction mode, lib-net.sh's fleet_pgbouncer; its properties probed first),
-# BENCH_FLEET_PGSET="NAME=VALUE ..." (more server settings on both nodes, for experiments),
+# BENCH_FLEET_PGSET="NAME=VALUE ..." (more server settings on both nodes, for experiments;
+# the nodes are restarted when one needs it, e.g. shared_buffers),
 # BENCH_FLEET_KEEP=1 (keep the work directory), BENCH_OUT (append the report to this file).
 # Nothing outside the namespaces and the work directory under /var/tmp is touched.
 set -uo pipefail
@@ -111,6 +112,13 @@ done
 for n in $FLEET_NODES; do
     fleet_node_sq "$n" -d postgres >/dev/null <<<"$SETTINGS SELECT pg_reload_conf()" || die "settings of $n"
 done
+# Settings that take a restart (shared_buffers): each node restarted, the primary first.
+for n in $FLEET_NODES; do
+    [[ $(fleet_node_sq "$n" -d postgres <<<"SELECT count(*) FROM pg_settings WHERE pending_restart") == 0 ]] &&
+        continue
+    fleet_node_with "$n" fleet_pg_stop fast && fleet_node_start "$n" || die "restarting $n"
+done
+faults_wait_sync 30 || die "the synchronous standby after the restart"
 # A store that has run a while, not a new cluster (see the checkpoint after the bulk load):
 # a new cluster creates every WAL segment it fills (16 MB of zeros written and flushed, on the
 # primary and on the standby's receiver, while commits wait), a running one renames old
@@ -214,6 +222,11 @@ phase() {
     fi
     local flag= cursor g0
     [[ $mode == wrong ]] && flag=-F # skip the driver's ±1500-step search (client CPU)
+    # What the bench itself wrote (file mode's 24,000 records, earlier phases' outputs) goes to
+    # disk now: the kernel's periodic writeback of it took up to a third of both cores for
+    # 0.2-0.5 s in the middle of later phases (perf: kworker in wb_workfn/ext4_writepages,
+    # every host slow at once). Data the store writes during a phase stays in the phase.
+    sync
     g0=$(agents_cpu)
     a0=$(cpu_of "$(fleet_node_ns a)")
     b0=$(cpu_of "$(fleet_node_ns b)")

@@ -112,8 +112,9 @@ done
 for n in $FLEET_NODES; do
     fleet_node_sq "$n" -d postgres >/dev/null <<<"$SETTINGS SELECT pg_reload_conf()" || die "settings of $n"
 done
-# Settings that take a restart (shared_buffers): each node restarted, the primary first.
-for n in $FLEET_NODES; do
+# Settings that take a restart (shared_buffers): each node restarted, the standby first (a
+# standby needs max_connections and the like at least as high as its primary's).
+for n in $(printf '%s\n' $FLEET_NODES | tac); do
     [[ $(fleet_node_sq "$n" -d postgres <<<"SELECT count(*) FROM pg_settings WHERE pending_restart") == 0 ]] &&
         continue
     fleet_node_with "$n" fleet_pg_stop fast && fleet_node_start "$n" || die "restarting $n"
@@ -212,6 +213,12 @@ sessions() { fsq <<<"SELECT sessions FROM pg_stat_database WHERE datname = '$DB'
 phase() {
     local name=$1 svc=$2 mode=$3 secs=$4 hosts=${5:-$N_HOSTS} rate=${6:-} i pids=() a0 b0 s0 m0 t_0 t_1 m1 users wal0
     local amount=(-n 100000000 -t "$secs")
+    # What was written before the phase (file mode's 24,000 users' files, earlier phases'
+    # outputs and state) goes to disk now: the kernel's periodic writeback of it took up to a
+    # third of both cores for 0.2-0.5 s in the middle of later phases (perf: kworker in
+    # wb_workfn/ext4_writepages, every host slow at once). Done before the paced drivers' start
+    # time is fixed.
+    sync
     if [[ -n $rate ]]; then
         local per
         per=$(awk -v r="$rate" -v h="$hosts" 'BEGIN { printf "%.3f", r / h }')
@@ -222,11 +229,6 @@ phase() {
     fi
     local flag= cursor g0
     [[ $mode == wrong ]] && flag=-F # skip the driver's ±1500-step search (client CPU)
-    # What the bench itself wrote (file mode's 24,000 records, earlier phases' outputs) goes to
-    # disk now: the kernel's periodic writeback of it took up to a third of both cores for
-    # 0.2-0.5 s in the middle of later phases (perf: kworker in wb_workfn/ext4_writepages,
-    # every host slow at once). Data the store writes during a phase stays in the phase.
-    sync
     g0=$(agents_cpu)
     a0=$(cpu_of "$(fleet_node_ns a)")
     b0=$(cpu_of "$(fleet_node_ns b)")

@@ -4,10 +4,11 @@
 mod common;
 
 use common::{code, settle, TestDir};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::pty::openpty;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -29,6 +30,11 @@ struct Pty {
 impl Pty {
     fn spawn(mut cmd: Command) -> Pty {
         let pty = openpty(None, None).expect("openpty");
+        // Not inherited by a process another test thread spawns meanwhile (it would hold the
+        // terminal open after our child exits); the child gets the slave as its 0, 1 and 2.
+        for fd in [&pty.master, &pty.slave] {
+            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("FD_CLOEXEC");
+        }
         let slave: OwnedFd = pty.slave;
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))

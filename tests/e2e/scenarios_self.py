@@ -45,7 +45,6 @@ def code_for_shown_key(transcript):
     return totp(key_of(transcript))
 
 
-
 def self_lines(c, mark):
     return [ln for ln in c.syslog.since(mark) if "pam_totp(pam-totp:self)" in ln]
 

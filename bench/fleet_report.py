@@ -11,6 +11,14 @@ out = sys.argv[1]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def phase_count(name, what):
+    """The number in OUT/NAME.WHAT (a figure the bench wrote for the phase), or None."""
+    try:
+        return int(open(os.path.join(out, f"{name}.{what}")).read())
+    except (OSError, ValueError):
+        return None
+
+
 def pct(xs, p):
     if not xs:
         return float("nan")
@@ -45,16 +53,10 @@ for line in open(os.path.join(out, "summary")):
             client += float(u) + float(s)
         except (OSError, ValueError):
             pass
-    agent = 0.0
-    try:  # the hosts' pam-totp-agents (BENCH_FLEET_AGENT phases): host-side CPU too
-        agent = int(open(os.path.join(out, f"{name}.agent.cpu")).read()) / TICK
-    except (OSError, ValueError):
-        pass
-    wal = None
-    try:  # WAL the primary wrote during the phase (file mode: the store's WAL all the same)
-        wal = int(open(os.path.join(out, f"{name}.wal")).read())
-    except (OSError, ValueError):
-        pass
+    # the hosts' pam-totp-agents (agent phases): host-side CPU too
+    agent = (phase_count(name, "agent.cpu") or 0) / TICK
+    # WAL the primary wrote during the phase (file mode: the store's WAL all the same)
+    wal = phase_count(name, "wal")
     wall = int(wall_ms) / 1000
     if "-at" in name and span > 0:  # paced: the drivers' own span (no start-up of each driver)
         wall = span
